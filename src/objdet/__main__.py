@@ -1,0 +1,3 @@
+from objdet.cli.main import main
+
+raise SystemExit(main())
