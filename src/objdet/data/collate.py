@@ -1,0 +1,64 @@
+"""Batching ``Sample``s into the model contract: ``(images, targets)`` lists.
+
+``images[i]`` is ``Tensor[3, H_i, W_i]`` float32 in [0, 1] (uint8 images are divided by 255;
+an image that a ``normalize_image`` step already made float is passed through as the user
+configured it). ``targets[i]`` holds only tensors, so ``{k: v.to(device)}`` works:
+
+* ``boxes``: ``Tensor[N, 4]`` float32 (x1, y1, x2, y2) absolute pixels of ``images[i]``;
+* ``labels``: ``Tensor[N]`` int64 label-map ids;
+* ``weights``: ``Tensor[N]`` float32 (ones when the data has none, as in the OD API);
+* ``record_index``: ``Tensor[]`` int64, the dataset position the sample came from;
+* when present in the data: ``difficult``, ``is_crowd``, ``group_of`` (``Tensor[N]`` bool),
+  ``masks`` (``Tensor[N, H, W]`` uint8), ``keypoints`` (``Tensor[N, K, 2]`` float32),
+  ``keypoint_visibilities`` (``Tensor[N, K]`` bool).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from objdet.structures.sample import Sample
+
+OPTIONAL_TARGET_FIELDS = ("difficult", "is_crowd", "group_of", "masks", "keypoints", "keypoint_visibilities")
+
+
+def image_to_unit_float(image: Tensor) -> Tensor:
+    """``Tensor[3, H, W]`` uint8 -> float32 in [0, 1]; float images are returned unchanged."""
+    if image.dtype == torch.uint8:
+        return image.float().div_(255.0)
+    return image.float()
+
+
+def sample_to_target(sample: Sample, record_index: int = -1) -> dict[str, Tensor]:
+    """The training target dict of one sample (see the module docstring)."""
+    weights = sample.weights
+    if weights is None:
+        weights = torch.ones(sample.num_objects, dtype=torch.float32)
+    target = {
+        "boxes": sample.boxes.float(),
+        "labels": sample.labels.long(),
+        "weights": weights.float(),
+        "record_index": torch.tensor(record_index, dtype=torch.int64),
+    }
+    for name in OPTIONAL_TARGET_FIELDS:
+        value = getattr(sample, name)
+        if value is not None:
+            target[name] = value
+    return target
+
+
+def collate_samples(
+    batch: Sequence[tuple[int, Sample]],
+) -> tuple[list[Tensor], list[dict[str, Tensor]]]:
+    """DataLoader ``collate_fn``: ``(record_index, Sample)`` pairs -> ``(images, targets)``."""
+    images: list[Tensor] = []
+    targets: list[dict[str, Tensor]] = []
+    for record_index, sample in batch:
+        if sample.image is None:
+            raise ValueError(f"sample {sample.filename or sample.source_id!r} has no decoded image")
+        images.append(image_to_unit_float(sample.image))
+        targets.append(sample_to_target(sample, record_index))
+    return images, targets

@@ -1,0 +1,487 @@
+"""The tf.Example codec: OD API feature keys <-> ``Sample``.
+
+``decode_example`` turns one serialized tf.Example (as the OD API's dataset tools write
+them) into a ``Sample`` in objdet's conventions: absolute ``(x1, y1, x2, y2)`` boxes,
+label-map ids, a ``uint8 [3, H, W]`` RGB image. ``encode_sample`` does the reverse with the
+image bytes it was given (images are never re-encoded).
+
+Decisions, following the OD API's ``TfExampleDecoder`` where it has one:
+
+* With a label map, ``class/text`` decides the id over ``class/label`` (a text missing from
+  the label map is a ``LabelMapError``, where the OD API silently used -1). ``class/label``
+  ids must be in the label map when one is given.
+* Box coordinates must be normalized: values outside ``[0, 1]`` by more than
+  ``COORDINATE_TOLERANCE`` (1e-3, rounding of converters) are a ``DataError``; values
+  within the tolerance are clipped to ``[0, 1]``. ``xmin > xmax`` or ``ymin > ymax`` is an
+  error; zero-size boxes are kept.
+* An optional per-object list that is absent or empty is ``None``; any other length that is
+  not the number of boxes is an error naming the key.
+* ``image/object/mask`` is PNG strings (bytes_list, one per object) or numerical floats
+  (float_list of ``N*H*W``); the feature kind tells which. Masks are ``mask > 0``.
+* Keypoints: ``len(keypoint/x) / num_objects`` per object; visibility is ``visibility > 0``
+  (``~isnan(x)`` when the key is absent); coordinates are kept as stored.
+
+Every error names the record (``source``, e.g. ``file.record#17 (offset 12345)``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from google.protobuf.message import DecodeError
+from torch import Tensor
+from torchvision.io import ImageReadMode, decode_image, encode_png
+
+from objdet.errors import DataError, LabelMapError
+from objdet.protos import example_pb2, feature_pb2
+from objdet.structures.boxes import normalized_yxyx_to_xyxy, xyxy_to_normalized_yxyx
+from objdet.structures.label_map import LabelMap
+from objdet.structures.sample import Sample
+
+COORDINATE_TOLERANCE = 1e-3
+_BOX = "image/object/bbox/"
+_DETECTION_BOX = "image/detection/bbox/"
+_OBJECT_FLAGS = {"difficult": "difficult", "is_crowd": "is_crowd", "group_of": "group_of"}
+
+
+class _Features:
+    """Kind-checked access to one Example's feature map; errors name the record and key."""
+
+    def __init__(self, features: Mapping[str, feature_pb2.Feature], source: str) -> None:
+        self.features = features
+        self.source = source
+
+    def kind(self, key: str) -> str | None:
+        return self.features[key].WhichOneof("kind") if key in self.features else None
+
+    def values(self, key: str, kind: str) -> object | None:
+        """The feature's repeated values, or None when absent or empty."""
+        found = self.kind(key)
+        if found is None:
+            return None
+        if found != kind:
+            raise DataError(f"{self.source}: feature {key!r} is a {found}, expected a {kind}")
+        values = getattr(self.features[key], kind).value
+        return values if len(values) else None
+
+    def floats(self, key: str) -> np.ndarray | None:
+        values = self.values(key, "float_list")
+        return None if values is None else np.fromiter(values, np.float32)  # type: ignore[call-overload]
+
+    def ints(self, key: str) -> np.ndarray | None:
+        values = self.values(key, "int64_list")
+        return None if values is None else np.fromiter(values, np.int64)  # type: ignore[call-overload]
+
+    def byte_strings(self, key: str) -> list[bytes] | None:
+        values = self.values(key, "bytes_list")
+        return None if values is None else list(values)  # type: ignore[call-overload]
+
+    def texts(self, key: str) -> list[str] | None:
+        values = self.byte_strings(key)
+        try:
+            return None if values is None else [value.decode("utf-8") for value in values]
+        except UnicodeDecodeError as error:
+            raise DataError(f"{self.source}: feature {key!r} is not UTF-8 text: {error}") from None
+
+    def single(self, key: str, kind: str) -> object | None:
+        values = self.values(key, kind)
+        if values is not None and len(values) != 1:  # type: ignore[arg-type]
+            raise DataError(f"{self.source}: feature {key!r} has {len(values)} values, expected 1")  # type: ignore[arg-type]
+        return None if values is None else values[0]  # type: ignore[index]
+
+    def text(self, key: str) -> str:
+        value = self.single(key, "bytes_list")
+        try:
+            return "" if value is None else value.decode("utf-8")  # type: ignore[attr-defined]
+        except UnicodeDecodeError as error:
+            raise DataError(f"{self.source}: feature {key!r} is not UTF-8 text: {error}") from None
+
+    def per_object(self, key: str, count: int, kind: str) -> np.ndarray | None:
+        """A list with one value per box (None when absent or empty) of length ``count``."""
+        values = self.floats(key) if kind == "float_list" else self.ints(key)
+        if values is not None and len(values) != count:
+            raise DataError(
+                f"{self.source}: {key} has {len(values)} values for {count} boxes; "
+                "per-object lists must have equal lengths"
+            )
+        return values
+
+
+@dataclass(frozen=True)
+class ExampleDecoder:
+    """A configured tf.Example -> ``Sample`` decoder; reuse one for a whole dataset.
+
+    The ``with_*`` switches and ``decode_image=False`` are the training readers' fast path:
+    features that are not asked for are not converted (boxes, labels, size and the
+    per-object flags always are).
+    """
+
+    label_map: LabelMap | None = None
+    decode_image: bool = True
+    use_display_name: bool = False
+    with_masks: bool = True
+    with_keypoints: bool = True
+    with_image_labels: bool = True
+    with_detections: bool = True
+    _text_ids: dict[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # A dict for the per-object text lookups; ambiguous names go to LabelMap.id_for,
+        # which raises the right error.
+        texts: dict[str, int] = {}
+        if self.label_map is not None:
+            key_of = (lambda i: i.label) if self.use_display_name else (lambda i: i.name)
+            counts = Counter(key_of(item) for item in self.label_map.items)
+            texts = {key_of(i): i.id for i in self.label_map.items if counts[key_of(i)] == 1}
+        object.__setattr__(self, "_text_ids", texts)
+
+    def __call__(self, serialized: bytes, source: str = "") -> Sample:
+        """Decode one serialized tf.Example; ``source`` names it in errors."""
+        source = source or "<tf.Example>"
+        example = example_pb2.Example()
+        try:
+            example.ParseFromString(serialized)
+        except DecodeError as error:
+            raise DataError(f"{source}: not a serialized tf.Example ({error})") from None
+        features = _Features(example.features.feature, source)
+        encoded = features.single("image/encoded", "bytes_list")
+        image, height, width = self._image_and_size(features, encoded)  # type: ignore[arg-type]
+        boxes = _normalized_boxes(features, _BOX)  # [N, 4] (ymin, xmin, ymax, xmax)
+        num_objects = len(boxes)
+        labels, texts = self._class_ids(features, "image/object/class/", num_objects)
+        sample = Sample(
+            height=height,
+            width=width,
+            boxes=normalized_yxyx_to_xyxy(torch.from_numpy(boxes), height, width),
+            labels=labels,
+            image=image,
+            encoded_image=encoded,  # type: ignore[arg-type]
+            image_format=features.text("image/format") or "jpeg",
+            filename=features.text("image/filename"),
+            source_id=features.text("image/source_id"),
+            key=features.text("image/key/sha256"),
+            label_texts=texts,
+        )
+        _add_object_fields(sample, features, num_objects)
+        if self.with_masks:
+            sample.masks = _masks(features, num_objects, height, width)
+        if self.with_keypoints:
+            _add_keypoints(sample, features, num_objects)
+        if self.with_image_labels:
+            self._add_image_labels(sample, features)
+        if self.with_detections:
+            self._add_detections(sample, features)
+        return sample
+
+    def _image_and_size(
+        self, features: _Features, encoded: bytes | None
+    ) -> tuple[Tensor | None, int, int]:
+        """The decoded image (or None) and the image size, checked against each other."""
+        source = features.source
+        height = features.single("image/height", "int64_list")
+        width = features.single("image/width", "int64_list")
+        image = None
+        if self.decode_image:
+            if encoded is None:
+                raise DataError(f"{source}: image/encoded is missing; cannot decode the image")
+            image = _decode_rgb(encoded, source)
+            found = (int(image.shape[1]), int(image.shape[2]))
+            stated = (height or found[0], width or found[1])
+            if stated != found:
+                raise DataError(
+                    f"{source}: image/height x image/width is {stated[0]}x{stated[1]} but the "
+                    f"encoded image decodes to {found[0]}x{found[1]}"
+                )
+            height, width = found
+        elif height is None or width is None:
+            height, width = _size_from_header(encoded, source)
+        if height <= 0 or width <= 0:  # type: ignore[operator]
+            raise DataError(f"{source}: image size must be positive, got {height}x{width}")
+        return image, int(height), int(width)  # type: ignore[call-overload]
+
+    def _class_ids(
+        self, features: _Features, prefix: str, count: int | None
+    ) -> tuple[Tensor, list[str] | None]:
+        """Label-map ids from ``{prefix}text`` (with a label map) or ``{prefix}label``."""
+        source = features.source
+        texts = features.texts(prefix + "text")
+        ids = features.ints(prefix + "label")
+        if count is None:  # image-level labels: as many as are given
+            count = len(texts) if texts is not None else len(ids) if ids is not None else 0
+        for key, values in ((prefix + "text", texts), (prefix + "label", ids)):
+            if values is not None and len(values) != count:
+                raise DataError(f"{source}: {key} has {len(values)} values for {count} entries")
+        if self.label_map is not None and texts is not None:
+            ids = np.array([self._id_for_text(text, source) for text in texts], np.int64)
+        elif ids is None:
+            if count == 0:
+                return torch.zeros((0,), dtype=torch.int64), texts
+            reason = "no label map was given to map it to ids" if texts else "it is missing"
+            raise DataError(f"{source}: {count} entries have no {prefix}label and {reason}")
+        elif self.label_map is not None:
+            unknown = sorted({int(i) for i in ids if int(i) not in self.label_map})
+            if unknown:
+                raise LabelMapError(
+                    f"{source}: {prefix}label ids {unknown} are not in the label map "
+                    f"{self.label_map.source}"
+                )
+        return torch.from_numpy(ids), texts
+
+    def _id_for_text(self, text: str, source: str) -> int:
+        class_id = self._text_ids.get(text)
+        if class_id is None:  # absent or ambiguous: let the label map say which, by name
+            assert self.label_map is not None
+            return self.label_map.id_for(text, self.use_display_name, context=source)
+        return class_id
+
+    def _add_image_labels(self, sample: Sample, features: _Features) -> None:
+        if features.kind("image/class/label") or features.kind("image/class/text"):
+            labels, _ = self._class_ids(features, "image/class/", None)
+            sample.image_labels = labels
+            confidences = features.per_object("image/class/confidence", len(labels), "float_list")
+            sample.image_label_confidences = _tensor(confidences)
+        sample.neg_category_ids = _tensor(features.ints("image/neg_category_ids"))
+        sample.not_exhaustive_category_ids = _tensor(
+            features.ints("image/not_exhaustive_category_ids")
+        )
+
+    def _add_detections(self, sample: Sample, features: _Features) -> None:
+        boxes = _normalized_boxes(features, _DETECTION_BOX)
+        scores = features.per_object("image/detection/score", len(boxes), "float_list")
+        labels = features.per_object("image/detection/label", len(boxes), "int64_list")
+        if len(boxes) == 0 and scores is None and labels is None:
+            return
+        if scores is None or labels is None:
+            raise DataError(
+                f"{features.source}: {len(boxes)} detection boxes need image/detection/score "
+                "and image/detection/label of the same length"
+            )
+        xyxy = normalized_yxyx_to_xyxy(torch.from_numpy(boxes), sample.height, sample.width)
+        sample.detection_boxes = xyxy
+        sample.detection_scores = torch.from_numpy(scores)
+        sample.detection_labels = torch.from_numpy(labels)
+
+
+def decode_example(
+    serialized: bytes,
+    label_map: LabelMap | None = None,
+    *,
+    decode_image: bool = True,
+    use_display_name: bool = False,
+    source: str = "",
+) -> Sample:
+    """Decode one serialized tf.Example into a ``Sample`` (see the module docstring).
+
+    For many records build one ``ExampleDecoder`` and call it: it prepares the label map
+    lookups once and can skip features a training run does not need.
+    """
+    decoder = ExampleDecoder(label_map, decode_image, use_display_name)
+    return decoder(serialized, source)
+
+
+def _tensor(values: np.ndarray | None) -> Tensor | None:
+    return None if values is None else torch.from_numpy(values)
+
+
+def _decode_rgb(encoded: bytes, source: str) -> Tensor:
+    """``uint8 [3, H, W]`` RGB from JPEG/PNG/... bytes."""
+    try:
+        return decode_image(
+            torch.frombuffer(bytearray(encoded), dtype=torch.uint8), ImageReadMode.RGB
+        )
+    except (RuntimeError, ValueError) as error:
+        raise DataError(f"{source}: image/encoded does not decode as an image: {error}") from None
+
+
+def _size_from_header(encoded: bytes | None, source: str) -> tuple[int, int]:
+    """(height, width) from the image file's header, without decoding the pixels."""
+    from PIL import Image, UnidentifiedImageError
+
+    if encoded is None:
+        raise DataError(
+            f"{source}: image/height and image/width are missing and so is image/encoded"
+        )
+    try:
+        with Image.open(io.BytesIO(encoded)) as image:
+            return image.height, image.width
+    except (UnidentifiedImageError, OSError) as error:
+        raise DataError(f"{source}: image/encoded is not a readable image: {error}") from None
+
+
+def _normalized_boxes(features: _Features, prefix: str) -> np.ndarray:
+    """``[N, 4]`` float32 (ymin, xmin, ymax, xmax) in [0, 1], validated; see the module doc."""
+    keys = [prefix + name for name in ("ymin", "xmin", "ymax", "xmax")]
+    columns = [features.floats(key) for key in keys]
+    lengths = [0 if column is None else len(column) for column in columns]
+    if len(set(lengths)) > 1:
+        found = ", ".join(f"{key}: {n}" for key, n in zip(keys, lengths, strict=True))
+        raise DataError(f"{features.source}: box coordinate lists differ in length ({found})")
+    if lengths[0] == 0:
+        return np.zeros((0, 4), np.float32)
+    boxes = np.stack(columns, axis=1)  # type: ignore[arg-type]
+    inside = (boxes >= -COORDINATE_TOLERANCE) & (boxes <= 1 + COORDINATE_TOLERANCE)
+    inverted = (boxes[:, 0] > boxes[:, 2]) | (boxes[:, 1] > boxes[:, 3])
+    for bad, expected in (
+        (~inside.all(axis=1), "normalized coordinates in [0, 1]"),
+        (inverted, "ymin <= ymax and xmin <= xmax"),
+    ):
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            values = ", ".join(f"{key}={boxes[i, k]:.6g}" for k, key in enumerate(keys))
+            raise DataError(f"{features.source}: object {i}: expected {expected}, found {values}")
+    return np.clip(boxes, 0.0, 1.0)
+
+
+def _add_object_fields(sample: Sample, features: _Features, num_objects: int) -> None:
+    """The optional per-object flags, weights and areas."""
+    for key, attribute in _OBJECT_FLAGS.items():
+        values = features.per_object(f"image/object/{key}", num_objects, "int64_list")
+        setattr(sample, attribute, None if values is None else torch.from_numpy(values != 0))
+    sample.weights = _tensor(features.per_object("image/object/weight", num_objects, "float_list"))
+    sample.areas = _tensor(features.per_object("image/object/area", num_objects, "float_list"))
+
+
+def _masks(features: _Features, num_objects: int, height: int, width: int) -> Tensor | None:
+    """``uint8 [N, H, W]`` 0/1 masks from PNG strings or a float list of ``N*H*W``."""
+    key, source = "image/object/mask", features.source
+    kind = features.kind(key)
+    if kind == "bytes_list":
+        pngs = features.byte_strings(key)
+        if pngs is None:
+            return None
+        if len(pngs) != num_objects:
+            raise DataError(f"{source}: {key} has {len(pngs)} PNG masks for {num_objects} objects")
+        masks = [_decode_mask(png, f"{source}: {key}[{i}]") for i, png in enumerate(pngs)]
+        for i, mask in enumerate(masks):
+            if tuple(mask.shape) != (height, width):
+                raise DataError(
+                    f"{source}: {key}[{i}] is {mask.shape[0]}x{mask.shape[1]}, "
+                    f"the image is {height}x{width}"
+                )
+        return torch.stack(masks) if masks else torch.zeros((0, height, width), dtype=torch.uint8)
+    values = features.floats(key) if kind else None
+    if values is None:
+        return None
+    if len(values) != num_objects * height * width:
+        raise DataError(
+            f"{source}: {key} has {len(values)} floats, expected "
+            f"{num_objects}*{height}*{width} (objects*height*width)"
+        )
+    return torch.from_numpy(values.reshape(num_objects, height, width) > 0).to(torch.uint8)
+
+
+def _decode_mask(png: bytes, where: str) -> Tensor:
+    try:
+        mask = decode_image(torch.frombuffer(bytearray(png), dtype=torch.uint8), ImageReadMode.GRAY)
+    except (RuntimeError, ValueError) as error:
+        raise DataError(f"{where}: mask does not decode as PNG: {error}") from None
+    return (mask[0] > 0).to(torch.uint8)
+
+
+def _add_keypoints(sample: Sample, features: _Features, num_objects: int) -> None:
+    """``keypoints [N, K, 2]`` absolute (x, y) and ``keypoint_visibilities [N, K]``."""
+    xs, ys = features.floats("image/object/keypoint/x"), features.floats("image/object/keypoint/y")
+    visibility = features.ints("image/object/keypoint/visibility")
+    if xs is None and ys is None:
+        return
+    count = len(xs if xs is not None else ys)  # type: ignore[arg-type]
+    other = [len(v) for v in (xs, ys, visibility) if v is not None]
+    if xs is None or ys is None or set(other) != {count} or num_objects == 0 or count % num_objects:
+        raise DataError(
+            f"{features.source}: image/object/keypoint/x, y (and visibility) must have equal "
+            f"lengths that are a multiple of the {num_objects} objects; found lengths {other}"
+        )
+    per_object = count // num_objects
+    points = np.stack([xs * sample.width, ys * sample.height], axis=1)  # [N*K, 2]
+    visible = visibility > 0 if visibility is not None else ~np.isnan(xs)
+    sample.keypoints = torch.from_numpy(points.reshape(num_objects, per_object, 2))
+    sample.keypoint_visibilities = torch.from_numpy(visible.reshape(num_objects, per_object))
+
+
+# -- encoding -----------------------------------------------------------------------------
+def encode_sample(sample: Sample) -> bytes:
+    """Serialize ``sample`` as a tf.Example with the OD API keys; the image bytes as given.
+
+    ``image/key/sha256`` is the sample's key, or the SHA-256 of the image bytes when empty
+    (as the OD API's dataset tools write it). Optional fields are written when not None.
+    """
+    if sample.encoded_image is None:
+        name = sample.filename or sample.source_id or "<sample>"
+        raise DataError(
+            f"{name}: encode_sample needs sample.encoded_image (objdet never re-encodes)"
+        )
+    example = example_pb2.Example()
+    put = _FeatureWriter(example.features.feature)
+    put.bytes("image/encoded", [sample.encoded_image])
+    put.bytes("image/format", [sample.image_format.encode()])
+    put.ints("image/height", [sample.height])
+    put.ints("image/width", [sample.width])
+    put.bytes("image/filename", [sample.filename.encode()])
+    put.bytes("image/source_id", [sample.source_id.encode()])
+    key = sample.key or hashlib.sha256(sample.encoded_image).hexdigest()
+    put.bytes("image/key/sha256", [key.encode()])
+    put.boxes(_BOX, sample.boxes, sample.height, sample.width)
+    put.ints("image/object/class/label", sample.labels)
+    if sample.label_texts is not None:
+        put.bytes("image/object/class/text", [text.encode() for text in sample.label_texts])
+    for key, attribute in _OBJECT_FLAGS.items():
+        put.ints(f"image/object/{key}", getattr(sample, attribute))
+    put.floats("image/object/weight", sample.weights)
+    put.floats("image/object/area", sample.areas)
+    if sample.masks is not None:
+        put.bytes(
+            "image/object/mask",
+            [encode_png(m[None].to(torch.uint8)).numpy().tobytes() for m in sample.masks],
+        )
+    _put_keypoints(put, sample)
+    put.ints("image/class/label", sample.image_labels)
+    put.floats("image/class/confidence", sample.image_label_confidences)
+    put.ints("image/neg_category_ids", sample.neg_category_ids)
+    put.ints("image/not_exhaustive_category_ids", sample.not_exhaustive_category_ids)
+    if sample.detection_boxes is not None:
+        put.boxes(_DETECTION_BOX, sample.detection_boxes, sample.height, sample.width)
+        put.floats("image/detection/score", sample.detection_scores)
+        put.ints("image/detection/label", sample.detection_labels)
+    return example.SerializeToString()
+
+
+class _FeatureWriter:
+    """Adds lists to a feature map; ``None`` values are skipped (optional fields)."""
+
+    def __init__(self, features: Mapping[str, feature_pb2.Feature]) -> None:
+        self.features = features
+
+    def bytes(self, key: str, values: list[bytes]) -> None:
+        self.features[key].bytes_list.value.extend(values)
+
+    def ints(self, key: str, values: Tensor | list[int] | None) -> None:
+        if values is not None:
+            self.features[key].int64_list.value.extend(torch.as_tensor(values).long().tolist())
+
+    def floats(self, key: str, values: Tensor | None) -> None:
+        if values is not None:
+            self.features[key].float_list.value.extend(values.float().flatten().tolist())
+
+    def boxes(self, prefix: str, boxes: Tensor, height: int, width: int) -> None:
+        normalized = xyxy_to_normalized_yxyx(boxes, height, width)  # [N, 4] ymin, xmin, ymax, xmax
+        for column, name in enumerate(("ymin", "xmin", "ymax", "xmax")):
+            self.floats(prefix + name, normalized[:, column])
+
+
+def _put_keypoints(put: _FeatureWriter, sample: Sample) -> None:
+    if sample.keypoints is None:
+        return
+    points = sample.keypoints.reshape(-1, 2).double()  # [N*K, 2] absolute (x, y)
+    put.floats("image/object/keypoint/x", (points[:, 0] / sample.width).float())
+    put.floats("image/object/keypoint/y", (points[:, 1] / sample.height).float())
+    if sample.keypoint_visibilities is not None:
+        # 2 = labeled and visible, 0 = not labeled (COCO's convention, which the OD API uses).
+        put.ints(
+            "image/object/keypoint/visibility", sample.keypoint_visibilities.flatten().long() * 2
+        )

@@ -1,0 +1,55 @@
+"""Run a detector over an eval input and feed every metrics_set evaluator."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from objdet.evaluation.base import DetectionEvaluator, GroundTruth, ImageDetections
+
+Batch = tuple[list[Tensor], list[dict[str, Tensor]]]
+_OPTIONAL_GT_FIELDS = ("difficult", "is_crowd", "group_of")
+
+
+def ground_truth_from_target(target: dict[str, Tensor]) -> GroundTruth:
+    """A collated target dict (boxes [N, 4] x1y1x2y2 pixels, labels [N], flags) -> GroundTruth."""
+    optional = {name: target[name] for name in _OPTIONAL_GT_FIELDS if name in target}
+    return GroundTruth(boxes=target["boxes"], labels=target["labels"], **optional)
+
+
+@torch.no_grad()
+def evaluate_detector(
+    model: nn.Module, batches: Iterable[Batch], evaluators: Sequence[DetectionEvaluator],
+    device: torch.device | str = "cpu", max_images: int | None = None,
+) -> dict[str, float]:
+    """Predict every image of ``batches`` (eval mode), then compute each evaluator's metrics.
+
+    Images are numbered in iteration order; metrics of all evaluators are merged into one dict.
+    """
+    was_training = model.training
+    model.eval()
+    for evaluator in evaluators:
+        evaluator.clear()
+    image_id = 0
+    try:
+        for images, targets in batches:
+            outputs = model([image.to(device) for image in images])
+            for target, output in zip(targets, outputs):
+                ground_truth = ground_truth_from_target(target)
+                detections = ImageDetections.from_model_output({k: v.cpu() for k, v in output.items()})
+                for evaluator in evaluators:
+                    evaluator.add_ground_truth(image_id, ground_truth)
+                    evaluator.add_detections(image_id, detections)
+                image_id += 1
+                if max_images is not None and image_id >= max_images:
+                    break
+            if max_images is not None and image_id >= max_images:
+                break
+    finally:
+        model.train(was_training)
+    metrics: dict[str, float] = {}
+    for evaluator in evaluators:
+        metrics.update(evaluator.evaluate())
+    return metrics

@@ -1,0 +1,11 @@
+"""Detection metrics: the metrics_set registry, PASCAL VOC, Open Images, COCO, reports.
+
+- ``objdet.evaluation.base``: ``GroundTruth``, ``ImageDetections``, the ``DetectionEvaluator``
+  protocol every evaluator follows.
+- ``objdet.evaluation.registry``: ``build_evaluators`` by the OD API's metrics_set names.
+- ``objdet.evaluation.reports``: metrics JSON/CSV, per-category tables, PR-curve PNGs.
+"""
+
+from objdet.evaluation.base import DetectionEvaluator, GroundTruth, ImageDetections
+
+__all__ = ["DetectionEvaluator", "GroundTruth", "ImageDetections"]

@@ -1,0 +1,1 @@
+"""Backbone networks that torchvision does not provide (MobileNet v1)."""

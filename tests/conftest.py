@@ -1,0 +1,23 @@
+"""Shared test fixtures: paths to the bundled and shared sample data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+RACCOON = REPO_ROOT / "datasets" / "raccoon"
+
+
+@pytest.fixture(scope="session")
+def raccoon_dir() -> Path:
+    return RACCOON
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.fail(f"shared data not found at {SHARED_DATA} (expected ../shared beside the repo)")
+    return SHARED_DATA

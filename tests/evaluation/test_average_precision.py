@@ -1,0 +1,67 @@
+"""AP, precision/recall and CorLoc on hand-computed curves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from objdet.evaluation.average_precision import (
+    average_precision,
+    cor_loc,
+    eleven_point_average_precision,
+    precision_recall,
+    restrict_to_recall,
+)
+
+
+def test_precision_recall_sorts_by_score_and_counts_weights() -> None:
+    scores = np.array([0.2, 0.9, 0.5])
+    tp = np.array([1.0, 1.0, 0.0])
+    precision, recall = precision_recall(scores, tp, num_ground_truth=4)
+    # order: 0.9 TP, 0.5 FP, 0.2 TP
+    np.testing.assert_allclose(precision, [1.0, 0.5, 2 / 3])
+    np.testing.assert_allclose(recall, [0.25, 0.25, 0.5])
+
+
+def test_no_ground_truth_gives_none() -> None:
+    assert precision_recall(np.array([0.5]), np.array([0.0]), 0) is None
+
+
+def test_all_point_average_precision_uses_precision_envelope() -> None:
+    # Recall steps 0.5 at precision 1 and 0.5 at the envelope max(0.5, 2/3) = 2/3.
+    precision = np.array([1.0, 0.5, 2 / 3])
+    recall = np.array([0.5, 0.5, 1.0])
+    assert average_precision(precision, recall) == pytest.approx(0.5 + 0.5 * 2 / 3)
+
+
+def test_empty_curve_is_zero() -> None:
+    assert average_precision(np.zeros(0), np.zeros(0)) == 0.0
+
+
+def test_eleven_point_average_precision() -> None:
+    precision = np.array([1.0, 0.5])
+    recall = np.array([0.5, 1.0])
+    # r in 0..0.5 (6 points) -> 1.0; r in 0.6..1.0 (5 points) -> 0.5
+    assert eleven_point_average_precision(precision, recall) == pytest.approx((6 + 2.5) / 11)
+
+
+def test_restrict_to_recall_keeps_points_inside_bounds() -> None:
+    precision = np.array([1.0, 0.8, 0.6])
+    recall = np.array([0.1, 0.5, 0.9])
+    kept = restrict_to_recall(precision, recall, 0.2, 0.8)
+    np.testing.assert_allclose(kept[0], [0.8])
+    np.testing.assert_allclose(kept[1], [0.5])
+
+
+def test_cor_loc_is_nan_without_images() -> None:
+    result = cor_loc(np.array([2, 0, 4]), np.array([1, 0, 4]))
+    np.testing.assert_allclose(result, [0.5, np.nan, 1.0])
+
+
+def test_tied_scores_keep_insertion_order() -> None:
+    # Same scores: the false positive inserted first is ranked first (stable order).
+    first_fp = precision_recall(np.array([0.5, 0.5]), np.array([0.0, 1.0]), 1)
+    first_tp = precision_recall(np.array([0.5, 0.5]), np.array([1.0, 0.0]), 1)
+    assert first_fp is not None and first_tp is not None
+    assert average_precision(*first_fp) == pytest.approx(0.5)
+    assert average_precision(*first_tp) == pytest.approx(1.0)
