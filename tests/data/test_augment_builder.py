@@ -71,7 +71,9 @@ def test_builder_reads_several_steps_in_order() -> None:
         RandomJitterBoxes(ratio=f32(0.1), jitter_mode="shrink_symmetric_xy"),
         RandomPadImage(min_image_size=(10, 12), max_image_size=None, pad_color=(1.0, 2.0, 3.0)),
         RandomRotation90(probability=0.25),
-        NormalizeImage(original_minval=0.0, original_maxval=255.0, target_minval=-1.0, target_maxval=1.0),
+        NormalizeImage(
+            original_minval=0.0, original_maxval=255.0, target_minval=-1.0, target_maxval=1.0
+        ),
     )
 
 
@@ -84,8 +86,16 @@ def test_built_pipeline_runs_on_a_sample() -> None:
         data_augmentation_options { random_image_scale { } }
         """
     )
-    image = torch.randint(0, 256, (3, 30, 40), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    sample = Sample(height=30, width=40, image=image, boxes=torch.tensor([[5.0, 5.0, 25.0, 20.0]]), labels=torch.tensor([1]))
+    image = torch.randint(
+        0, 256, (3, 30, 40), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
+    sample = Sample(
+        height=30,
+        width=40,
+        image=image,
+        boxes=torch.tensor([[5.0, 5.0, 25.0, 20.0]]),
+        labels=torch.tensor([1]),
+    )
     pipeline = build_augmentations(steps)
     first = pipeline(sample, torch.Generator().manual_seed(7))
     second = pipeline(sample, torch.Generator().manual_seed(7))
@@ -131,8 +141,14 @@ def test_unsupported_step_fails_at_build_time_naming_it_and_the_supported_ones()
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("random_pad_image { min_image_height: 10 }", "min_image_height and min_image_width must be both set"),
-        ("random_horizontal_flip { probability: 2.0 }", "random_horizontal_flip: probability must be in"),
+        (
+            "random_pad_image { min_image_height: 10 }",
+            "min_image_height and min_image_width must be both set",
+        ),
+        (
+            "random_horizontal_flip { probability: 2.0 }",
+            "random_horizontal_flip: probability must be in",
+        ),
         ("random_crop_image { min_area: 0.9 max_area: 0.2 }", "random_crop_image: min_area"),
         ("random_distort_color { color_ordering: 3 }", "color_ordering must be 0 or 1"),
         ("normalize_image { }", "normalize_image: original_maxval must differ"),
@@ -144,18 +160,36 @@ def test_invalid_step_values_become_config_errors(text: str, expected: str) -> N
 
 
 def test_empty_step_is_rejected() -> None:
-    with pytest.raises(ConfigError, match=r"data_augmentation_options\[0\]: no preprocessing step is set"):
+    with pytest.raises(
+        ConfigError, match=r"data_augmentation_options\[0\]: no preprocessing step is set"
+    ):
         build_augmentations([preprocessor_pb2.PreprocessingStep()])
 
 
 def test_supported_steps_cover_the_issue_list() -> None:
     required = {
-        "random_horizontal_flip", "random_vertical_flip", "random_rotation90", "ssd_random_crop",
-        "random_crop_image", "random_pad_image", "random_image_scale", "random_jitter_boxes",
-        "random_adjust_brightness", "random_adjust_contrast", "random_adjust_hue",
-        "random_adjust_saturation", "random_distort_color", "random_rgb_to_gray",
-        "random_black_patches", "normalize_image",
+        "random_horizontal_flip",
+        "random_vertical_flip",
+        "random_rotation90",
+        "ssd_random_crop",
+        "random_crop_image",
+        "random_pad_image",
+        "random_image_scale",
+        "random_jitter_boxes",
+        "random_adjust_brightness",
+        "random_adjust_contrast",
+        "random_adjust_hue",
+        "random_adjust_saturation",
+        "random_distort_color",
+        "random_rgb_to_gray",
+        "random_black_patches",
+        "normalize_image",
     }
     assert required <= set(supported_steps())
-    oneof_cases = {field.name for field in preprocessor_pb2.PreprocessingStep.DESCRIPTOR.oneofs_by_name["preprocessing_step"].fields}
+    oneof_cases = {
+        field.name
+        for field in preprocessor_pb2.PreprocessingStep.DESCRIPTOR.oneofs_by_name[
+            "preprocessing_step"
+        ].fields
+    }
     assert set(supported_steps()) <= oneof_cases

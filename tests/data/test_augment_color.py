@@ -27,7 +27,9 @@ from objdet.structures.sample import Sample
 
 @pytest.fixture
 def sample() -> Sample:
-    image = torch.randint(0, 256, (3, 16, 24), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    image = torch.randint(
+        0, 256, (3, 16, 24), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
     return Sample(
         height=16,
         width=24,
@@ -137,7 +139,9 @@ def test_rgb_to_gray_makes_equal_channels(sample: Sample) -> None:
 def test_black_patches_are_squares_of_the_configured_size() -> None:
     image = torch.full((3, 40, 60), 200, dtype=torch.uint8)
     sample = Sample(height=40, width=60, image=image)
-    patched = RandomBlackPatches(max_black_patches=1, probability=1.0, size_to_image_ratio=0.25)(sample, generator(3))
+    patched = RandomBlackPatches(max_black_patches=1, probability=1.0, size_to_image_ratio=0.25)(
+        sample, generator(3)
+    )
     black = (patched.image == 0).all(dim=0)
     rows, cols = black.nonzero(as_tuple=True)
     assert int(black.sum()) == 10 * 10  # side = 0.25 * min(40, 60)
@@ -152,9 +156,9 @@ def test_black_patch_count_follows_probability() -> None:
 
 
 def test_normalize_image_maps_ranges_and_returns_float(sample: Sample) -> None:
-    normalized = NormalizeImage(original_minval=0, original_maxval=255, target_minval=-1, target_maxval=1)(
-        sample, generator()
-    ).image
+    normalized = NormalizeImage(
+        original_minval=0, original_maxval=255, target_minval=-1, target_maxval=1
+    )(sample, generator()).image
     assert normalized.dtype == torch.float32
     assert torch.allclose(normalized, sample.image.float() / 127.5 - 1, atol=1e-6)
     with pytest.raises(ValueError, match="original_maxval must differ"):

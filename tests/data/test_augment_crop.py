@@ -60,7 +60,12 @@ def assert_objects_aligned(sample: Sample) -> None:
         painted = (sample.image == color).all(dim=0)
         assert torch.equal(sample.masks[row].bool(), painted)
         rows, cols = painted.nonzero(as_tuple=True)
-        bounds = [float(cols.min()), float(rows.min()), float(cols.max() + 1), float(rows.max() + 1)]
+        bounds = [
+            float(cols.min()),
+            float(rows.min()),
+            float(cols.max() + 1),
+            float(rows.max() + 1),
+        ]
         assert sample.boxes[row].tolist() == bounds
 
 
@@ -75,7 +80,9 @@ def test_hand_made_crop_drops_clips_and_keeps_fields_aligned() -> None:
             [5, 5, 15, 45],  # fully inside -> kept unchanged
         ],
     )
-    cropped = crop_to_window(sample, CropWindow(top=0, left=0, height=50, width=50), overlap_thresh=0.3, clip_boxes=True)
+    cropped = crop_to_window(
+        sample, CropWindow(top=0, left=0, height=50, width=50), overlap_thresh=0.3, clip_boxes=True
+    )
     assert (cropped.height, cropped.width) == (50, 50)
     assert cropped.labels.tolist() == [2, 4]
     assert cropped.boxes.tolist() == [[30.0, 30.0, 50.0, 40.0], [5.0, 5.0, 15.0, 45.0]]
@@ -87,7 +94,12 @@ def test_hand_made_crop_drops_clips_and_keeps_fields_aligned() -> None:
 
 def test_crop_window_offset_moves_boxes_into_the_window_frame() -> None:
     sample = rectangle_sample(60, 80, [[10, 10, 30, 30], [50, 20, 74, 50]])
-    cropped = crop_to_window(sample, CropWindow(top=15, left=20, height=40, width=40), overlap_thresh=0.3, clip_boxes=True)
+    cropped = crop_to_window(
+        sample,
+        CropWindow(top=15, left=20, height=40, width=40),
+        overlap_thresh=0.3,
+        clip_boxes=True,
+    )
     # object 1 keeps 10x15 of its 20x20 (IoA 0.375): kept, clipped; object 2 keeps 10x30 of 24x30.
     assert cropped.boxes.tolist() == [[0.0, 0.0, 10.0, 15.0], [30.0, 5.0, 40.0, 35.0]]
     # object 1's center (20, 20) sits on the window's left edge: kept; object 2's (62, 35) is outside.
@@ -111,14 +123,22 @@ def test_without_clip_boxes_kept_boxes_extend_past_the_window() -> None:
     window = CropWindow(top=5, left=15, height=30, width=20)
     cropped = crop_to_window(sample, window, overlap_thresh=0.5, clip_boxes=False)
     assert cropped.boxes.tolist() == [[-5.0, 5.0, 15.0, 25.0]]
-    assert cropped.keypoints[0, 0].tolist() == [5.0, 15.0]  # not NaN: only clipping prunes keypoints
+    assert cropped.keypoints[0, 0].tolist() == [
+        5.0,
+        15.0,
+    ]  # not NaN: only clipping prunes keypoints
 
 
 @pytest.mark.parametrize("seed", range(20))
 def test_sampled_windows_respect_area_aspect_and_coverage(seed: int) -> None:
     boxes = torch.tensor([[40.0, 30.0, 60.0, 50.0]])
     window = sample_crop_window(
-        80, 120, boxes, min_object_covered=0.7, aspect_ratio_range=(0.5, 2.0), area_range=(0.1, 0.6),
+        80,
+        120,
+        boxes,
+        min_object_covered=0.7,
+        aspect_ratio_range=(0.5, 2.0),
+        area_range=(0.1, 0.6),
         generator=torch.Generator().manual_seed(seed),
     )
     assert 0 <= window.top and window.top + window.height <= 80
@@ -135,7 +155,12 @@ def test_sampled_windows_respect_area_aspect_and_coverage(seed: int) -> None:
 def test_impossible_constraints_fall_back_to_the_whole_image() -> None:
     boxes = torch.tensor([[0.0, 0.0, 100.0, 100.0]])
     window = sample_crop_window(
-        100, 100, boxes, min_object_covered=1.0, aspect_ratio_range=(0.5, 2.0), area_range=(0.1, 0.5),
+        100,
+        100,
+        boxes,
+        min_object_covered=1.0,
+        aspect_ratio_range=(0.5, 2.0),
+        area_range=(0.1, 0.5),
         generator=torch.Generator().manual_seed(0),
     )
     assert window == CropWindow(0, 0, 100, 100)
@@ -149,12 +174,20 @@ def test_random_coef_one_never_crops() -> None:
 
 def test_random_crop_image_keeps_objects_consistent_over_many_seeds() -> None:
     sample = rectangle_sample(48, 64, [[4, 4, 20, 30], [30, 10, 60, 20], [10, 34, 50, 46]])
-    step = RandomCropImage(min_object_covered=0.3, aspect_ratio_range=(0.5, 2.0), area_range=(0.2, 0.8), overlap_thresh=0.5)
+    step = RandomCropImage(
+        min_object_covered=0.3,
+        aspect_ratio_range=(0.5, 2.0),
+        area_range=(0.2, 0.8),
+        overlap_thresh=0.5,
+    )
     sizes = set()
     for seed in range(30):
         cropped = step(sample, torch.Generator().manual_seed(seed))
         sizes.add((cropped.height, cropped.width))
-        assert cropped.height * cropped.width <= 0.8 * 48 * 64 or (cropped.height, cropped.width) == (48, 64)
+        assert cropped.height * cropped.width <= 0.8 * 48 * 64 or (
+            cropped.height,
+            cropped.width,
+        ) == (48, 64)
         assert_objects_aligned(cropped)
     assert len(sizes) > 5
 
@@ -163,9 +196,9 @@ def test_ssd_random_crop_defaults_are_the_seven_ssd_operations() -> None:
     operations = default_ssd_crop_operations()
     assert [op.min_object_covered for op in operations] == [0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0]
     assert [op.overlap_thresh for op in operations] == [0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0]
-    assert {(op.aspect_ratio_range, op.area_range, op.clip_boxes, op.random_coef) for op in operations} == {
-        ((0.5, 2.0), (0.1, 1.0), True, 0.15)
-    }
+    assert {
+        (op.aspect_ratio_range, op.area_range, op.clip_boxes, op.random_coef) for op in operations
+    } == {((0.5, 2.0), (0.1, 1.0), True, 0.15)}
     assert SSDRandomCrop().operations == operations
 
 
@@ -181,9 +214,9 @@ def test_ssd_random_crop_is_reproducible_and_consistent() -> None:
 
 def test_crop_of_sample_without_objects_keeps_area_limits() -> None:
     empty = Sample(height=40, width=40, image=torch.zeros((3, 40, 40), dtype=torch.uint8))
-    cropped = RandomCropImage(min_object_covered=0.0, area_range=(0.25, 0.25), aspect_ratio_range=(1.0, 1.0))(
-        empty, torch.Generator().manual_seed(0)
-    )
+    cropped = RandomCropImage(
+        min_object_covered=0.0, area_range=(0.25, 0.25), aspect_ratio_range=(1.0, 1.0)
+    )(empty, torch.Generator().manual_seed(0))
     assert (cropped.height, cropped.width) == (20, 20)
     assert cropped.boxes.shape == (0, 4)
 

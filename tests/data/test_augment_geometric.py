@@ -61,7 +61,12 @@ def assert_boxes_match_pixels(sample: Sample) -> None:
         assert sample.masks.shape[1:] == sample.image.shape[1:]
         for box, mask in zip(sample.boxes.tolist(), sample.masks, strict=True):
             rows, cols = mask.nonzero(as_tuple=True)
-            assert box == [float(cols.min()), float(rows.min()), float(cols.max() + 1), float(rows.max() + 1)]
+            assert box == [
+                float(cols.min()),
+                float(rows.min()),
+                float(cols.max() + 1),
+                float(rows.max() + 1),
+            ]
 
 
 def assert_samples_equal(first: Sample, second: Sample) -> None:
@@ -83,7 +88,12 @@ def generator(seed: int = 0) -> torch.Generator:
 
 
 @pytest.mark.parametrize(
-    "step", [RandomHorizontalFlip(probability=1.0), RandomVerticalFlip(probability=1.0), RandomRotation90(probability=1.0)]
+    "step",
+    [
+        RandomHorizontalFlip(probability=1.0),
+        RandomVerticalFlip(probability=1.0),
+        RandomRotation90(probability=1.0),
+    ],
 )
 def test_geometric_step_keeps_boxes_on_their_pixels(sample: Sample, step) -> None:
     original = dataclasses.replace(sample, image=sample.image.clone(), boxes=sample.boxes.clone())
@@ -104,7 +114,11 @@ def test_rotation90_moves_points_counter_clockwise(sample: Sample) -> None:
 
 @pytest.mark.parametrize(
     ("step", "times"),
-    [(RandomHorizontalFlip(probability=1.0), 2), (RandomVerticalFlip(probability=1.0), 2), (RandomRotation90(probability=1.0), 4)],
+    [
+        (RandomHorizontalFlip(probability=1.0), 2),
+        (RandomVerticalFlip(probability=1.0), 2),
+        (RandomRotation90(probability=1.0), 4),
+    ],
 )
 def test_repeating_a_flip_or_rotation_is_the_identity(sample: Sample, step, times: int) -> None:
     transformed = AugmentationPipeline([step] * times)(sample, generator())
@@ -113,7 +127,9 @@ def test_repeating_a_flip_or_rotation_is_the_identity(sample: Sample, step, time
     assert (transformed.height, transformed.width) == (sample.height, sample.width)
 
 
-@pytest.mark.parametrize("step", [RandomHorizontalFlip(probability=0.0), RandomRotation90(probability=0.0)])
+@pytest.mark.parametrize(
+    "step", [RandomHorizontalFlip(probability=0.0), RandomRotation90(probability=0.0)]
+)
 def test_probability_zero_returns_the_sample_unchanged(sample: Sample, step) -> None:
     assert step(sample, generator()) is sample
 
@@ -132,11 +148,15 @@ def test_keypoint_flip_permutation_swaps_left_and_right() -> None:
     sample = dataclasses.replace(
         sample, keypoints=keypoints, keypoint_visibilities=torch.tensor([[True, False]])
     )
-    flipped = RandomHorizontalFlip(probability=1.0, keypoint_flip_permutation=(1, 0))(sample, generator())
+    flipped = RandomHorizontalFlip(probability=1.0, keypoint_flip_permutation=(1, 0))(
+        sample, generator()
+    )
     assert flipped.keypoints.tolist() == [[[5.0, 4.0], [7.0, 4.0]]]
     assert flipped.keypoint_visibilities.tolist() == [[False, True]]
     with pytest.raises(DataError, match="3 entries but sample .* has 2 keypoints"):
-        RandomHorizontalFlip(probability=1.0, keypoint_flip_permutation=(1, 0, 2))(sample, generator())
+        RandomHorizontalFlip(probability=1.0, keypoint_flip_permutation=(1, 0, 2))(
+            sample, generator()
+        )
 
 
 def test_image_scale_resizes_boxes_with_the_image(sample: Sample) -> None:
@@ -161,15 +181,17 @@ def test_image_scale_draws_ratio_in_range(sample: Sample) -> None:
 
 
 def test_pad_places_image_on_a_larger_canvas(sample: Sample) -> None:
-    step = RandomPadImage(min_image_size=(20, 30), max_image_size=(25, 40), pad_color=(7.0, 8.0, 9.0))
+    step = RandomPadImage(
+        min_image_size=(20, 30), max_image_size=(25, 40), pad_color=(7.0, 8.0, 9.0)
+    )
     for seed in range(5):
         padded = step(sample, generator(seed))
         assert 20 <= padded.height < 25 and 30 <= padded.width < 40
         assert_boxes_match_pixels(padded)
         assert padded.image[:, 0, 0].tolist() in ([7, 8, 9], COLORS[2])
-        assert int((padded.image == torch.tensor([7, 8, 9], dtype=torch.uint8)[:, None, None]).all(0).sum()) == (
-            padded.height * padded.width - sample.height * sample.width
-        )
+        assert int(
+            (padded.image == torch.tensor([7, 8, 9], dtype=torch.uint8)[:, None, None]).all(0).sum()
+        ) == (padded.height * padded.width - sample.height * sample.width)
 
 
 def test_pad_defaults_to_mean_color_and_up_to_twice_the_size(sample: Sample) -> None:
@@ -217,7 +239,10 @@ def test_same_seed_same_result(sample: Sample) -> None:
     first, second = pipeline(sample, generator(42)), pipeline(sample, generator(42))
     assert_samples_equal(first, second)
     others = [pipeline(sample, generator(seed)) for seed in range(5)]
-    assert any(other.boxes.shape != first.boxes.shape or not torch.equal(other.boxes, first.boxes) for other in others)
+    assert any(
+        other.boxes.shape != first.boxes.shape or not torch.equal(other.boxes, first.boxes)
+        for other in others
+    )
 
 
 @pytest.mark.parametrize(
@@ -237,7 +262,14 @@ def test_invalid_parameters_are_rejected(factory, message: str) -> None:
 def test_empty_sample_passes_through_every_geometric_step() -> None:
     empty = Sample(height=8, width=6, image=torch.zeros((3, 8, 6), dtype=torch.uint8))
     pipeline = AugmentationPipeline(
-        [RandomHorizontalFlip(1.0), RandomVerticalFlip(1.0), RandomRotation90(1.0), RandomImageScale(), RandomPadImage(), RandomJitterBoxes()]
+        [
+            RandomHorizontalFlip(1.0),
+            RandomVerticalFlip(1.0),
+            RandomRotation90(1.0),
+            RandomImageScale(),
+            RandomPadImage(),
+            RandomJitterBoxes(),
+        ]
     )
     result = pipeline(empty, generator())
     assert result.boxes.shape == (0, 4) and result.labels.shape == (0,)

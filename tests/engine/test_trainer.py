@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from objdet.engine.checkpoint import CheckpointManager
 from objdet.engine.ema import build_ema
 from objdet.engine.hooks import CheckpointHook, EvalHook
-from objdet.engine.sampler import ResumableSampler
+from objdet.data.dataset import EpochSampler
 from objdet.engine.trainer import Trainer, TrainingDiverged
 
 
@@ -48,7 +48,8 @@ def dataset() -> list[tuple[Tensor, dict[str, Tensor]]]:
 
 def batches(samples_seen: int, batch_size: int = 3):
     data = dataset()
-    indices = iter(ResumableSampler(len(data), seed=7, start=samples_seen))
+    positions = iter(EpochSampler(len(data), shuffle=True, num_epochs=0, seed=7, start_position=samples_seen))
+    indices = (position % len(data) for position in positions)
     while True:
         chosen = [data[i] for i in itertools.islice(indices, batch_size)]
         yield [c[0] for c in chosen], [c[1] for c in chosen]

@@ -28,35 +28,60 @@ def png_bytes(width: int = 100, height: int = 50) -> bytes:
 
 
 def sample(source_id: str, detections: bool = True, **fields: object) -> Sample:
-    item = Sample(height=50, width=100, encoded_image=png_bytes(), image_format="png",
-                  source_id=source_id, **fields)  # type: ignore[arg-type]
+    item = Sample(
+        height=50,
+        width=100,
+        encoded_image=png_bytes(),
+        image_format="png",
+        source_id=source_id,
+        **fields,
+    )  # type: ignore[arg-type]
     if detections:
-        item.detection_boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [50.0, 0.0, 60.0, 10.0],
-                                             [20.0, 20.0, 40.0, 40.0]])
+        item.detection_boxes = torch.tensor(
+            [[0.0, 0.0, 10.0, 10.0], [50.0, 0.0, 60.0, 10.0], [20.0, 20.0, 40.0, 40.0]]
+        )
         item.detection_scores = torch.tensor([0.9, 0.8, 0.7])
         item.detection_labels = torch.tensor([1, 1, 2])
     return item
 
 
-def write_dataset(tmp_path: Path, metrics_set: str = "pascal_voc_detection_metrics") -> tuple[
-    Path, Path
-]:
+def write_dataset(
+    tmp_path: Path, metrics_set: str = "pascal_voc_detection_metrics"
+) -> tuple[Path, Path]:
     (tmp_path / "label_map.pbtxt").write_text(LABEL_MAP)
     with TFRecordWriter(tmp_path / "eval.record") as writer:
         # a: cat TP (0.9), cat on a difficult cat (ignored), dog FP (0.7)
-        writer.write(encode_sample(sample(
-            "a", boxes=torch.tensor([[0.0, 0.0, 10.0, 10.0], [50.0, 0.0, 60.0, 10.0]]),
-            labels=torch.tensor([1, 1]), difficult=torch.tensor([False, True]),
-        )))
+        writer.write(
+            encode_sample(
+                sample(
+                    "a",
+                    boxes=torch.tensor([[0.0, 0.0, 10.0, 10.0], [50.0, 0.0, 60.0, 10.0]]),
+                    labels=torch.tensor([1, 1]),
+                    difficult=torch.tensor([False, True]),
+                )
+            )
+        )
         # b: a dog never detected; no detection fields -> skipped and counted
-        writer.write(encode_sample(sample(
-            "b", detections=False, boxes=torch.tensor([[0.0, 0.0, 5.0, 5.0]]),
-            labels=torch.tensor([2]),
-        )))
+        writer.write(
+            encode_sample(
+                sample(
+                    "b",
+                    detections=False,
+                    boxes=torch.tensor([[0.0, 0.0, 5.0, 5.0]]),
+                    labels=torch.tensor([2]),
+                )
+            )
+        )
         # c: dog detected (0.7 TP, same boxes as a's detections), cats are FPs
-        writer.write(encode_sample(sample(
-            "c", boxes=torch.tensor([[20.0, 20.0, 40.0, 40.0]]), labels=torch.tensor([2]),
-        )))
+        writer.write(
+            encode_sample(
+                sample(
+                    "c",
+                    boxes=torch.tensor([[20.0, 20.0, 40.0, 40.0]]),
+                    labels=torch.tensor([2]),
+                )
+            )
+        )
     eval_config = tmp_path / "eval.config"
     eval_config.write_text(f'metrics_set: "{metrics_set}"\n')
     input_config = tmp_path / "input.config"
@@ -98,19 +123,40 @@ def test_offline_evaluation_errors(tmp_path: Path) -> None:
 def test_eval_offline_command(tmp_path: Path) -> None:
     eval_config, input_config = write_dataset(tmp_path)
     completed = subprocess.run(
-        [sys.executable, "-m", "objdet", "eval-offline", f"--eval_dir={tmp_path / 'out'}",
-         f"--eval_config_path={eval_config}", f"--input_config_path={input_config}"],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "objdet",
+            "eval-offline",
+            f"--eval_dir={tmp_path / 'out'}",
+            f"--eval_config_path={eval_config}",
+            f"--input_config_path={input_config}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert completed.returncode == 0, completed.stderr
     assert "PascalBoxes_Precision/mAP@0.5IOU: 0.7500" in completed.stdout
     assert "skipped 1" in completed.stdout
     assert read_metrics_csv(tmp_path / "out" / "metrics.csv")[
-        "PascalBoxes_Precision/mAP@0.5IOU"] == pytest.approx(0.75)
-    missing = subprocess.run(
-        [sys.executable, "-m", "objdet", "eval-offline", f"--eval_dir={tmp_path}",
-         f"--eval_config_path={tmp_path / 'absent.config'}", f"--input_config_path={input_config}"],
-        capture_output=True, text=True, check=False,
+        "PascalBoxes_Precision/mAP@0.5IOU"
+    ] == pytest.approx(0.75)
+
+
+def test_eval_offline_command_reports_bad_paths_cleanly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from objdet.cli.main import main
+
+    _, input_config = write_dataset(tmp_path)
+    code = main(
+        [
+            "eval-offline",
+            f"--eval_dir={tmp_path}",
+            f"--eval_config_path={tmp_path / 'absent.config'}",
+            f"--input_config_path={input_config}",
+        ]
     )
-    assert missing.returncode == 2
-    assert "absent.config" in missing.stderr and "Traceback" not in missing.stderr
+    assert code == 2
+    assert "absent.config" in capsys.readouterr().err

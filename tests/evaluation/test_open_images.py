@@ -26,22 +26,48 @@ def feed(evaluator: object) -> None:
     """Image A: a person group-of box holding two detections (0.9, 0.8), a single person
     (0.7 TP) with a 0.75 FP, a car flagged difficult (read only by PASCAL).
     Image B: no boxes; car verified absent (0.95 car FP), person unverified (0.99 person)."""
-    evaluator.add_ground_truth("A", GroundTruth(  # type: ignore[attr-defined]
-        boxes=[[0, 0, 100, 100], [200, 200, 300, 300], [0, 0, 10, 10]],
-        labels=[1, 1, 2], group_of=[True, False, False], difficult=[False, False, True],
-        image_labels=[1, 2],
-    ))
-    evaluator.add_detections("A", ImageDetections(  # type: ignore[attr-defined]
-        boxes=[[10, 10, 30, 30], [40, 40, 60, 60], [200, 200, 300, 300],
-               [500, 500, 510, 510], [0, 0, 10, 10], [0, 0, 5, 5]],
-        scores=[0.9, 0.8, 0.7, 0.75, 0.5, 0.4], labels=[1, 1, 1, 1, 2, 3],
-    ))
-    evaluator.add_ground_truth("B", GroundTruth(  # type: ignore[attr-defined]
-        boxes=np.zeros((0, 4)), labels=[], image_labels=[], negative_image_labels=[2],
-    ))
-    evaluator.add_detections("B", ImageDetections(  # type: ignore[attr-defined]
-        boxes=[[0, 0, 10, 10], [0, 0, 10, 10]], scores=[0.95, 0.99], labels=[2, 1],
-    ))
+    evaluator.add_ground_truth(
+        "A",
+        GroundTruth(  # type: ignore[attr-defined]
+            boxes=[[0, 0, 100, 100], [200, 200, 300, 300], [0, 0, 10, 10]],
+            labels=[1, 1, 2],
+            group_of=[True, False, False],
+            difficult=[False, False, True],
+            image_labels=[1, 2],
+        ),
+    )
+    evaluator.add_detections(
+        "A",
+        ImageDetections(  # type: ignore[attr-defined]
+            boxes=[
+                [10, 10, 30, 30],
+                [40, 40, 60, 60],
+                [200, 200, 300, 300],
+                [500, 500, 510, 510],
+                [0, 0, 10, 10],
+                [0, 0, 5, 5],
+            ],
+            scores=[0.9, 0.8, 0.7, 0.75, 0.5, 0.4],
+            labels=[1, 1, 1, 1, 2, 3],
+        ),
+    )
+    evaluator.add_ground_truth(
+        "B",
+        GroundTruth(  # type: ignore[attr-defined]
+            boxes=np.zeros((0, 4)),
+            labels=[],
+            image_labels=[],
+            negative_image_labels=[2],
+        ),
+    )
+    evaluator.add_detections(
+        "B",
+        ImageDetections(  # type: ignore[attr-defined]
+            boxes=[[0, 0, 10, 10], [0, 0, 10, 10]],
+            scores=[0.95, 0.99],
+            labels=[2, 1],
+        ),
+    )
 
 
 def test_oid_v2_ignores_detections_in_group_of_boxes() -> None:
@@ -77,18 +103,28 @@ def test_oid_challenge_segmentation_ignores_objects_without_masks() -> None:
     evaluator = OpenImagesInstanceSegmentationChallengeEvaluator(CATEGORIES)
     gt_masks = np.zeros((2, 10, 10), np.uint8)
     gt_masks[0, :, :5] = 1
-    evaluator.add_ground_truth("A", GroundTruth(
-        boxes=[[0, 0, 5, 10], [5, 0, 10, 10]], labels=[1, 1], masks=gt_masks,
-        image_labels=[1],
-    ))
+    evaluator.add_ground_truth(
+        "A",
+        GroundTruth(
+            boxes=[[0, 0, 5, 10], [5, 0, 10, 10]],
+            labels=[1, 1],
+            masks=gt_masks,
+            image_labels=[1],
+        ),
+    )
     det_masks = np.zeros((3, 10, 10), np.uint8)
     det_masks[0, :, :5] = 1
     det_masks[1, :, 5:] = 1
     det_masks[2, :2, :2] = 1
-    evaluator.add_detections("A", ImageDetections(
-        boxes=[[0, 0, 5, 10], [5, 0, 10, 10], [0, 0, 2, 2]], scores=[0.9, 0.8, 0.95],
-        labels=[1, 1, 1], masks=det_masks,
-    ))
+    evaluator.add_detections(
+        "A",
+        ImageDetections(
+            boxes=[[0, 0, 5, 10], [5, 0, 10, 10], [0, 0, 2, 2]],
+            scores=[0.9, 0.8, 0.95],
+            labels=[1, 1, 1],
+            masks=det_masks,
+        ),
+    )
     metrics = evaluator.evaluate()
     # 1 counted object; .95 F, .9 T; the .8 detection of the mask-less object is dropped.
     name = "OpenImagesInstanceSegmentationChallenge_Precision/mAP@0.5IOU"
@@ -98,10 +134,13 @@ def test_oid_challenge_segmentation_ignores_objects_without_masks() -> None:
 HIERARCHY = {
     "LabelName": "/m/root",
     "Subcategory": [
-        {"LabelName": "/m/animal", "Subcategory": [
-            {"LabelName": "/m/cat"},
-            {"LabelName": "/m/dog", "Subcategory": [{"LabelName": "/m/puppy"}]},
-        ]},
+        {
+            "LabelName": "/m/animal",
+            "Subcategory": [
+                {"LabelName": "/m/cat"},
+                {"LabelName": "/m/dog", "Subcategory": [{"LabelName": "/m/puppy"}]},
+            ],
+        },
         {"LabelName": "/m/pet", "Subcategory": [{"LabelName": "/m/dog"}]},
     ],
 }
@@ -128,14 +167,20 @@ def test_expand_csv_files(tmp_path: Path) -> None:
     assert expand_annotations_csv(hierarchy_path, boxes, out, 1) == (1, 3)
     assert out.read_text().splitlines() == [
         "ImageID,LabelName,XMin,XMax,YMin,YMax,IsGroupOf",
-        "img,/m/dog,0,1,0,1,0", "img,/m/animal,0,1,0,1,0", "img,/m/pet,0,1,0,1,0",
+        "img,/m/dog,0,1,0,1,0",
+        "img,/m/animal,0,1,0,1,0",
+        "img,/m/pet,0,1,0,1,0",
     ]
     labels = tmp_path / "labels.csv"
     labels.write_text("ImageID,Source,LabelName,Confidence\na,h,/m/animal,0\na,h,/m/cat,1\n")
     assert expand_annotations_csv(hierarchy_path, labels, out, 2) == (2, 6)
     assert out.read_text().splitlines()[1:] == [
-        "a,h,/m/animal,0", "a,h,/m/cat,0", "a,h,/m/dog,0", "a,h,/m/puppy,0",
-        "a,h,/m/cat,1", "a,h,/m/animal,1",
+        "a,h,/m/animal,0",
+        "a,h,/m/cat,0",
+        "a,h,/m/dog,0",
+        "a,h,/m/puppy,0",
+        "a,h,/m/cat,1",
+        "a,h,/m/animal,1",
     ]
 
 

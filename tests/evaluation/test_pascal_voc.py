@@ -30,21 +30,43 @@ def feed(evaluator: object) -> None:
     difficult cat is ignored; 2 counted cats -> AP 0.5.
     dog: 0.95 TP (IoU exactly 0.5), 0.6 TP; 2 dogs -> AP 1.0.
     """
-    evaluator.add_ground_truth("A", GroundTruth(  # type: ignore[attr-defined]
-        boxes=[[0, 0, 10, 10], [20, 0, 30, 10], [0, 20, 10, 30]],
-        labels=[1, 1, 2], difficult=[False, True, False],
-    ))
-    evaluator.add_detections("A", ImageDetections(  # type: ignore[attr-defined]
-        boxes=[[0, 0, 10, 10], [20, 0, 30, 10], [0, 0, 10, 9.5], [0, 20, 10, 30],
-               [50, 50, 60, 60]],
-        scores=[0.9, 0.8, 0.7, 0.6, 0.5], labels=[1, 1, 1, 2, 4],
-    ))
-    evaluator.add_ground_truth("B", GroundTruth(  # type: ignore[attr-defined]
-        boxes=[[0, 0, 10, 10], [0, 0, 20, 20]], labels=[1, 2],
-    ))
-    evaluator.add_detections("B", ImageDetections(  # type: ignore[attr-defined]
-        boxes=[[40, 40, 50, 50], [0, 0, 20, 10]], scores=[0.85, 0.95], labels=[1, 2],
-    ))
+    evaluator.add_ground_truth(
+        "A",
+        GroundTruth(  # type: ignore[attr-defined]
+            boxes=[[0, 0, 10, 10], [20, 0, 30, 10], [0, 20, 10, 30]],
+            labels=[1, 1, 2],
+            difficult=[False, True, False],
+        ),
+    )
+    evaluator.add_detections(
+        "A",
+        ImageDetections(  # type: ignore[attr-defined]
+            boxes=[
+                [0, 0, 10, 10],
+                [20, 0, 30, 10],
+                [0, 0, 10, 9.5],
+                [0, 20, 10, 30],
+                [50, 50, 60, 60],
+            ],
+            scores=[0.9, 0.8, 0.7, 0.6, 0.5],
+            labels=[1, 1, 1, 2, 4],
+        ),
+    )
+    evaluator.add_ground_truth(
+        "B",
+        GroundTruth(  # type: ignore[attr-defined]
+            boxes=[[0, 0, 10, 10], [0, 0, 20, 20]],
+            labels=[1, 2],
+        ),
+    )
+    evaluator.add_detections(
+        "B",
+        ImageDetections(  # type: ignore[attr-defined]
+            boxes=[[40, 40, 50, 50], [0, 0, 20, 10]],
+            scores=[0.85, 0.95],
+            labels=[1, 2],
+        ),
+    )
 
 
 def test_pascal_voc_hand_computed() -> None:
@@ -61,7 +83,7 @@ def test_pascal_voc_hand_computed() -> None:
     assert metrics["PascalBoxes_PerformanceByCategory/CorLoc@0.5IOU/dog"] == pytest.approx(1.0)
     assert math.isnan(metrics["PascalBoxes_PerformanceByCategory/CorLoc@0.5IOU/fish"])
     assert metrics["PascalBoxes_Precision/meanCorLoc@0.5IOU"] == pytest.approx(0.75)
-    assert list(metrics)[0] == "PascalBoxes_Precision/mAP@0.5IOU"
+    assert next(iter(metrics)) == "PascalBoxes_Precision/mAP@0.5IOU"
 
 
 def test_weighted_pascal_pools_classes_with_ground_truth() -> None:
@@ -106,19 +128,30 @@ def test_mask_evaluator_matches_masks_not_boxes() -> None:
     det_masks = np.zeros((2, 8, 8), np.uint8)
     det_masks[0, 4:] = 1  # same box, disjoint mask: FP
     det_masks[1, :4] = 1
-    evaluator.add_detections("m", ImageDetections(
-        boxes=[[0, 0, 8, 8], [0, 0, 8, 4]], scores=[0.9, 0.5], labels=[1, 1], masks=det_masks,
-    ))
+    evaluator.add_detections(
+        "m",
+        ImageDetections(
+            boxes=[[0, 0, 8, 8], [0, 0, 8, 4]],
+            scores=[0.9, 0.5],
+            labels=[1, 1],
+            masks=det_masks,
+        ),
+    )
     assert evaluator.evaluate()["PascalMasks_Precision/mAP@0.5IOU"] == pytest.approx(0.5)
 
 
-@pytest.mark.parametrize("make_input, message", [
-    (lambda: ImageDetections(boxes=[[0, 0, 1, 1]], scores=[float("nan")], labels=[1]),
-     "score 0 is nan"),
-    (lambda: ImageDetections(boxes=[[5, 0, 1, 1]], scores=[0.5], labels=[1]), "inverted"),
-    (lambda: GroundTruth(boxes=[[0, 0, 1, 1]], labels=[1, 2]), "1 boxes but 2 labels"),
-    (lambda: GroundTruth(boxes=[[0, 0, 1]], labels=[1]), r"\[N, 4\]"),
-])
+@pytest.mark.parametrize(
+    "make_input, message",
+    [
+        (
+            lambda: ImageDetections(boxes=[[0, 0, 1, 1]], scores=[float("nan")], labels=[1]),
+            "score 0 is nan",
+        ),
+        (lambda: ImageDetections(boxes=[[5, 0, 1, 1]], scores=[0.5], labels=[1]), "inverted"),
+        (lambda: GroundTruth(boxes=[[0, 0, 1, 1]], labels=[1, 2]), "1 boxes but 2 labels"),
+        (lambda: GroundTruth(boxes=[[0, 0, 1]], labels=[1]), r"\[N, 4\]"),
+    ],
+)
 def test_malformed_inputs_are_data_errors(make_input: object, message: str) -> None:
     with pytest.raises(DataError, match=message):
         make_input()  # type: ignore[operator]
@@ -155,8 +188,9 @@ def test_mask_evaluator_requires_masks() -> None:
 def test_zero_area_detections_are_dropped_and_counted() -> None:
     evaluator = PascalDetectionEvaluator(CATEGORIES)
     evaluator.add_ground_truth("x", GroundTruth(boxes=[[0, 0, 10, 10]], labels=[1]))
-    evaluator.add_detections("x", ImageDetections(
-        boxes=[[3, 3, 3, 8], [0, 0, 10, 10]], scores=[0.9, 0.8], labels=[1, 1]))
+    evaluator.add_detections(
+        "x", ImageDetections(boxes=[[3, 3, 3, 8], [0, 0, 10, 10]], scores=[0.9, 0.8], labels=[1, 1])
+    )
     assert evaluator.evaluate()["PascalBoxes_Precision/mAP@0.5IOU"] == 1.0
     assert evaluator.num_degenerate_detections == 1
 

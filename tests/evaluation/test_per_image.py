@@ -65,17 +65,26 @@ def test_detection_does_not_fall_back_to_its_second_best_box() -> None:
 
 
 def test_iou_exactly_at_threshold_matches() -> None:
-    _, tp = match_class(boxes([0, 0, 20, 10]), np.array([0.5]), boxes([0, 0, 20, 20]),
-                        np.zeros(1, bool), np.zeros(1, bool))
+    _, tp = match_class(
+        boxes([0, 0, 20, 10]),
+        np.array([0.5]),
+        boxes([0, 0, 20, 20]),
+        np.zeros(1, bool),
+        np.zeros(1, bool),
+    )
     np.testing.assert_allclose(tp, [1.0])
 
 
-@pytest.mark.parametrize("weight, expected_scores, expected_tp", [
-    (0.0, [0.5], [0.0]),  # V2: detections in the group are dropped, no entry
-    (1.0, [0.5, 0.9], [0.0, 1.0]),  # challenge: one TP with the best score
-])
-def test_several_detections_in_one_group_of_box(weight: float, expected_scores: list[float],
-                                                expected_tp: list[float]) -> None:
+@pytest.mark.parametrize(
+    "weight, expected_scores, expected_tp",
+    [
+        (0.0, [0.5], [0.0]),  # V2: detections in the group are dropped, no entry
+        (1.0, [0.5, 0.9], [0.0, 1.0]),  # challenge: one TP with the best score
+    ],
+)
+def test_several_detections_in_one_group_of_box(
+    weight: float, expected_scores: list[float], expected_tp: list[float]
+) -> None:
     scores, tp = match_class(
         boxes([10, 10, 20, 20], [30, 30, 40, 40], [60, 60, 70, 70], [200, 200, 210, 210]),
         np.array([0.9, 0.8, 0.7, 0.5]),
@@ -90,9 +99,11 @@ def test_several_detections_in_one_group_of_box(weight: float, expected_scores: 
 
 def test_single_box_match_comes_before_group_of() -> None:
     scores, tp = match_class(
-        boxes([0, 0, 10, 10], [0, 0, 10, 10]), np.array([0.9, 0.8]),
+        boxes([0, 0, 10, 10], [0, 0, 10, 10]),
+        np.array([0.9, 0.8]),
         boxes([0, 0, 10, 10], [0, 0, 50, 50]),
-        gt_difficult=np.zeros(2, bool), gt_group_of=np.array([False, True]),
+        gt_difficult=np.zeros(2, bool),
+        gt_group_of=np.array([False, True]),
         group_of_weight=1.0,
     )
     # det 0 is a TP on the single box; det 1 falls into the group-of box (entry 0.8).
@@ -108,9 +119,13 @@ def test_mask_mode_objects_without_mask_are_ignore_regions() -> None:
     det_masks[1, :, 5:] = 1
     det_masks[2, :2, :2] = 1
     scores, tp = match_class(
-        boxes([0, 0, 5, 10], [5, 0, 10, 10], [0, 0, 2, 2]), np.array([0.9, 0.8, 0.7]),
-        boxes([0, 0, 5, 10], [5, 0, 10, 10]), np.zeros(2, bool), np.zeros(2, bool),
-        det_masks=det_masks, gt_masks=gt_masks,
+        boxes([0, 0, 5, 10], [5, 0, 10, 10], [0, 0, 2, 2]),
+        np.array([0.9, 0.8, 0.7]),
+        boxes([0, 0, 5, 10], [5, 0, 10, 10]),
+        np.zeros(2, bool),
+        np.zeros(2, bool),
+        det_masks=det_masks,
+        gt_masks=gt_masks,
     )
     np.testing.assert_allclose(scores, [0.9, 0.7])  # det 1 matched the mask-less box: dropped
     np.testing.assert_allclose(tp, [1.0, 0.0])
@@ -118,8 +133,11 @@ def test_mask_mode_objects_without_mask_are_ignore_regions() -> None:
 
 def test_match_image_counts_degenerate_detections_and_localizes() -> None:
     gt = GroundTruth(boxes=[[0, 0, 10, 10]], labels=[1])
-    det = ImageDetections(boxes=[[0, 0, 10, 10], [5, 5, 5, 9], [0, 0, 3, 3]],
-                          scores=[0.9, 0.95, 0.4], labels=[1, 1, 2])
+    det = ImageDetections(
+        boxes=[[0, 0, 10, 10], [5, 5, 5, 9], [0, 0, 3, 3]],
+        scores=[0.9, 0.95, 0.4],
+        labels=[1, 1, 2],
+    )
     match = match_image(det, gt)
     assert match.num_degenerate == 1
     np.testing.assert_array_equal(match.class_ids, [1, 2])

@@ -20,7 +20,10 @@ from objdet.evaluation.registry import (
     settings_from_eval_config,
 )
 
-CATEGORIES = [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}]
+CATEGORIES = [
+    {"id": 1, "name": "cat", "keypoints": [{"id": 0, "name": "nose"}]},
+    {"id": 2, "name": "dog"},
+]
 SUMMARY_NAMES = {
     "pascal_voc_detection_metrics": "PascalBoxes_Precision/mAP@0.5IOU",
     "weighted_pascal_voc_detection_metrics": "WeightedPascalBoxes_Precision/mAP@0.5IOU",
@@ -29,8 +32,7 @@ SUMMARY_NAMES = {
     "precision_at_recall_detection_metrics": "PrecisionAtRecallBoxes_Precision/mAP@0.5IOU",
     "oid_V2_detection_metrics": "OpenImagesV2_Precision/mAP@0.5IOU",
     "oid_challenge_detection_metrics": "OpenImagesDetectionChallenge_Precision/mAP@0.5IOU",
-    "oid_challenge_segmentation_metrics":
-        "OpenImagesInstanceSegmentationChallenge_Precision/mAP@0.5IOU",
+    "oid_challenge_segmentation_metrics": "OpenImagesInstanceSegmentationChallenge_Precision/mAP@0.5IOU",
 }
 
 
@@ -38,12 +40,22 @@ def one_image() -> tuple[GroundTruth, ImageDetections]:
     masks = np.zeros((1, 8, 8), np.uint8)
     masks[0, 2:6, 2:6] = 1
     ground_truth = GroundTruth(
-        boxes=[[2, 2, 6, 6]], labels=[1], masks=masks, difficult=[False], group_of=[False],
-        is_crowd=[False], areas=[16.0], image_labels=[1],
-        keypoints=np.full((1, 1, 2), 3.0), keypoint_visibilities=np.ones((1, 1), bool),
+        boxes=[[2, 2, 6, 6]],
+        labels=[1],
+        masks=masks,
+        difficult=[False],
+        group_of=[False],
+        is_crowd=[False],
+        areas=[16.0],
+        image_labels=[1],
+        keypoints=np.full((1, 1, 2), 3.0),
+        keypoint_visibilities=np.ones((1, 1), bool),
     )
     detections = ImageDetections(
-        boxes=[[2, 2, 6, 6]], scores=[0.9], labels=[1], masks=masks,
+        boxes=[[2, 2, 6, 6]],
+        scores=[0.9],
+        labels=[1],
+        masks=masks,
         keypoints=np.full((1, 1, 2), 3.0),
     )
     return ground_truth, detections
@@ -92,28 +104,40 @@ def test_empty_metrics_set_uses_default_and_repeats_build_once() -> None:
 
 def test_recall_bounds_reach_precision_at_recall() -> None:
     (evaluator,) = build_evaluators(
-        ["precision_at_recall_detection_metrics"], CATEGORIES,
-        recall_lower_bound=0.2, recall_upper_bound=0.8,
+        ["precision_at_recall_detection_metrics"],
+        CATEGORIES,
+        recall_lower_bound=0.2,
+        recall_upper_bound=0.8,
     )
     ground_truth = GroundTruth(boxes=[[0, 0, 1, 1], [2, 2, 3, 3]], labels=[1, 1])
     evaluator.add_ground_truth(0, ground_truth)
-    evaluator.add_detections(0, ImageDetections(
-        boxes=[[0, 0, 1, 1], [5, 5, 6, 6], [2, 2, 3, 3]], scores=[0.9, 0.8, 0.7], labels=[1, 1, 1]
-    ))
+    evaluator.add_detections(
+        0,
+        ImageDetections(
+            boxes=[[0, 0, 1, 1], [5, 5, 6, 6], [2, 2, 3, 3]],
+            scores=[0.9, 0.8, 0.7],
+            labels=[1, 1, 1],
+        ),
+    )
     metrics = evaluator.evaluate()
     # recall .5 @ 1, .5 @ .5 (inside [0.2, 0.8]); recall 1.0 is cut off -> 0.5 * 1
     name = "PrecisionAtRecallBoxes_Precision/mAP@0.5IOU@[0.2,0.8]Recall"
     assert metrics[name] == pytest.approx(0.5)
     with pytest.raises(ConfigError, match="recall bounds"):
-        build_evaluators(["precision_at_recall_detection_metrics"], CATEGORIES,
-                         recall_lower_bound=0.9, recall_upper_bound=0.1)
+        build_evaluators(
+            ["precision_at_recall_detection_metrics"],
+            CATEGORIES,
+            recall_lower_bound=0.9,
+            recall_upper_bound=0.1,
+        )
 
 
 def test_eval_config_message_is_read() -> None:
     from objdet.protos import eval_pb2
 
-    config = eval_pb2.EvalConfig(metrics_set=["oid_challenge_object_detection_metrics"],
-                                 recall_lower_bound=0.1)
+    config = eval_pb2.EvalConfig(
+        metrics_set=["oid_challenge_object_detection_metrics"], recall_lower_bound=0.1
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         (evaluator,) = build_evaluators_from_eval_config(config, CATEGORIES)
@@ -124,3 +148,9 @@ def test_eval_config_message_is_read() -> None:
     config.skip_predictions_for_unlabeled_class = True
     with pytest.raises(ConfigError, match="skip_predictions_for_unlabeled_class"):
         settings_from_eval_config(config)
+
+
+def test_keypoint_metrics_need_categories_with_keypoints() -> None:
+    pytest.importorskip("objdet.evaluation.coco")
+    with pytest.raises(ConfigError, match="coco_keypoint_metrics needs label map items"):
+        build_evaluators(["coco_keypoint_metrics"], [{"id": 1, "name": "cat"}])

@@ -52,8 +52,10 @@ def test_per_category_table_has_one_row_per_category() -> None:
 
 
 def test_precision_recall_pngs_draw_the_curve(tmp_path: Path) -> None:
-    curves = {"cat/black": (np.array([1.0, 0.5]), np.array([0.5, 1.0])),
-              "dog": (np.zeros(0), np.zeros(0))}
+    curves = {
+        "cat/black": (np.array([1.0, 0.5]), np.array([0.5, 1.0])),
+        "dog": (np.zeros(0), np.zeros(0)),
+    }
     paths = write_precision_recall_pngs(tmp_path, curves, {"cat/black": 0.75})
     assert [p.name for p in paths] == ["pr_cat_black.png", "pr_dog.png"]
     with Image.open(paths[0]) as image:

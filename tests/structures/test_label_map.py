@@ -37,6 +37,8 @@ def test_keypoints_are_kept() -> None:
     path = next(p for p in LABEL_MAPS if p.name == "face_person_with_keypoints_label_map.pbtxt")
     face = load_label_map(path).item(1)
     assert face.keypoints[:2] == ((0, "left_eye_center"), (1, "right_eye_center"))
+    category = load_label_map(path).categories()[0]
+    assert category["keypoints"][:2] == [{"id": 0, "name": "left_eye_center"}, {"id": 1, "name": "right_eye_center"}]
 
 
 def test_ambiguous_display_name_is_reported_only_on_lookup() -> None:

@@ -42,12 +42,19 @@ def register(subcommands: Any) -> None:
     for name, (help_text, add_flags, read) in SOURCE_FORMATS.items():
         source = formats.add_parser(name, help=help_text)
         add_flags(source)
-        source.add_argument("--skip_invalid", action="store_true",
-                            help="skip (and count) invalid boxes and unreadable images")
+        source.add_argument(
+            "--skip_invalid",
+            action="store_true",
+            help="skip (and count) invalid boxes and unreadable images",
+        )
         source.set_defaults(run=run_source, read=read)
     for name in WRITER_FORMATS:
-        writer = formats.add_parser(f"tfrecord-to-{name}", help=f"write TFRecords as a {name} dataset")
-        writer.add_argument("--input_path", required=True, help="TFRecords: file, glob, base@N or list")
+        writer = formats.add_parser(
+            f"tfrecord-to-{name}", help=f"write TFRecords as a {name} dataset"
+        )
+        writer.add_argument(
+            "--input_path", required=True, help="TFRecords: file, glob, base@N or list"
+        )
         writer.add_argument("--label_map_path", required=True, help="label_map.pbtxt")
         writer.add_argument("--output_path", required=True, help="output dataset directory")
         writer.set_defaults(run=run_writer, writer_format=name)
@@ -68,17 +75,25 @@ def _add_csv_flags(parser: argparse.ArgumentParser) -> None:
 def _add_voc_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data_dir", required=True, help="root of the VOCdevkit")
     parser.add_argument("--set", default="train", help="train, val, trainval or test")
-    parser.add_argument("--annotations_dir", default="Annotations",
-                        help="annotations directory (relative to DATA_DIR/YEAR, or to DATA_DIR "
-                             "with --images_dir)")
+    parser.add_argument(
+        "--annotations_dir",
+        default="Annotations",
+        help="annotations directory (relative to DATA_DIR/YEAR, or to DATA_DIR with --images_dir)",
+    )
     parser.add_argument("--year", default="VOC2007", help="VOC2007, VOC2012 or merged")
-    parser.add_argument("--images_dir", default=None,
-                        help="flat layout: images here, every *.xml in DATA_DIR/ANNOTATIONS_DIR "
-                             "(--year and --set are then not used)")
+    parser.add_argument(
+        "--images_dir",
+        default=None,
+        help="flat layout: images here, every *.xml in DATA_DIR/ANNOTATIONS_DIR "
+        "(--year and --set are then not used)",
+    )
     parser.add_argument("--output_path", required=True)
     parser.add_argument("--label_map_path", required=True)
-    parser.add_argument("--ignore_difficult_instances", action="store_true",
-                        help="leave out objects marked difficult (counted)")
+    parser.add_argument(
+        "--ignore_difficult_instances",
+        action="store_true",
+        help="leave out objects marked difficult (counted)",
+    )
     _shards(parser)
 
 
@@ -86,8 +101,11 @@ def _add_coco_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image_dir", required=True)
     parser.add_argument("--annotations_file", required=True, help="COCO instances JSON")
     parser.add_argument("--output_path", required=True)
-    parser.add_argument("--label_map_path", default=None,
-                        help="map category names to this label map (default: the JSON's ids)")
+    parser.add_argument(
+        "--label_map_path",
+        default=None,
+        help="map category names to this label map (default: the JSON's ids)",
+    )
     parser.add_argument("--include_masks", action="store_true", help="write instance masks")
     _shards(parser)
 
@@ -98,9 +116,12 @@ def _add_oid_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input_label_map", required=True)
     parser.add_argument("--input_image_label_annotations_csv", default=None)
     parser.add_argument("--output_tf_record_path_prefix", required=True)
-    parser.add_argument("--skip_labels_not_in_label_map", action="store_true",
-                        help="leave out (and count) rows whose label is not in the label map, "
-                             "as the OD API does silently")
+    parser.add_argument(
+        "--skip_labels_not_in_label_map",
+        action="store_true",
+        help="leave out (and count) rows whose label is not in the label map, "
+        "as the OD API does silently",
+    )
     _shards(parser)
 
 
@@ -132,8 +153,12 @@ def _label_map(path: str) -> Any:
 def _read_csv(args: argparse.Namespace) -> list[tuple[Any, str]]:
     from objdet.data.formats import CsvReader
 
-    reader = CsvReader(args.csv_path, args.images_dir, _label_map(args.label_map_path),
-                       skip_invalid=args.skip_invalid)
+    reader = CsvReader(
+        args.csv_path,
+        args.images_dir,
+        _label_map(args.label_map_path),
+        skip_invalid=args.skip_invalid,
+    )
     return [(reader, args.output_path)]
 
 
@@ -143,14 +168,22 @@ def _read_voc(args: argparse.Namespace) -> list[tuple[Any, str]]:
     from objdet.data.formats import VocReader
 
     label_map = _label_map(args.label_map_path)
-    options = {"ignore_difficult_instances": args.ignore_difficult_instances,
-               "skip_invalid": args.skip_invalid}
+    options = {
+        "ignore_difficult_instances": args.ignore_difficult_instances,
+        "skip_invalid": args.skip_invalid,
+    }
     if args.images_dir is not None:
         annotations = Path(args.data_dir) / args.annotations_dir
         reader = VocReader.from_directory(annotations, args.images_dir, label_map, **options)
     else:
-        reader = VocReader.from_devkit(args.data_dir, args.year, args.set, label_map,
-                                       annotations_dir=args.annotations_dir, **options)
+        reader = VocReader.from_devkit(
+            args.data_dir,
+            args.year,
+            args.set,
+            label_map,
+            annotations_dir=args.annotations_dir,
+            **options,
+        )
     return [(reader, args.output_path)]
 
 
@@ -158,8 +191,13 @@ def _read_coco(args: argparse.Namespace) -> list[tuple[Any, str]]:
     from objdet.data.formats import CocoReader
 
     label_map = _label_map(args.label_map_path) if args.label_map_path else None
-    reader = CocoReader(args.annotations_file, args.image_dir, label_map,
-                        include_masks=args.include_masks, skip_invalid=args.skip_invalid)
+    reader = CocoReader(
+        args.annotations_file,
+        args.image_dir,
+        label_map,
+        include_masks=args.include_masks,
+        skip_invalid=args.skip_invalid,
+    )
     return [(reader, args.output_path)]
 
 
@@ -184,8 +222,16 @@ def _read_kitti(args: argparse.Namespace) -> list[tuple[Any, str]]:
     classes = [c for c in args.classes_to_use.split(",") if c.strip()]
     train, validation = kitti_train_val_split(args.data_dir, args.validation_set_size)
     return [
-        (KittiReader(args.data_dir, label_map, image_names=names, classes_to_use=classes,
-                     skip_invalid=args.skip_invalid), f"{args.output_path}_{split}.tfrecord")
+        (
+            KittiReader(
+                args.data_dir,
+                label_map,
+                image_names=names,
+                classes_to_use=classes,
+                skip_invalid=args.skip_invalid,
+            ),
+            f"{args.output_path}_{split}.tfrecord",
+        )
         for split, names in (("train", train), ("val", validation))
     ]
 
@@ -235,10 +281,20 @@ def run_writer(args: argparse.Namespace) -> int:
 
 
 # format -> (help, flag adder, reader builder); read by register() when the CLI starts.
-SOURCE_FORMATS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[..., Any]]] = {
-    "csv": ("CSV box table (filename,width,height,class,xmin,ymin,xmax,ymax)", _add_csv_flags, _read_csv),
+SOURCE_FORMATS: dict[
+    str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[..., Any]]
+] = {
+    "csv": (
+        "CSV box table (filename,width,height,class,xmin,ymin,xmax,ymax)",
+        _add_csv_flags,
+        _read_csv,
+    ),
     "voc": ("PASCAL VOC XML annotations", _add_voc_flags, _read_voc),
-    "coco": ("COCO instances JSON (boxes, crowd flags, masks, keypoints)", _add_coco_flags, _read_coco),
+    "coco": (
+        "COCO instances JSON (boxes, crowd flags, masks, keypoints)",
+        _add_coco_flags,
+        _read_coco,
+    ),
     "oid": ("Open Images box and image-level label CSVs", _add_oid_flags, _read_oid),
     "kitti": ("KITTI label_2 txt (OUT_train / OUT_val records)", _add_kitti_flags, _read_kitti),
     "yolo": ("YOLO txt labels (class cx cy w h, normalized)", _add_yolo_flags, _read_yolo),

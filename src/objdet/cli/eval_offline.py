@@ -20,7 +20,8 @@ def register(subcommands: Any) -> None:
         "--eval_config_path", required=True, help="EvalConfig text proto (metrics_set, ...)"
     )
     parser.add_argument(
-        "--input_config_path", required=True,
+        "--input_config_path",
+        required=True,
         help="InputReader text proto (tf_record_input_reader.input_path, label_map_path)",
     )
     parser.set_defaults(run=run)
@@ -35,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
         if "PerformanceByCategory" not in name:
             print(f"{name}: {value:.4f}")
     print(per_category_table(result.metrics), end="")
-    print(f"evaluated {result.num_images} images, skipped {result.num_skipped} without "
-          f"detections; wrote {args.eval_dir}/metrics.csv")
+    print(
+        f"evaluated {result.num_images} images, skipped {result.num_skipped} without "
+        f"detections; wrote {args.eval_dir}/metrics.csv"
+    )
     return 0

@@ -16,16 +16,26 @@ def register(subcommands: Any) -> None:
             "segmentation metric is computed, else the detection metric."
         ),
     )
-    parser.add_argument("--input_annotations_boxes", required=True,
-                        help="CSV of ground truth boxes (hierarchy-expanded)")
-    parser.add_argument("--input_annotations_labels", required=True,
-                        help="CSV of verified image-level labels (hierarchy-expanded)")
-    parser.add_argument("--input_class_labelmap", required=True,
-                        help="label map .pbtxt of the challenge classes")
+    parser.add_argument(
+        "--input_annotations_boxes",
+        required=True,
+        help="CSV of ground truth boxes (hierarchy-expanded)",
+    )
+    parser.add_argument(
+        "--input_annotations_labels",
+        required=True,
+        help="CSV of verified image-level labels (hierarchy-expanded)",
+    )
+    parser.add_argument(
+        "--input_class_labelmap", required=True, help="label map .pbtxt of the challenge classes"
+    )
     parser.add_argument("--input_predictions", required=True, help="CSV of predictions")
     parser.add_argument("--output_metrics", required=True, help="CSV file to write metrics to")
-    parser.add_argument("--input_annotations_segm", default=None,
-                        help="CSV of ground truth instance masks (optional)")
+    parser.add_argument(
+        "--input_annotations_segm",
+        default=None,
+        help="CSV of ground truth instance masks (optional)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -43,7 +53,9 @@ def run(args: argparse.Namespace) -> int:
     write_metrics_csv(args.output_metrics, result.metrics)
     summary = next(iter(result.metrics.items()))
     print(f"{summary[0]}: {summary[1]:.4f}")
-    print(f"evaluated {result.num_images} images; skipped "
-          f"{result.num_prediction_images_without_ground_truth} prediction images without "
-          f"ground truth; wrote {args.output_metrics}")
+    print(
+        f"evaluated {result.num_images} images; skipped "
+        f"{result.num_prediction_images_without_ground_truth} prediction images without "
+        f"ground truth; wrote {args.output_metrics}"
+    )
     return 0

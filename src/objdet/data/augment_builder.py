@@ -129,7 +129,9 @@ def build_augmentation(step: StepConfig, position: int = 0) -> Augmentation:
     where = f"data_augmentation_options[{position}]"
     name = step.WhichOneof("preprocessing_step")
     if name is None:
-        raise ConfigError(f"{where}: no preprocessing step is set (expected one of {supported_steps()})")
+        raise ConfigError(
+            f"{where}: no preprocessing step is set (expected one of {supported_steps()})"
+        )
     builder = STEP_BUILDERS.get(name)
     if builder is None:
         raise ConfigError(
@@ -144,7 +146,9 @@ def build_augmentation(step: StepConfig, position: int = 0) -> Augmentation:
 
 def build_augmentations(steps: Sequence[StepConfig]) -> AugmentationPipeline:
     """``train_config.data_augmentation_options`` -> an ``AugmentationPipeline`` (in order)."""
-    return AugmentationPipeline([build_augmentation(step, position) for position, step in enumerate(steps)])
+    return AugmentationPipeline(
+        [build_augmentation(step, position) for position, step in enumerate(steps)]
+    )
 
 
 def supported_steps() -> list[str]:

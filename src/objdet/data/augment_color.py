@@ -16,6 +16,7 @@ import torchvision.transforms.v2.functional as F
 from torch import Tensor
 
 from objdet.data.augment import (
+    Augmentation,
     check_probability,
     check_range,
     happens,
@@ -150,6 +151,7 @@ class RandomDistortColor:
         saturation = RandomAdjustSaturation(min_delta=0.5, max_delta=1.5)
         hue = RandomAdjustHue(max_delta=0.2)
         contrast = RandomAdjustContrast(min_delta=0.5, max_delta=1.5)
+        steps: tuple[Augmentation, ...]
         if self.color_ordering == 0:
             steps = (brightness, saturation, hue, contrast)
         else:
@@ -225,7 +227,9 @@ class NormalizeImage:
 
     def __call__(self, sample: Sample, generator: torch.Generator) -> Sample:
         image = require_image(sample, "normalize_image")
-        scale = (self.target_maxval - self.target_minval) / (self.original_maxval - self.original_minval)
+        scale = (self.target_maxval - self.target_minval) / (
+            self.original_maxval - self.original_minval
+        )
         normalized = (image.float() - self.original_minval) * scale + self.target_minval
         return with_new_image(sample, normalized)
 
@@ -242,5 +246,7 @@ class RandomPixelValueScale:
 
     def __call__(self, sample: Sample, generator: torch.Generator) -> Sample:
         image = require_image(sample, "random_pixel_value_scale")
-        factors = self.minval + (self.maxval - self.minval) * torch.rand(image.shape, generator=generator)
+        factors = self.minval + (self.maxval - self.minval) * torch.rand(
+            image.shape, generator=generator
+        )
         return with_new_image(sample, _from_unit_range(_to_unit_range(image) * factors, image))

@@ -50,7 +50,10 @@ class CropWindow:
 
 
 def _crop_size(
-    image_height: int, image_width: int, area_range: tuple[float, float], aspect_ratio: float,
+    image_height: int,
+    image_width: int,
+    area_range: tuple[float, float],
+    aspect_ratio: float,
     generator: torch.Generator,
 ) -> tuple[int, int] | None:
     """(height, width) of a crop with the given aspect ratio (width / height) and an area in
@@ -75,7 +78,9 @@ def _crop_size(
         height -= 1
         width = round(height * aspect_ratio)
     area = width * height
-    if not (min_area <= area <= max_area and 0 < width <= image_width and 0 < height <= image_height):
+    if not (
+        min_area <= area <= max_area and 0 < width <= image_width and 0 < height <= image_height
+    ):
         return None
     return height, width
 
@@ -83,8 +88,12 @@ def _crop_size(
 def _covers_some_object(window: CropWindow, boxes: Tensor, min_object_covered: float) -> bool:
     """True when the window covers at least ``min_object_covered`` of some box's area."""
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])  # [N]
-    overlap_width = (boxes[:, 2].clamp(max=window.left + window.width) - boxes[:, 0].clamp(min=window.left))
-    overlap_height = (boxes[:, 3].clamp(max=window.top + window.height) - boxes[:, 1].clamp(min=window.top))
+    overlap_width = boxes[:, 2].clamp(max=window.left + window.width) - boxes[:, 0].clamp(
+        min=window.left
+    )
+    overlap_height = boxes[:, 3].clamp(max=window.top + window.height) - boxes[:, 1].clamp(
+        min=window.top
+    )
     intersection = overlap_width.clamp(min=0) * overlap_height.clamp(min=0)
     has_area = areas > 0  # zero-area boxes never satisfy the constraint (as in TensorFlow)
     covered = intersection[has_area] / areas[has_area]
@@ -111,7 +120,9 @@ def sample_crop_window(
 
     Returns the whole image when no window satisfying the constraints is found.
     """
-    limits = torch.tensor([image_width, image_height, image_width, image_height], dtype=torch.float32)
+    limits = torch.tensor(
+        [image_width, image_height, image_width, image_height], dtype=torch.float32
+    )
     boxes = torch.minimum(boxes.float().clamp(min=0), limits)
     if boxes.shape[0] == 0:
         boxes = limits.new_tensor([[0.0, 0.0, image_width, image_height]])
@@ -129,17 +140,24 @@ def sample_crop_window(
     return CropWindow(0, 0, image_height, image_width)
 
 
-def crop_to_window(sample: Sample, window: CropWindow, *, overlap_thresh: float, clip_boxes: bool) -> Sample:
+def crop_to_window(
+    sample: Sample, window: CropWindow, *, overlap_thresh: float, clip_boxes: bool
+) -> Sample:
     """Crop ``sample`` to ``window`` and filter its objects as the OD API does (module doc)."""
     image = require_image(sample, "random_crop_image")
     right, bottom = window.left + window.width, window.top + window.height
     boxes = sample.boxes
-    outside = (boxes[:, 0] >= right) | (boxes[:, 1] >= bottom) | (boxes[:, 2] <= window.left) | (
-        boxes[:, 3] <= window.top
+    outside = (
+        (boxes[:, 0] >= right)
+        | (boxes[:, 1] >= bottom)
+        | (boxes[:, 2] <= window.left)
+        | (boxes[:, 3] <= window.top)
     )
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     overlap_width = (boxes[:, 2].clamp(max=right) - boxes[:, 0].clamp(min=window.left)).clamp(min=0)
-    overlap_height = (boxes[:, 3].clamp(max=bottom) - boxes[:, 1].clamp(min=window.top)).clamp(min=0)
+    overlap_height = (boxes[:, 3].clamp(max=bottom) - boxes[:, 1].clamp(min=window.top)).clamp(
+        min=0
+    )
     # IoA of the box with the window; a degenerate box counts as fully inside when not outside.
     ioa = torch.where(areas > 0, overlap_width * overlap_height / areas.clamp(min=1e-12), 1.0)
     keep = ~outside & (ioa >= overlap_thresh)
@@ -147,13 +165,19 @@ def crop_to_window(sample: Sample, window: CropWindow, *, overlap_thresh: float,
     shift = torch.tensor([window.left, window.top, window.left, window.top], dtype=torch.float32)
     new_boxes = fields["boxes"] - shift
     if clip_boxes:
-        limits = torch.tensor([window.width, window.height, window.width, window.height], dtype=torch.float32)
+        limits = torch.tensor(
+            [window.width, window.height, window.width, window.height], dtype=torch.float32
+        )
         new_boxes = torch.minimum(new_boxes.clamp(min=0), limits)
     fields["boxes"] = new_boxes
     if fields["masks"] is not None:
         fields["masks"] = fields["masks"][:, window.top : bottom, window.left : right]
     if fields["keypoints"] is not None:
-        fields.update(_crop_keypoints(fields["keypoints"], fields["keypoint_visibilities"], window, clip_boxes))
+        fields.update(
+            _crop_keypoints(
+                fields["keypoints"], fields["keypoint_visibilities"], window, clip_boxes
+            )
+        )
     cropped_image = image[:, window.top : bottom, window.left : right]
     return with_new_geometry(sample, cropped_image, **fields)
 
@@ -196,7 +220,12 @@ class RandomCropImage:
     def __post_init__(self) -> None:
         check_probability("min_object_covered", self.min_object_covered)
         check_probability("random_coef", self.random_coef)
-        check_range("min_aspect_ratio", self.aspect_ratio_range[0], "max_aspect_ratio", self.aspect_ratio_range[1])
+        check_range(
+            "min_aspect_ratio",
+            self.aspect_ratio_range[0],
+            "max_aspect_ratio",
+            self.aspect_ratio_range[1],
+        )
         check_range("min_area", self.area_range[0], "max_area", self.area_range[1])
         if self.aspect_ratio_range[0] <= 0:
             raise ValueError(f"min_aspect_ratio must be > 0, got {self.aspect_ratio_range[0]}")
@@ -217,7 +246,9 @@ class RandomCropImage:
             area_range=self.area_range,
             generator=generator,
         )
-        return crop_to_window(sample, window, overlap_thresh=self.overlap_thresh, clip_boxes=self.clip_boxes)
+        return crop_to_window(
+            sample, window, overlap_thresh=self.overlap_thresh, clip_boxes=self.clip_boxes
+        )
 
 
 def default_ssd_crop_operations() -> tuple[RandomCropImage, ...]:
@@ -239,7 +270,9 @@ def default_ssd_crop_operations() -> tuple[RandomCropImage, ...]:
 class SSDRandomCrop:
     """OD API ``ssd_random_crop``: pick one crop operation uniformly, then apply it."""
 
-    operations: Sequence[RandomCropImage] = dataclasses.field(default_factory=default_ssd_crop_operations)
+    operations: Sequence[RandomCropImage] = dataclasses.field(
+        default_factory=default_ssd_crop_operations
+    )
 
     def __post_init__(self) -> None:
         if len(self.operations) == 0:

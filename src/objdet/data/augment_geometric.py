@@ -9,7 +9,6 @@ in pixels (e.g. its ``1 - xmax`` is our ``width - x2``).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -82,7 +81,9 @@ class RandomHorizontalFlip:
             keypoints[..., 0] = width - keypoints[..., 0]
             changes["keypoints"] = keypoints
         flipped = with_new_geometry(sample, F.horizontal_flip(image), **changes)
-        permuted = _permute_keypoints(flipped, self.keypoint_flip_permutation, "random_horizontal_flip")
+        permuted = _permute_keypoints(
+            flipped, self.keypoint_flip_permutation, "random_horizontal_flip"
+        )
         return dataclasses.replace(flipped, **permuted) if permuted else flipped
 
 
@@ -113,7 +114,9 @@ class RandomVerticalFlip:
             keypoints[..., 1] = height - keypoints[..., 1]
             changes["keypoints"] = keypoints
         flipped = with_new_geometry(sample, F.vertical_flip(image), **changes)
-        permuted = _permute_keypoints(flipped, self.keypoint_flip_permutation, "random_vertical_flip")
+        permuted = _permute_keypoints(
+            flipped, self.keypoint_flip_permutation, "random_vertical_flip"
+        )
         return dataclasses.replace(flipped, **permuted) if permuted else flipped
 
 
@@ -160,7 +163,9 @@ class RandomImageScale:
     max_scale_ratio: float = 2.0
 
     def __post_init__(self) -> None:
-        check_range("min_scale_ratio", self.min_scale_ratio, "max_scale_ratio", self.max_scale_ratio)
+        check_range(
+            "min_scale_ratio", self.min_scale_ratio, "max_scale_ratio", self.max_scale_ratio
+        )
         if self.min_scale_ratio <= 0:
             raise ValueError(f"min_scale_ratio must be > 0, got {self.min_scale_ratio}")
 
@@ -216,7 +221,11 @@ class RandomPadImage:
         for axis, image_size in enumerate((height, width)):
             axis_high = max(high[axis], image_size)
             axis_low = max(low[axis], image_size)
-            drawn = random_integer(generator, axis_low, axis_high) if axis_high > axis_low else axis_high
+            drawn = (
+                random_integer(generator, axis_low, axis_high)
+                if axis_high > axis_low
+                else axis_high
+            )
             sizes.append(drawn)
         return sizes[0], sizes[1]
 
@@ -232,7 +241,9 @@ class RandomPadImage:
             color = torch.tensor(self.pad_color, dtype=torch.float32)
         if not image.is_floating_point():
             color = color.round().clamp(0, 255)
-        canvas = color.to(image.dtype)[:, None, None].expand(-1, canvas_height, canvas_width).clone()
+        canvas = (
+            color.to(image.dtype)[:, None, None].expand(-1, canvas_height, canvas_width).clone()
+        )
         canvas[:, top : top + height, left : left + width] = image
         shift = torch.tensor([left, top, left, top], dtype=torch.float32)
         changes: dict = {"boxes": sample.boxes + shift}
@@ -270,7 +281,9 @@ class RandomJitterBoxes:
 
     def __post_init__(self) -> None:
         if self.jitter_mode not in JITTER_MODES:
-            raise ValueError(f"jitter_mode must be one of {list(JITTER_MODES)}, got {self.jitter_mode!r}")
+            raise ValueError(
+                f"jitter_mode must be one of {list(JITTER_MODES)}, got {self.jitter_mode!r}"
+            )
         if self.ratio < 0:
             raise ValueError(f"ratio must be >= 0, got {self.ratio}")
 
@@ -289,23 +302,38 @@ class RandomJitterBoxes:
             height_factor, width_factor = factors[:, 0], factors[:, 1]
             # Largest factor that keeps both edges inside the image; clamping one edge clamps its
             # mirror too so the centre stays put.
-            max_height_factor = torch.minimum(2 * center_y, 2 * (sample.height - center_y)) / box_height
-            max_width_factor = torch.minimum(2 * center_x, 2 * (sample.width - center_x)) / box_width
+            max_height_factor = (
+                torch.minimum(2 * center_y, 2 * (sample.height - center_y)) / box_height
+            )
+            max_width_factor = (
+                torch.minimum(2 * center_x, 2 * (sample.width - center_x)) / box_width
+            )
             if self.jitter_mode.endswith("_xy"):
                 width_factor = height_factor
-                max_height_factor = max_width_factor = torch.minimum(max_height_factor, max_width_factor)
+                max_height_factor = max_width_factor = torch.minimum(
+                    max_height_factor, max_width_factor
+                )
             height_factor = torch.minimum(height_factor, max_height_factor.abs())
             width_factor = torch.minimum(width_factor, max_width_factor.abs())
             half_width, half_height = box_width * width_factor / 2, box_height * height_factor / 2
             jittered = torch.stack(
-                [center_x - half_width, center_y - half_height, center_x + half_width, center_y + half_height],
+                [
+                    center_x - half_width,
+                    center_y - half_height,
+                    center_x + half_width,
+                    center_y + half_height,
+                ],
                 dim=1,
             )
         else:
             factors = 1.0 + uniform_tensor(generator, (num_boxes, 4), low, high)  # x1, y1, x2, y2
-            half_sizes = torch.stack([box_width, box_height, box_width, box_height], dim=1) * factors / 2
+            half_sizes = (
+                torch.stack([box_width, box_height, box_width, box_height], dim=1) * factors / 2
+            )
             centers = torch.stack([center_x, center_y, center_x, center_y], dim=1)
             jittered = centers + half_sizes * torch.tensor([-1.0, -1.0, 1.0, 1.0])
-        limits = torch.tensor([sample.width, sample.height, sample.width, sample.height], dtype=torch.float32)
+        limits = torch.tensor(
+            [sample.width, sample.height, sample.width, sample.height], dtype=torch.float32
+        )
         jittered = torch.minimum(jittered.clamp(min=0), limits)
         return dataclasses.replace(sample, boxes=jittered.float())

@@ -22,13 +22,20 @@ from torch import Tensor
 
 from objdet.structures.sample import Sample
 
-OPTIONAL_TARGET_FIELDS = ("difficult", "is_crowd", "group_of", "masks", "keypoints", "keypoint_visibilities")
+OPTIONAL_TARGET_FIELDS = (
+    "difficult",
+    "is_crowd",
+    "group_of",
+    "masks",
+    "keypoints",
+    "keypoint_visibilities",
+)
 
 
 def image_to_unit_float(image: Tensor) -> Tensor:
     """``Tensor[3, H, W]`` uint8 -> float32 in [0, 1]; float images are returned unchanged."""
     if image.dtype == torch.uint8:
-        return image.float().div_(255.0)
+        return image.div(255.0)  # one pass: uint8 / float promotes to float32
     return image.float()
 
 

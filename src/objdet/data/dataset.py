@@ -20,9 +20,12 @@ How the OD API's input_reader fields map here:
   ``read_block_length``, ``num_parallel_batches``, ``num_prefetch_batches`` and the
   deprecated queue fields tune TensorFlow's streaming reader; a full permutation and
   ``build_data_loader(num_workers=...)`` supersede them.
+* ``mask_type``, ``include_source_id``: the decoder reads PNG and numerical masks as
+  stored, and always keeps ``image/source_id``.
 * Fields this reader cannot honour yet (sequence examples, additional channels, dense pose,
-  track ids, label hierarchy expansion, dataset mixing weights, per-input image resizer,
-  external readers...) raise ``ConfigError`` naming the field when set.
+  track ids, multiclass scores, context features, keypoint depth, per-keypoint weights,
+  label hierarchy expansion, dataset mixing weights, per-input image resizer, external
+  readers) raise ``ConfigError`` naming the field when set.
 
 Randomness: the sample at loader position ``p`` (= epoch * len + record position) is augmented
 with a ``torch.Generator`` seeded from ``(seed, p)``, so results do not depend on the number
@@ -114,7 +117,9 @@ class TFRecordDetectionDataset(Dataset[tuple[int, Sample]]):
 
     def _record_number(self, position: int) -> int:
         if position < 0 or len(self) == 0:
-            raise IndexError(f"position {position} out of range for a dataset of {len(self)} records")
+            raise IndexError(
+                f"position {position} out of range for a dataset of {len(self)} records"
+            )
         return self.record_numbers[position % len(self)]
 
     def load(self, position: int) -> Sample:
@@ -147,7 +152,11 @@ class TFRecordDetectionDataset(Dataset[tuple[int, Sample]]):
         logger.warning(
             "%s: %d objects, max_number_of_boxes is %d: dropped the last %d "
             "(%d images truncated so far in this process)",
-            source, sample.num_objects, limit, sample.num_objects - limit, self.truncated_images,
+            source,
+            sample.num_objects,
+            limit,
+            sample.num_objects - limit,
+            self.truncated_images,
         )
         return dataclasses.replace(sample, **select_objects(sample, torch.arange(limit)))
 
@@ -163,7 +172,9 @@ class EpochSampler(Sampler[int]):
         rank, world_size: this process's share for distributed training; every rank gets
             the same number of positions (the permutation wraps around to pad, as
             torch's DistributedSampler does).
-        start_epoch: first epoch to yield (resuming).
+        start_epoch: first epoch to yield.
+        start_position: positions of this rank's stream already consumed (resuming a run
+            mid-epoch: the stream continues exactly where it stopped).
     """
 
     def __init__(
@@ -176,6 +187,7 @@ class EpochSampler(Sampler[int]):
         rank: int = 0,
         world_size: int = 1,
         start_epoch: int = 0,
+        start_position: int = 0,
     ) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
@@ -187,8 +199,9 @@ class EpochSampler(Sampler[int]):
         self.seed = seed
         self.rank = rank
         self.world_size = world_size
-        self.start_epoch = start_epoch
         self.per_rank = -(-num_records // world_size)  # ceil
+        skipped_epochs, self.skip_in_epoch = divmod(start_position, self.per_rank)
+        self.start_epoch = start_epoch + skipped_epochs
 
     def epoch_positions(self, epoch: int) -> torch.Tensor:
         """``Tensor[per_rank]`` int64 loader positions of this rank in ``epoch``."""
@@ -202,15 +215,15 @@ class EpochSampler(Sampler[int]):
         return mine + epoch * self.num_records
 
     def __iter__(self) -> Iterator[int]:
-        epoch = self.start_epoch
+        epoch, skip = self.start_epoch, self.skip_in_epoch
         while self.num_epochs == 0 or epoch < self.num_epochs:
-            yield from self.epoch_positions(epoch).tolist()
-            epoch += 1
+            yield from self.epoch_positions(epoch).tolist()[skip:]
+            epoch, skip = epoch + 1, 0
 
     def __len__(self) -> int:
         if self.num_epochs == 0:
             raise TypeError("an EpochSampler with num_epochs=0 repeats forever and has no length")
-        return self.per_rank * max(self.num_epochs - self.start_epoch, 0)
+        return max(self.per_rank * (self.num_epochs - self.start_epoch) - self.skip_in_epoch, 0)
 
 
 def build_data_loader(
@@ -222,6 +235,7 @@ def build_data_loader(
     rank: int = 0,
     world_size: int = 1,
     start_epoch: int = 0,
+    start_position: int = 0,
     pin_memory: bool = False,
     prefetch_factor: int | None = None,
 ) -> DataLoader[Any]:
@@ -241,6 +255,7 @@ def build_data_loader(
         rank=rank,
         world_size=world_size,
         start_epoch=start_epoch if training else 0,
+        start_position=start_position if training else 0,
     )
     return DataLoader(
         dataset,
@@ -288,9 +303,17 @@ def _check_supported(config: Any) -> None:
         if value != unused:
             raise ConfigError(f"{name}.{field}: {value} is not supported yet (only {unused})")
     if config.input_type == input_reader_pb2.TF_SEQUENCE_EXAMPLE:
-        raise ConfigError(f"{name}.input_type: TF_SEQUENCE_EXAMPLE is not supported yet (only TF_EXAMPLE)")
+        raise ConfigError(
+            f"{name}.input_type: TF_SEQUENCE_EXAMPLE is not supported yet (only TF_EXAMPLE)"
+        )
+    if config.keypoint_type_weight:
+        raise ConfigError(
+            f"{name}.keypoint_type_weight: per-keypoint loss weights are not supported yet"
+        )
     if config.sample_from_datasets_weights:
-        raise ConfigError(f"{name}.sample_from_datasets_weights: mixing datasets is not supported yet")
+        raise ConfigError(
+            f"{name}.sample_from_datasets_weights: mixing datasets is not supported yet"
+        )
     if config.HasField("image_resizer"):
         raise ConfigError(
             f"{name}.image_resizer: a per-input image resizer is not supported yet; "
@@ -299,11 +322,15 @@ def _check_supported(config: Any) -> None:
     reader = config.WhichOneof("input_reader")
     if reader != "tf_record_input_reader":
         found = reader or "nothing"
-        raise ConfigError(f"{name}: expected tf_record_input_reader {{ input_path: ... }}, found {found}")
+        raise ConfigError(
+            f"{name}: expected tf_record_input_reader {{ input_path: ... }}, found {found}"
+        )
     if not config.tf_record_input_reader.input_path:
         raise ConfigError(f"{name}.tf_record_input_reader.input_path: no input path given")
     if config.sample_1_of_n_examples < 1:
-        raise ConfigError(f"{name}.sample_1_of_n_examples must be >= 1, got {config.sample_1_of_n_examples}")
+        raise ConfigError(
+            f"{name}.sample_1_of_n_examples must be >= 1, got {config.sample_1_of_n_examples}"
+        )
 
 
 def build_dataset(

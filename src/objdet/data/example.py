@@ -58,16 +58,18 @@ class _Features:
         self.source = source
 
     def kind(self, key: str) -> str | None:
-        return self.features[key].WhichOneof("kind") if key in self.features else None
+        feature = self.features.get(key)
+        return None if feature is None else feature.WhichOneof("kind")
 
     def values(self, key: str, kind: str) -> object | None:
         """The feature's repeated values, or None when absent or empty."""
-        found = self.kind(key)
+        feature = self.features.get(key)
+        found = None if feature is None else feature.WhichOneof("kind")
         if found is None:
             return None
         if found != kind:
             raise DataError(f"{self.source}: feature {key!r} is a {found}, expected a {kind}")
-        values = getattr(self.features[key], kind).value
+        values = getattr(feature, kind).value
         return values if len(values) else None
 
     def floats(self, key: str) -> np.ndarray | None:

@@ -41,11 +41,15 @@ def _to_numpy(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
+def _numpy_or_none(value: Any) -> Any:
+    return None if value is None else _to_numpy(value)
+
+
 def _optional(value: Any, dtype: type, what: str, expected_len: int, owner: str) -> Any:
     """Coerce an optional per-object field and check its first dimension."""
     if value is None:
         return None
-    array = _to_numpy(value).astype(dtype, copy=False)
+    array: np.ndarray = _to_numpy(value).astype(dtype, copy=False)
     if array.ndim == 0 or array.shape[0] != expected_len:
         raise DataError(
             f"{owner}: {what} must have first dimension {expected_len}, "
@@ -75,9 +79,12 @@ def _check_boxes(boxes: Any, owner: str) -> FloatArray:
 
 def _check_labels(labels: Any, num_boxes: int, owner: str) -> IntArray:
     array = _to_numpy(labels).reshape(-1)
-    if array.size and not np.issubdtype(array.dtype, np.integer):
-        if not np.all(np.equal(np.mod(array, 1), 0)):
-            raise DataError(f"{owner}: labels must be integer label-map ids, got {array[:5]}")
+    if (
+        array.size
+        and not np.issubdtype(array.dtype, np.integer)
+        and not np.all(np.equal(np.mod(array, 1), 0))
+    ):
+        raise DataError(f"{owner}: labels must be integer label-map ids, got {array[:5]}")
     array = array.astype(np.int64, copy=False)
     if array.shape[0] != num_boxes:
         raise DataError(f"{owner}: {num_boxes} boxes but {array.shape[0]} labels")
@@ -164,17 +171,17 @@ class GroundTruth:
         return cls(
             boxes=_to_numpy(sample.boxes),
             labels=_to_numpy(sample.labels),
-            difficult=sample.difficult,
-            is_crowd=sample.is_crowd,
-            group_of=sample.group_of,
-            areas=sample.areas,
-            masks=sample.masks,
-            keypoints=sample.keypoints,
-            keypoint_visibilities=sample.keypoint_visibilities,
+            difficult=_numpy_or_none(sample.difficult),
+            is_crowd=_numpy_or_none(sample.is_crowd),
+            group_of=_numpy_or_none(sample.group_of),
+            areas=_numpy_or_none(sample.areas),
+            masks=_numpy_or_none(sample.masks),
+            keypoints=_numpy_or_none(sample.keypoints),
+            keypoint_visibilities=_numpy_or_none(sample.keypoint_visibilities),
             image_labels=positive,
             negative_image_labels=negative,
-            neg_category_ids=sample.neg_category_ids,
-            not_exhaustive_category_ids=sample.not_exhaustive_category_ids,
+            neg_category_ids=_numpy_or_none(sample.neg_category_ids),
+            not_exhaustive_category_ids=_numpy_or_none(sample.not_exhaustive_category_ids),
         )
 
 
@@ -258,13 +265,14 @@ class ImageDetections:
                 f"image {sample.source_id or sample.filename!r} has no detection_boxes/"
                 "detection_scores (image/detection/* fields); run batch inference first"
             )
-        labels = sample.detection_labels
-        if labels is None:
+        if sample.detection_labels is None:
             labels = np.ones(int(sample.detection_boxes.shape[0]), dtype=np.int64)
+        else:
+            labels = _to_numpy(sample.detection_labels)
         return cls(
             boxes=_to_numpy(sample.detection_boxes),
             scores=_to_numpy(sample.detection_scores),
-            labels=_to_numpy(labels),
+            labels=labels,
         )
 
 
@@ -297,4 +305,3 @@ def check_categories(categories: Sequence[Category], owner: str) -> dict[int, st
             raise DataError(f"{owner}: category id {class_id} appears twice")
         by_id[class_id] = str(category["name"])
     return by_id
-

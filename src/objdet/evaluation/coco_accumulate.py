@@ -57,57 +57,113 @@ class Accumulated:
 
 
 def accumulate(tables: EvaluationTables, matches: MatchResult, params: CocoParams) -> Accumulated:
-    """Precision at the 101 recall points and final recall, per threshold/category/area/maxDets."""
+    """Precision at the 101 recall points and final recall, per threshold/category/area/maxDets.
+
+    Only true positives move recall, and precision's envelope peaks at true positives, so the
+    curves are evaluated at the true positives alone (the j-th one of a category sits at
+    tp = j, fp = detections before it that are neither ignored nor true positives): the
+    same integers and the same divisions as pycocotools' full cumulative sums.
+    """
     num_areas, num_thresholds = matches.true_positive.shape[1:]
     shape = (num_thresholds, RECALL_THRESHOLDS.size, tables.num_categories, num_areas,
              len(params.max_detections))
-    precision = -np.ones(shape)
-    recall = -np.ones((num_thresholds, tables.num_categories, num_areas, shape[4]))
-    # Rank detections by category, descending score, image, rank in pair.
+    accumulated = Accumulated(-np.ones(shape), -np.ones((shape[0],) + shape[2:]))
     rows = matches.dt_rows
+    # Rank detections by category, descending score, image, rank in pair.
     order = np.lexsort((matches.rank, tables.dt_image[rows], -tables.dt_score[rows],
                         tables.dt_category[rows]))
-    categories = tables.dt_category[rows][order]
-    bounds = np.searchsorted(categories, np.arange(tables.num_categories + 1))
+    categories, ranks = tables.dt_category[rows][order], matches.rank[order]
+    # [A, T, N] copies: one (area, threshold) row of detections is contiguous.
+    ignored = np.ascontiguousarray(matches.ignored.transpose(1, 2, 0)[:, :, order])
+    counted_tp = np.ascontiguousarray(matches.true_positive.transpose(1, 2, 0)[:, :, order])
+    counted_tp &= ~ignored
     regular_gt = np.zeros((tables.num_categories, num_areas), dtype=np.int64)
     np.add.at(regular_gt, tables.gt_category, ~matches.gt_ignored)
-    for category in range(tables.num_categories):
-        picked = order[bounds[category]:bounds[category + 1]]
-        for area in range(num_areas):
-            num_regular = int(regular_gt[category, area])
-            if num_regular == 0:
-                continue
-            for slot, max_dets in enumerate(params.max_detections):
-                kept = picked[matches.rank[picked] < max_dets]
-                curve = _precision_recall(
-                    matches.true_positive[kept, area].T, matches.ignored[kept, area].T,
-                    num_regular,
-                )
-                precision[:, :, category, area, slot], recall[:, category, area, slot] = curve
-    return Accumulated(precision, recall)
+    for area in range(num_areas):
+        # (threshold, detection) of every true positive / ignored detection, row-major.
+        tp_threshold, tp_column = np.nonzero(counted_tp[area])
+        ig_threshold, ig_column = np.nonzero(ignored[area])
+        for slot, max_dets in enumerate(params.max_detections):
+            kept = ranks < max_dets
+            position = np.cumsum(kept) - 1  # column among the kept detections
+            tp_kept, ig_kept = kept[tp_column], kept[ig_column]
+            events = _CategoryEvents(
+                categories[kept], tables.num_categories, num_thresholds,
+                tp_threshold[tp_kept], position[tp_column[tp_kept]],
+                ig_threshold[ig_kept], position[ig_column[ig_kept]],
+            )
+            events.fill(accumulated, regular_gt[:, area], area, slot)
+    return accumulated
 
 
-def _precision_recall(
-    true_positive: NDArray[np.bool_], ignored: NDArray[np.bool_], num_regular: int
-) -> tuple[FloatArray, FloatArray]:
-    """``[T, R]`` interpolated precision and ``[T]`` recall of ranked detections ``[T, N]``."""
-    tp_sum = np.cumsum(true_positive & ~ignored, axis=1).astype(dtype=float)
-    fp_sum = np.cumsum(~true_positive & ~ignored, axis=1).astype(dtype=float)
-    num_thresholds, num_dets = tp_sum.shape
-    recall_curve = tp_sum / num_regular
-    precision_curve = tp_sum / (fp_sum + tp_sum + np.spacing(1))
-    # The envelope: precision at a rank is the best precision at any later rank.
-    precision_curve = np.maximum.accumulate(precision_curve[:, ::-1], axis=1)[:, ::-1]
-    sampled = np.zeros((num_thresholds, RECALL_THRESHOLDS.size))
-    final_recall = np.zeros(num_thresholds)
-    if num_dets == 0:
-        return sampled, final_recall
-    final_recall = recall_curve[:, -1].copy()
-    for threshold in range(num_thresholds):
-        at = np.searchsorted(recall_curve[threshold], RECALL_THRESHOLDS, side="left")
-        reached = at < num_dets
-        sampled[threshold, reached] = precision_curve[threshold, at[reached]]
-    return sampled, final_recall
+class _CategoryEvents:
+    """The true positives of one (area range, maxDets), grouped by (threshold, category)."""
+
+    def __init__(self, categories: NDArray[np.int64], num_categories: int, num_thresholds: int,
+                 tp_threshold: NDArray[np.int64], tp_column: NDArray[np.int64],
+                 ig_threshold: NDArray[np.int64], ig_column: NDArray[np.int64]) -> None:
+        """``categories``: ``[N']`` category of each kept detection, in ranked order;
+        columns index those kept detections."""
+        num_kept = categories.size
+        self.num_categories = num_categories
+        self.num_thresholds = num_thresholds
+        bounds = np.searchsorted(categories, np.arange(self.num_categories + 1))
+        category = categories[tp_column]
+        # Events come sorted by threshold, then column, so groups are contiguous.
+        self.group = tp_threshold * self.num_categories + category
+        num_groups = num_thresholds * self.num_categories
+        self.count = np.bincount(self.group, minlength=num_groups)
+        self.first = np.cumsum(self.count) - self.count
+        ordinal = np.arange(self.group.size) - self.first[self.group] + 1  # tp = j
+        first_column = bounds[category]
+        ignored_keys = ig_threshold * num_kept + ig_column  # sorted
+        ignored_before = np.searchsorted(
+            ignored_keys, tp_threshold * num_kept + tp_column, side="right"
+        ) - np.searchsorted(ignored_keys, tp_threshold * num_kept + first_column, side="left")
+        false_positives = (tp_column - first_column + 1) - ordinal - ignored_before
+        tp, fp = ordinal.astype(float), false_positives.astype(float)
+        self.precision = _group_suffix_max(tp / (fp + tp + np.spacing(1)), self.group)
+
+    def fill(self, accumulated: Accumulated, regular_gt: NDArray[np.int64], area: int,
+             slot: int) -> None:
+        """Write this (area, maxDets) column of precision and recall."""
+        measured = np.flatnonzero(regular_gt > 0)  # the rest stays -1
+        if measured.size == 0:
+            return
+        num_gt = regular_gt[measured]  # [K']
+        first_needed = _first_reaching(num_gt)  # [K', R] the tp count reaching each recall
+        count = self.count.reshape(self.num_thresholds, self.num_categories)[:, measured]
+        first = self.first.reshape(self.num_thresholds, self.num_categories)[:, measured]
+        reached = first_needed[None] <= count[:, :, None]  # [T, K', R]
+        index = np.where(reached, first[:, :, None] + first_needed[None] - 1, 0)
+        values = np.where(reached, self.precision[index] if self.precision.size else 0.0, 0.0)
+        accumulated.precision[:, :, measured, area, slot] = values.transpose(0, 2, 1)
+        accumulated.recall[:, measured, area, slot] = count.astype(float) / num_gt
+
+
+def _first_reaching(num_gt: NDArray[np.int64]) -> NDArray[np.int64]:
+    """``[K, R]`` smallest j >= 1 with ``float(j) / num_gt >= recall threshold`` (exactly)."""
+    num_gt_column = num_gt[:, None]
+    first = np.maximum(np.ceil(RECALL_THRESHOLDS[None] * num_gt_column).astype(np.int64), 1)
+    for _ in range(2):  # correct the float rounding of the ceil, either way
+        first = np.where(first / num_gt_column < RECALL_THRESHOLDS, first + 1, first)
+        lower = first - 1
+        first = np.where((lower >= 1) & (lower / num_gt_column >= RECALL_THRESHOLDS), lower, first)
+    return first
+
+
+def _group_suffix_max(values: FloatArray, group: NDArray[np.int64]) -> FloatArray:
+    """Max of ``values`` from each entry to the end of its (contiguous, sorted) group.
+
+    Exact: the running max runs on integer keys (group, rank of the value), not on floats.
+    """
+    if values.size == 0:
+        return values
+    distinct, codes = np.unique(values, return_inverse=True)
+    # Walking backwards, later groups come first; give them the smaller high part.
+    keys = (int(group.max()) - group) * distinct.size + codes
+    running = np.maximum.accumulate(keys[::-1])[::-1]
+    return distinct[running % distinct.size]
 
 
 def _mean_valid(values: FloatArray) -> float:

@@ -92,7 +92,8 @@ def evaluate_records(
     if result.num_skipped:
         logger.warning(
             "skipped %d records without image/detection/* fields (first: %s)",
-            result.num_skipped, ", ".join(result.skipped_sources),
+            result.num_skipped,
+            ", ".join(result.skipped_sources),
         )
     if result.num_images == 0:
         raise DataError(

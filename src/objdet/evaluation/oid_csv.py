@@ -42,10 +42,12 @@ class ChallengeResult:
     num_prediction_images_without_ground_truth: int = 0
 
 
-def _rows(path: str | os.PathLike[str], required: tuple[str, ...]) -> Iterator[tuple[str, dict[str, str]]]:
+def _rows(
+    path: str | os.PathLike[str], required: tuple[str, ...]
+) -> Iterator[tuple[str, dict[str, str]]]:
     """``(file:line, row)`` for each CSV row; the header must have ``required`` columns."""
     try:
-        handle = open(path, newline="", encoding="utf-8")
+        handle = open(path, newline="", encoding="utf-8")  # noqa: SIM115 (closed by the with below)
     except OSError as error:
         raise DataError(f"{path}: cannot read: {error}") from None
     with handle:
@@ -104,7 +106,9 @@ def _rle_counts(data: bytes) -> list[int]:
     return runs
 
 
-def _masks_by_box(path: str | os.PathLike[str] | None) -> dict[tuple[str, ...], tuple[str, int, int]]:
+def _masks_by_box(
+    path: str | os.PathLike[str] | None,
+) -> dict[tuple[str, ...], tuple[str, int, int]]:
     if path is None:
         return {}
     masks = {}
@@ -132,8 +136,9 @@ def load_ground_truth(
             (box, _class_id(class_ids, row["LabelName"], where), group_of, mask, where)
         )
     if masks:
-        raise DataError(f"{segmentation_path}: {len(masks)} masks match no box row "
-                        f"(first: {next(iter(masks))})")
+        raise DataError(
+            f"{segmentation_path}: {len(masks)} masks match no box row (first: {next(iter(masks))})"
+        )
     positive: dict[str, list[int]] = defaultdict(list)
     negative: dict[str, list[int]] = defaultdict(list)
     for where, row in _rows(labels_path, ("ImageID", "LabelName", "Confidence")):
@@ -142,7 +147,9 @@ def load_ground_truth(
     image_ids = sorted(set(objects) | set(positive) | set(negative))
     return {
         image_id: _image_ground_truth(
-            objects.get(image_id, []), positive.get(image_id, []), negative.get(image_id, []),
+            objects.get(image_id, []),
+            positive.get(image_id, []),
+            negative.get(image_id, []),
             with_masks=segmentation_path is not None,
         )
         for image_id in image_ids
@@ -156,11 +163,18 @@ def _image_ground_truth(
     if with_masks:
         sizes = {(m[1], m[2]) for _, _, _, m, _ in objects if m is not None}
         height, width = sizes.pop() if sizes else (1, 1)
-        masks = np.stack([
-            decode_oid_mask(m[0], m[1], m[2], where) if m is not None
-            else np.zeros((height, width), np.uint8)
-            for _, _, _, m, where in objects
-        ]) if objects else np.zeros((0, height, width), np.uint8)
+        masks = (
+            np.stack(
+                [
+                    decode_oid_mask(m[0], m[1], m[2], where)
+                    if m is not None
+                    else np.zeros((height, width), np.uint8)
+                    for _, _, _, m, where in objects
+                ]
+            )
+            if objects
+            else np.zeros((0, height, width), np.uint8)
+        )
     return GroundTruth(
         boxes=np.array([o[0] for o in objects], dtype=np.float64).reshape(-1, 4),
         labels=np.array([o[1] for o in objects], dtype=np.int64),
@@ -177,8 +191,12 @@ def _mask_box(mask: np.ndarray) -> list[float]:
     if rows.size == 0:
         return [0.0, 0.0, 0.0, 0.0]
     height, width = mask.shape
-    return [columns.min() / width, rows.min() / height,
-            (columns.max() + 1) / width, (rows.max() + 1) / height]
+    return [
+        columns.min() / width,
+        rows.min() / height,
+        (columns.max() + 1) / width,
+        (rows.max() + 1) / height,
+    ]
 
 
 def load_predictions(
@@ -190,8 +208,9 @@ def load_predictions(
         mask = None
         if row.get("Mask"):
             height = int(_number(row, "ImageHeight", where))
-            mask = decode_oid_mask(row["Mask"], height, int(_number(row, "ImageWidth", where)),
-                                   where)
+            mask = decode_oid_mask(
+                row["Mask"], height, int(_number(row, "ImageWidth", where)), where
+            )
             box = _mask_box(mask)
         else:
             box = [_number(row, key, where) for key in ("XMin", "YMin", "XMax", "YMax")]

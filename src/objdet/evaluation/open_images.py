@@ -74,7 +74,8 @@ class OpenImagesChallengeEvaluator(OpenImagesDetectionEvaluator):
         if group_of_weight is None:
             group_of_weight = 0.0 if evaluate_masks else 1.0
         prefix = (
-            "OpenImagesInstanceSegmentationChallenge" if evaluate_masks
+            "OpenImagesInstanceSegmentationChallenge"
+            if evaluate_masks
             else "OpenImagesDetectionChallenge"
         )
         super().__init__(
@@ -116,16 +117,18 @@ class OpenImagesDetectionChallengeEvaluator(OpenImagesChallengeEvaluator):
     """``oid_challenge_detection_metrics``."""
 
     def __init__(self, categories: Sequence[Category], matching_iou_threshold: float = 0.5) -> None:
-        super().__init__(categories, evaluate_masks=False,
-                         matching_iou_threshold=matching_iou_threshold)
+        super().__init__(
+            categories, evaluate_masks=False, matching_iou_threshold=matching_iou_threshold
+        )
 
 
 class OpenImagesInstanceSegmentationChallengeEvaluator(OpenImagesChallengeEvaluator):
     """``oid_challenge_segmentation_metrics``."""
 
     def __init__(self, categories: Sequence[Category], matching_iou_threshold: float = 0.5) -> None:
-        super().__init__(categories, evaluate_masks=True,
-                         matching_iou_threshold=matching_iou_threshold)
+        super().__init__(
+            categories, evaluate_masks=True, matching_iou_threshold=matching_iou_threshold
+        )
 
 
 # -- hierarchy expansion ------------------------------------------------------------------
@@ -193,8 +196,11 @@ IMAGE_LABELS = 2  # --annotation_type: image-level labels
 
 
 def _expanded_rows(
-    rows: Iterator[list[str]], header: list[str], hierarchy: LabelHierarchy,
-    annotation_type: int, source: str,
+    rows: Iterator[list[str]],
+    header: list[str],
+    hierarchy: LabelHierarchy,
+    annotation_type: int,
+    source: str,
 ) -> Iterator[list[str]]:
     """Each row, followed by copies relabelled with the labels it implies."""
     if "LabelName" not in header:
@@ -233,12 +239,13 @@ def expand_annotations_csv(
     Returns ``(rows read, rows written)``; the output is written atomically.
     """
     if annotation_type not in (BOXES, IMAGE_LABELS):
-        raise DataError(f"annotation_type must be 1 (boxes/segments) or 2 (labels), got "
-                        f"{annotation_type}")
+        raise DataError(
+            f"annotation_type must be 1 (boxes/segments) or 2 (labels), got {annotation_type}"
+        )
     hierarchy = LabelHierarchy.load(hierarchy_path)
     read = written = 0
     try:
-        source = open(input_path, newline="", encoding="utf-8")
+        source = open(input_path, newline="", encoding="utf-8")  # noqa: SIM115 (closed by the with below)
     except OSError as error:
         raise DataError(f"{input_path}: cannot read annotations: {error}") from error
     with source, atomic_write(Path(output_path), "w") as target:

@@ -20,6 +20,7 @@ no ground truth at all mAP is NaN.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import unicodedata
 import warnings
@@ -141,24 +142,28 @@ class MatchingEvaluator:
         ground_truth = self._pending_ground_truth.pop(image_id)
         detections = self._select_detections(image_id, detections)
         match = match_image(
-            detections, ground_truth,
-            iou_threshold=self.matching_iou_threshold, group_of_weight=self.group_of_weight,
-            use_difficult=self.use_difficult, use_group_of=self.use_group_of,
+            detections,
+            ground_truth,
+            iou_threshold=self.matching_iou_threshold,
+            group_of_weight=self.group_of_weight,
+            use_difficult=self.use_difficult,
+            use_group_of=self.use_group_of,
             use_masks=self.evaluate_masks,
         )
         self._images_with_detections.add(image_id)
         self.num_degenerate_detections += match.num_degenerate
         self._num_localized[self._class_indices(match.localized_class_ids, image_id, "")] += 1
-        self._chunks.append((
-            self._class_indices(match.class_ids, image_id, ""), match.scores, match.tp_weights
-        ))
+        self._chunks.append(
+            (self._class_indices(match.class_ids, image_id, ""), match.scores, match.tp_weights)
+        )
 
     def evaluate(self) -> dict[str, float]:
         """mAP, per-class AP (and CorLoc) named as the OD API names them."""
         if self.num_degenerate_detections:
             logger.warning(
                 "%s: dropped %d detections with zero width or height",
-                self.metric_prefix, self.num_degenerate_detections,
+                self.metric_prefix,
+                self.num_degenerate_detections,
             )
         per_class_ap, mean_ap = self._average_precisions()
         corlocs = cor_loc(self._num_gt_images, self._num_localized)
@@ -235,12 +240,12 @@ class MatchingEvaluator:
         bounds = np.searchsorted(class_index[order], np.arange(len(self._class_ids) + 1))
         return [
             (scores[order[start:end]], weights[order[start:end]])
-            for start, end in zip(bounds[:-1], bounds[1:], strict=True)
+            for start, end in itertools.pairwise(bounds)
         ]
 
-    def _curve_ap(self, scores: np.ndarray, weights: np.ndarray, num_gt: float) -> tuple[
-        float, tuple[np.ndarray, np.ndarray] | None
-    ]:
+    def _curve_ap(
+        self, scores: np.ndarray, weights: np.ndarray, num_gt: float
+    ) -> tuple[float, tuple[np.ndarray, np.ndarray] | None]:
         curve = precision_recall(scores, weights, num_gt)
         if curve is None:
             return float("nan"), None
@@ -281,33 +286,52 @@ def _nanmean(values: np.ndarray) -> float:
 class PascalDetectionEvaluator(MatchingEvaluator):
     """``pascal_voc_detection_metrics``: box AP@0.5 per class, mAP over classes."""
 
-    def __init__(self, categories: Sequence[Category], matching_iou_threshold: float = 0.5,
-                 evaluate_corlocs: bool = False) -> None:
-        super().__init__(categories, metric_prefix="PascalBoxes",
-                         matching_iou_threshold=matching_iou_threshold,
-                         evaluate_corlocs=evaluate_corlocs)
+    def __init__(
+        self,
+        categories: Sequence[Category],
+        matching_iou_threshold: float = 0.5,
+        evaluate_corlocs: bool = False,
+    ) -> None:
+        super().__init__(
+            categories,
+            metric_prefix="PascalBoxes",
+            matching_iou_threshold=matching_iou_threshold,
+            evaluate_corlocs=evaluate_corlocs,
+        )
 
 
 class WeightedPascalDetectionEvaluator(MatchingEvaluator):
     """``weighted_pascal_voc_detection_metrics``: mAP from all classes' detections pooled."""
 
     def __init__(self, categories: Sequence[Category], matching_iou_threshold: float = 0.5) -> None:
-        super().__init__(categories, metric_prefix="WeightedPascalBoxes",
-                         matching_iou_threshold=matching_iou_threshold, use_weighted_mean_ap=True)
+        super().__init__(
+            categories,
+            metric_prefix="WeightedPascalBoxes",
+            matching_iou_threshold=matching_iou_threshold,
+            use_weighted_mean_ap=True,
+        )
 
 
 class PascalInstanceSegmentationEvaluator(MatchingEvaluator):
     """``pascal_voc_instance_segmentation_metrics``: as PASCAL boxes, matching masks."""
 
     def __init__(self, categories: Sequence[Category], matching_iou_threshold: float = 0.5) -> None:
-        super().__init__(categories, metric_prefix="PascalMasks",
-                         matching_iou_threshold=matching_iou_threshold, evaluate_masks=True)
+        super().__init__(
+            categories,
+            metric_prefix="PascalMasks",
+            matching_iou_threshold=matching_iou_threshold,
+            evaluate_masks=True,
+        )
 
 
 class WeightedPascalInstanceSegmentationEvaluator(MatchingEvaluator):
     """``weighted_pascal_voc_instance_segmentation_metrics``."""
 
     def __init__(self, categories: Sequence[Category], matching_iou_threshold: float = 0.5) -> None:
-        super().__init__(categories, metric_prefix="WeightedPascalMasks",
-                         matching_iou_threshold=matching_iou_threshold,
-                         use_weighted_mean_ap=True, evaluate_masks=True)
+        super().__init__(
+            categories,
+            metric_prefix="WeightedPascalMasks",
+            matching_iou_threshold=matching_iou_threshold,
+            use_weighted_mean_ap=True,
+            evaluate_masks=True,
+        )

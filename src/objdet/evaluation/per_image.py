@@ -59,9 +59,7 @@ def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     """Pairwise IoU ``[N, M]``; 0 where both boxes are empty."""
     intersections = box_intersections(boxes_a, boxes_b)
     unions = box_areas(boxes_a)[:, None] + box_areas(boxes_b)[None, :] - intersections
-    return np.divide(
-        intersections, unions, out=np.zeros_like(intersections), where=unions > 0
-    )
+    return np.divide(intersections, unions, out=np.zeros_like(intersections), where=unions > 0)
 
 
 def box_ioa(detections: np.ndarray, regions: np.ndarray) -> np.ndarray:
@@ -86,7 +84,7 @@ def mask_intersections(masks_a: np.ndarray, masks_b: np.ndarray) -> np.ndarray:
     chunk = max(1, (1 << 24) // max(pixels, 1))
     for start in range(0, masks_a.shape[0], chunk):
         flat_a = (masks_a[start : start + chunk].reshape(-1, pixels) > 0).astype(dtype)
-        result[start : start + chunk] = flat_a @ flat_b.T
+        result[start : start + chunk] = np.matmul(flat_a, flat_b.T)
     return result
 
 
@@ -124,7 +122,10 @@ class _DetectionFlags:
 
 
 def _match_instances(
-    overlaps: np.ndarray, gt_difficult: np.ndarray, threshold: float, flags: _DetectionFlags,
+    overlaps: np.ndarray,
+    gt_difficult: np.ndarray,
+    threshold: float,
+    flags: _DetectionFlags,
     box_stage: bool,
 ) -> None:
     """Step 2: match detections ``[D]`` to single-object boxes by ``overlaps [D, G]``."""
@@ -144,8 +145,12 @@ def _match_instances(
 
 
 def _match_groups(
-    overlaps: np.ndarray, scores: np.ndarray, threshold: float, flags: _DetectionFlags,
-    group_of_weight: float, box_stage: bool,
+    overlaps: np.ndarray,
+    scores: np.ndarray,
+    threshold: float,
+    flags: _DetectionFlags,
+    group_of_weight: float,
+    box_stage: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Step 3: fold detections into group-of boxes by IoA ``[D, G]``; one entry per box."""
     if overlaps.shape[1] == 0:
@@ -161,6 +166,21 @@ def _match_groups(
     # The OD API keeps a group-of entry only when its best score is > 0 and the weight > 0.
     keep = (best_scores > 0) & (group_of_weight > 0)
     return best_scores[keep], np.full(int(keep.sum()), float(group_of_weight))
+
+
+def _match_stage(
+    instance_overlaps: np.ndarray,
+    group_overlaps: np.ndarray,
+    instance_difficult: np.ndarray,
+    scores: np.ndarray,
+    flags: _DetectionFlags,
+    threshold: float,
+    group_of_weight: float,
+    box_stage: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Steps 2 and 3 against one kind of overlap (masks, or boxes); returns group entries."""
+    _match_instances(instance_overlaps, instance_difficult, threshold, flags, box_stage)
+    return _match_groups(group_overlaps, scores, threshold, flags, group_of_weight, box_stage)
 
 
 def match_class(
@@ -201,23 +221,29 @@ def match_class(
     group_entries: list[tuple[np.ndarray, np.ndarray]] = []
     if mask_mode and has_mask.any():
         single, group = has_mask & ~gt_group_of, has_mask & gt_group_of
-        _match_instances(
-            mask_iou(det_masks, gt_masks[single]),  # type: ignore[arg-type, index]
-            gt_difficult[single], iou_threshold, flags, box_stage=False,
+        group_entries.append(
+            _match_stage(
+                mask_iou(det_masks, gt_masks[single]),  # type: ignore[arg-type, index]
+                mask_ioa(det_masks, gt_masks[group]),  # type: ignore[arg-type, index]
+                gt_difficult[single],
+                det_scores,
+                flags,
+                iou_threshold,
+                group_of_weight,
+                box_stage=False,
+            )
         )
-        group_entries.append(_match_groups(
-            mask_ioa(det_masks, gt_masks[group]),  # type: ignore[arg-type, index]
-            det_scores, iou_threshold, flags, group_of_weight, box_stage=False,
-        ))
     if (~has_mask).any():
         single, group = ~has_mask & ~gt_group_of, ~has_mask & gt_group_of
-        _match_instances(
-            box_iou(det_boxes, gt_boxes[single]), gt_difficult[single], iou_threshold, flags,
+        box_groups = _match_stage(
+            box_iou(det_boxes, gt_boxes[single]),
+            box_ioa(det_boxes, gt_boxes[group]),
+            gt_difficult[single],
+            det_scores,
+            flags,
+            iou_threshold,
+            group_of_weight,
             box_stage=mask_mode,
-        )
-        box_groups = _match_groups(
-            box_ioa(det_boxes, gt_boxes[group]), det_scores, iou_threshold, flags,
-            group_of_weight, box_stage=mask_mode,
         )
         if not mask_mode:  # in mask mode, objects without masks are ignore regions
             group_entries.append(box_groups)
@@ -302,15 +328,22 @@ def match_image(
         class_masks = None if det_masks is None else det_masks[class_order]
         class_gt_masks = None if gt_masks is None else gt_masks[on_class]
         if is_correctly_localized(
-            boxes[class_order], ground_truth.boxes[on_class], iou_threshold=iou_threshold,
-            det_masks=class_masks, gt_masks=class_gt_masks,
+            boxes[class_order],
+            ground_truth.boxes[on_class],
+            iou_threshold=iou_threshold,
+            det_masks=class_masks,
+            gt_masks=class_gt_masks,
         ):
             localized.append(class_id)
         kept = (detections.scores[class_order] > MIN_SCORE).nonzero()[0][:MAX_DETECTIONS_PER_CLASS]
         scores, weights = match_class(
-            boxes[class_order[kept]], detections.scores[class_order[kept]],
-            ground_truth.boxes[on_class], difficult[on_class], group_of[on_class],
-            iou_threshold=iou_threshold, group_of_weight=group_of_weight,
+            boxes[class_order[kept]],
+            detections.scores[class_order[kept]],
+            ground_truth.boxes[on_class],
+            difficult[on_class],
+            group_of[on_class],
+            iou_threshold=iou_threshold,
+            group_of_weight=group_of_weight,
             det_masks=None if class_masks is None else class_masks[kept],
             gt_masks=class_gt_masks,
         )

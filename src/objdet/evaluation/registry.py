@@ -36,83 +36,119 @@ class EvaluatorSettings:
     recall_upper_bound: float = 1.0
 
 
-EvaluatorFactory = Callable[[Sequence[Category], EvaluatorSettings], DetectionEvaluator]
+EvaluatorFactory = Callable[[Sequence[Category], EvaluatorSettings], list[DetectionEvaluator]]
 
 
-def _pascal(categories: Sequence[Category], settings: EvaluatorSettings) -> DetectionEvaluator:
+def _pascal(
+    categories: Sequence[Category], settings: EvaluatorSettings
+) -> list[DetectionEvaluator]:
     from objdet.evaluation.pascal_voc import PascalDetectionEvaluator
 
-    return PascalDetectionEvaluator(categories)
+    return [PascalDetectionEvaluator(categories)]
 
 
-def _weighted_pascal(categories: Sequence[Category], settings: EvaluatorSettings) -> DetectionEvaluator:
+def _weighted_pascal(
+    categories: Sequence[Category], settings: EvaluatorSettings
+) -> list[DetectionEvaluator]:
     from objdet.evaluation.pascal_voc import WeightedPascalDetectionEvaluator
 
-    return WeightedPascalDetectionEvaluator(categories)
+    return [WeightedPascalDetectionEvaluator(categories)]
 
 
-def _pascal_masks(categories: Sequence[Category], settings: EvaluatorSettings) -> DetectionEvaluator:
+def _pascal_masks(
+    categories: Sequence[Category], settings: EvaluatorSettings
+) -> list[DetectionEvaluator]:
     from objdet.evaluation.pascal_voc import PascalInstanceSegmentationEvaluator
 
-    return PascalInstanceSegmentationEvaluator(categories)
+    return [PascalInstanceSegmentationEvaluator(categories)]
 
 
 def _weighted_pascal_masks(
     categories: Sequence[Category], settings: EvaluatorSettings
-) -> DetectionEvaluator:
+) -> list[DetectionEvaluator]:
     from objdet.evaluation.pascal_voc import WeightedPascalInstanceSegmentationEvaluator
 
-    return WeightedPascalInstanceSegmentationEvaluator(categories)
+    return [WeightedPascalInstanceSegmentationEvaluator(categories)]
 
 
 def _precision_at_recall(
     categories: Sequence[Category], settings: EvaluatorSettings
-) -> DetectionEvaluator:
+) -> list[DetectionEvaluator]:
     from objdet.evaluation.precision_at_recall import PrecisionAtRecallDetectionEvaluator
 
-    return PrecisionAtRecallDetectionEvaluator(
-        categories,
-        recall_lower_bound=settings.recall_lower_bound,
-        recall_upper_bound=settings.recall_upper_bound,
-    )
+    return [
+        PrecisionAtRecallDetectionEvaluator(
+            categories,
+            recall_lower_bound=settings.recall_lower_bound,
+            recall_upper_bound=settings.recall_upper_bound,
+        )
+    ]
 
 
-def _oid_v2(categories: Sequence[Category], settings: EvaluatorSettings) -> DetectionEvaluator:
+def _oid_v2(
+    categories: Sequence[Category], settings: EvaluatorSettings
+) -> list[DetectionEvaluator]:
     from objdet.evaluation.open_images import OpenImagesDetectionEvaluator
 
-    return OpenImagesDetectionEvaluator(categories)
+    return [OpenImagesDetectionEvaluator(categories)]
 
 
-def _oid_challenge(categories: Sequence[Category], settings: EvaluatorSettings) -> DetectionEvaluator:
+def _oid_challenge(
+    categories: Sequence[Category], settings: EvaluatorSettings
+) -> list[DetectionEvaluator]:
     from objdet.evaluation.open_images import OpenImagesDetectionChallengeEvaluator
 
-    return OpenImagesDetectionChallengeEvaluator(categories)
+    return [OpenImagesDetectionChallengeEvaluator(categories)]
 
 
 def _oid_challenge_masks(
     categories: Sequence[Category], settings: EvaluatorSettings
-) -> DetectionEvaluator:
+) -> list[DetectionEvaluator]:
     from objdet.evaluation.open_images import OpenImagesInstanceSegmentationChallengeEvaluator
 
-    return OpenImagesInstanceSegmentationChallengeEvaluator(categories)
+    return [OpenImagesInstanceSegmentationChallengeEvaluator(categories)]
 
 
 def _coco(class_name: str) -> EvaluatorFactory:
     """A factory importing ``objdet.evaluation.coco`` lazily (it pulls in more code)."""
 
-    def build(categories: Sequence[Category], settings: EvaluatorSettings) -> DetectionEvaluator:
+    def build(
+        categories: Sequence[Category], settings: EvaluatorSettings
+    ) -> list[DetectionEvaluator]:
         from objdet.evaluation import coco
 
         evaluator_class = getattr(coco, class_name)
-        if class_name == "CocoKeypointEvaluator":
-            return evaluator_class(categories)  # type: ignore[no-any-return]
-        return evaluator_class(  # type: ignore[no-any-return]
-            categories,
-            include_metrics_per_category=settings.include_metrics_per_category,
-            all_metrics_per_category=settings.all_metrics_per_category,
-        )
+        return [
+            evaluator_class(
+                categories,
+                include_metrics_per_category=settings.include_metrics_per_category,
+                all_metrics_per_category=settings.all_metrics_per_category,
+            )
+        ]
 
     return build
+
+
+def _coco_keypoints(
+    categories: Sequence[Category], settings: EvaluatorSettings
+) -> list[DetectionEvaluator]:
+    """One keypoint evaluator per category whose label-map item lists keypoints.
+
+    Categories carry them as ``'keypoints': [{'id': index, 'name': str}, ...]`` (the OD
+    API's categories from a label map with keypoints).
+    """
+    from objdet.evaluation.coco import CocoKeypointEvaluator
+
+    with_keypoints = [c for c in categories if c.get("keypoints")]
+    if not with_keypoints:
+        raise ConfigError(
+            "eval_config.metrics_set: coco_keypoint_metrics needs label map items with "
+            "keypoints; none of the categories has any"
+        )
+    return [
+        CocoKeypointEvaluator(int(c["id"]), list(c["keypoints"]), str(c["name"]))
+        for c in with_keypoints
+    ]
 
 
 METRICS_SETS: dict[str, EvaluatorFactory] = {
@@ -126,7 +162,7 @@ METRICS_SETS: dict[str, EvaluatorFactory] = {
     "oid_challenge_segmentation_metrics": _oid_challenge_masks,
     "coco_detection_metrics": _coco("CocoDetectionEvaluator"),
     "coco_mask_metrics": _coco("CocoMaskEvaluator"),
-    "coco_keypoint_metrics": _coco("CocoKeypointEvaluator"),
+    "coco_keypoint_metrics": _coco_keypoints,
 }
 
 # Old name -> the name that replaced it (the OD API keeps both, marked DEPRECATED).
@@ -161,7 +197,9 @@ def build_evaluators(
     recall_lower_bound: float = 0.0,
     recall_upper_bound: float = 1.0,
 ) -> list[DetectionEvaluator]:
-    """One evaluator per metrics set name (empty -> ``DEFAULT_METRICS_SET``).
+    """The evaluators of the metrics set names (empty -> ``DEFAULT_METRICS_SET``).
+
+    One evaluator per name, except coco_keypoint_metrics: one per category with keypoints.
 
     ``categories`` is the OD API's list ``[{'id': 1, 'name': 'cat'}, ...]``. The per-category
     flags apply to the COCO evaluators (the PASCAL/Open Images ones always report per class);
@@ -181,7 +219,7 @@ def build_evaluators(
         recall_lower_bound=recall_lower_bound,
         recall_upper_bound=recall_upper_bound,
     )
-    return [METRICS_SETS[name](categories, settings) for name in names]
+    return [evaluator for name in names for evaluator in METRICS_SETS[name](categories, settings)]
 
 
 # EvalConfig fields that change evaluator behaviour in the OD API but are not supported here.

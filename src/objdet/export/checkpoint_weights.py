@@ -41,9 +41,9 @@ def model_weights_from_checkpoint(state: dict[str, Any], use_moving_average: boo
 
 
 def uses_moving_average(config: TrainEvalPipelineConfig) -> bool:
-    """``train_config.optimizer.use_moving_average`` (False when no optimizer is set)."""
-    optimizer = config.train_config.optimizer
-    return optimizer.WhichOneof("optimizer") is not None and optimizer.use_moving_average
+    """``train_config.optimizer.use_moving_average`` (the proto's default is true, as the
+    trainer reads it; a checkpoint without EMA weights then falls back to the raw ones)."""
+    return bool(config.train_config.optimizer.use_moving_average)
 
 
 @dataclass

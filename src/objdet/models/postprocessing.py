@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torchvision.ops import batched_nms, nms
+from torchvision.ops import nms
 
 SCORE_CONVERTERS = ("IDENTITY", "SIGMOID", "SOFTMAX")
 
@@ -24,6 +24,56 @@ def convert_scores(class_logits: Tensor, converter: str, logit_scale: float = 1.
     if converter == "SOFTMAX":
         return scaled.softmax(dim=-1)
     raise ValueError(f"score_converter must be one of {SCORE_CONVERTERS}, got {converter!r}")
+
+
+def _per_class_nms(boxes: Tensor, scores: Tensor, score_threshold: float, iou_threshold: float,
+                   max_per_class: int) -> tuple[Tensor, Tensor]:
+    """Exact per-class NMS keeping ``max_per_class`` boxes per class -> (anchor, class) indices.
+
+    Greedy NMS decides a box only from higher-scoring boxes, so NMS over a class's top ``M``
+    candidates yields the same first kept boxes as over all of them. Start with a small ``M``
+    and grow it only for classes that kept fewer than ``max_per_class`` and have more
+    candidates: SSD has thousands of anchors per class above a 1e-8 threshold.
+    """
+    sorted_scores, sorted_anchors = scores.sort(dim=0, descending=True)  # [A, C]
+    num_candidates = (sorted_scores > score_threshold).sum(dim=0)  # [C]
+    pending = torch.nonzero(num_candidates > 0, as_tuple=True)[0]
+    top = 4 * max_per_class
+    kept_anchors, kept_classes = [], []
+    while pending.numel():
+        rows = min(top, scores.shape[0])
+        candidate_scores = sorted_scores[:rows, pending].T  # [P, rows]
+        column, row = torch.nonzero(candidate_scores > score_threshold, as_tuple=True)
+        anchors, classes = sorted_anchors[row, pending[column]], pending[column]
+        keep = _grouped_nms(boxes[anchors], candidate_scores[column, row], column, iou_threshold)
+        keep = _cap_per_class(keep, classes, max_per_class)
+        kept_count = torch.bincount(classes[keep], minlength=scores.shape[1])[pending]
+        done = (kept_count >= max_per_class) | (num_candidates[pending] <= rows)
+        is_done_class = torch.zeros(scores.shape[1], dtype=torch.bool, device=scores.device)
+        is_done_class[pending[done]] = True
+        keep = keep[is_done_class[classes[keep]]]
+        kept_anchors.append(anchors[keep])
+        kept_classes.append(classes[keep])
+        pending, top = pending[~done], top * 4
+    if not kept_anchors:
+        empty = torch.zeros(0, dtype=torch.int64, device=scores.device)
+        return empty, empty
+    return torch.cat(kept_anchors), torch.cat(kept_classes)
+
+
+def _grouped_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: float) -> Tensor:
+    """NMS within each group; ``groups`` must be sorted (contiguous). Returns kept indices.
+
+    One small ``nms`` per group: torchvision's ``batched_nms`` scans the whole candidate
+    array once per class on CPU, which dominates with 90 classes x thousands of anchors.
+    """
+    _, counts = torch.unique_consecutive(groups, return_counts=True)
+    kept = []
+    start = 0
+    for count in counts.tolist():
+        kept.append(nms(boxes[start:start + count], scores[start:start + count], iou_threshold) + start)
+        start += count
+    return torch.cat(kept) if kept else groups.new_zeros(0)
 
 
 def _cap_per_class(order: Tensor, labels: Tensor, max_per_class: int) -> Tensor:
@@ -68,14 +118,12 @@ class BatchNonMaxSuppression:
 
     def _per_class(self, boxes: Tensor, scores: Tensor) -> dict[str, Tensor]:
         """``boxes [A, 4]``, ``scores [A, C]`` -> detections."""
-        anchor_index, class_index = torch.nonzero(scores > self.score_threshold, as_tuple=True)
-        candidate_scores = scores[anchor_index, class_index]
-        keep = batched_nms(boxes[anchor_index], candidate_scores, class_index, self.iou_threshold)
-        keep = _cap_per_class(keep, class_index, self.max_detections_per_class)
-        keep = keep[torch.argsort(candidate_scores[keep], descending=True, stable=True)]
-        keep = keep[: self.max_total_detections]
-        return {"boxes": boxes[anchor_index[keep]], "scores": candidate_scores[keep],
-                "labels": class_index[keep] + 1}
+        keep_anchor, keep_class = _per_class_nms(boxes, scores, self.score_threshold,
+                                                 self.iou_threshold, self.max_detections_per_class)
+        kept_scores = scores[keep_anchor, keep_class]
+        order = torch.argsort(kept_scores, descending=True, stable=True)[: self.max_total_detections]
+        return {"boxes": boxes[keep_anchor[order]], "scores": kept_scores[order],
+                "labels": keep_class[order] + 1}
 
     def _class_agnostic(self, boxes: Tensor, scores: Tensor) -> dict[str, Tensor]:
         """NMS once over boxes ranked by their best class; each kept box then reports its

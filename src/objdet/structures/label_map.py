@@ -143,11 +143,18 @@ class LabelMap:
         return matches[0]
 
     def categories(self, use_display_name: bool = True) -> list[dict[str, object]]:
-        """The OD API's categories list: ``[{'id': 1, 'name': 'cat'}, ...]`` sorted by id."""
-        return [
-            {"id": item.id, "name": item.label if use_display_name else item.name}
-            for item in sorted(self.items, key=lambda i: i.id)
-        ]
+        """The OD API's categories list: ``[{'id': 1, 'name': 'cat'}, ...]`` sorted by id.
+
+        Items with keypoints also carry ``'keypoints': [{'id': 0, 'name': 'nose'}, ...]``
+        (what the COCO keypoint evaluator needs).
+        """
+        categories: list[dict[str, object]] = []
+        for item in sorted(self.items, key=lambda i: i.id):
+            category: dict[str, object] = {"id": item.id, "name": item.label if use_display_name else item.name}
+            if item.keypoints:
+                category["keypoints"] = [{"id": kp_id, "name": label} for kp_id, label in item.keypoints]
+            categories.append(category)
+        return categories
 
     def category_index(self, use_display_name: bool = True) -> dict[int, dict[str, object]]:
         """The OD API's category index: id -> category dict."""

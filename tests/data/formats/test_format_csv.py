@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import write_image
+from format_files import write_image
 
 from objdet.data.formats import CocoReader, CsvReader, convert_to_tfrecord, export_annotations
 from objdet.data.formats.convert import read_tfrecord_samples
@@ -27,7 +27,9 @@ def csv_boxes(csv_path: Path) -> dict[str, list[list[float]]]:
     return boxes
 
 
-def test_raccoon_test_split_reads_original_bytes(raccoon_dir: Path, raccoon_label_map: LabelMap) -> None:
+def test_raccoon_test_split_reads_original_bytes(
+    raccoon_dir: Path, raccoon_label_map: LabelMap
+) -> None:
     reader = CsvReader(raccoon_dir / "test_labels.csv", raccoon_dir / "images", raccoon_label_map)
     expected = csv_boxes(raccoon_dir / "test_labels.csv")
     assert len(reader) == len(expected) == 40
@@ -53,11 +55,17 @@ def test_round_trip_csv_tfrecord_coco_tfrecord(
         f"first.record-0000{i}-of-00003" for i in range(3)
     ]
     export_annotations(tmp_path / "first.record@3", "coco", tmp_path / "coco", raccoon_label_map)
-    coco = CocoReader(tmp_path / "coco" / "annotations.json", tmp_path / "coco" / "images", raccoon_label_map)
+    coco = CocoReader(
+        tmp_path / "coco" / "annotations.json", tmp_path / "coco" / "images", raccoon_label_map
+    )
     convert_to_tfrecord(coco, tmp_path / "second.record")
 
-    first_samples = {s.filename: s for s in read_tfrecord_samples(tmp_path / "first.record@3", raccoon_label_map)}
-    second_samples = {s.filename: s for s in read_tfrecord_samples(tmp_path / "second.record", raccoon_label_map)}
+    first_samples = {
+        s.filename: s for s in read_tfrecord_samples(tmp_path / "first.record@3", raccoon_label_map)
+    }
+    second_samples = {
+        s.filename: s for s in read_tfrecord_samples(tmp_path / "second.record", raccoon_label_map)
+    }
     expected = csv_boxes(csv_path)
     assert set(first_samples) == set(second_samples) == set(expected)
     for filename, boxes in expected.items():
@@ -65,8 +73,13 @@ def test_round_trip_csv_tfrecord_coco_tfrecord(
         # COCO hop and the second TFRecord change nothing: within 1e-6 absolute pixels.
         assert (first_boxes.double() - second_boxes.double()).abs().max() <= 1e-6
         # Against the CSV, float32 normalized storage limits precision to ~width * 2**-24.
-        assert (second_boxes.double() - torch.tensor(boxes, dtype=torch.float64)).abs().max() <= 1e-4
-        assert second_samples[filename].encoded_image == (raccoon_dir / "images" / filename).read_bytes()
+        assert (
+            second_boxes.double() - torch.tensor(boxes, dtype=torch.float64)
+        ).abs().max() <= 1e-4
+        assert (
+            second_samples[filename].encoded_image
+            == (raccoon_dir / "images" / filename).read_bytes()
+        )
         assert second_samples[filename].labels.tolist() == [1] * len(boxes)
 
 
@@ -110,7 +123,9 @@ def test_missing_and_undecodable_images(tmp_path: Path, animals_label_map: Label
     with pytest.raises(DataError, match=r"labels\.csv:3: image file not found: .*b\.jpg"):
         read_all(csv_path, animals_label_map)
     (tmp_path / "images" / "b.jpg").write_bytes(b"this is not a jpeg")
-    with pytest.raises(DataError, match=r"labels\.csv:3: image .*b\.jpg: image bytes do not decode"):
+    with pytest.raises(
+        DataError, match=r"labels\.csv:3: image .*b\.jpg: image bytes do not decode"
+    ):
         read_all(csv_path, animals_label_map)
     truncated = (tmp_path / "images" / "a.jpg").read_bytes()[:-200]
     (tmp_path / "images" / "b.jpg").write_bytes(truncated)
@@ -118,7 +133,9 @@ def test_missing_and_undecodable_images(tmp_path: Path, animals_label_map: Label
         read_all(csv_path, animals_label_map)
 
 
-def test_skip_flag_counts_skipped_boxes_and_images(tmp_path: Path, animals_label_map: LabelMap) -> None:
+def test_skip_flag_counts_skipped_boxes_and_images(
+    tmp_path: Path, animals_label_map: LabelMap
+) -> None:
     csv_path = write_csv(
         tmp_path,
         ["a.jpg,40,30,cat,1,1,5,5", "a.jpg,40,30,dog,9,1,5,5", "b.jpg,40,30,cat,1,1,5,5"],
@@ -126,7 +143,20 @@ def test_skip_flag_counts_skipped_boxes_and_images(tmp_path: Path, animals_label
     reader = CsvReader(csv_path, tmp_path / "images", animals_label_map, skip_invalid=True)
     summary = convert_to_tfrecord(reader, tmp_path / "out.record", skip_invalid_images=True)
     assert summary.images == 1 and summary.boxes_per_class == {"cat": 1}
-    assert summary.skipped == {"invalid box": 1, "image skipped (missing, undecodable or invalid)": 1}
+    assert summary.skipped == {
+        "invalid box": 1,
+        "image skipped (missing, undecodable or invalid)": 1,
+    }
     report = summary.format()
     assert "labels.csv:3: invalid box" in report and "b.jpg" in report
     assert len(list(read_tfrecord_samples(tmp_path / "out.record"))) == 1
+
+
+def test_raccoon_train_split_indexes_every_row(raccoon_dir: Path, raccoon_label_map: LabelMap) -> None:
+    csv_path = raccoon_dir / "train_labels.csv"
+    reader = CsvReader(csv_path, raccoon_dir / "images", raccoon_label_map)
+    expected = csv_boxes(csv_path)
+    assert len(reader) == len(expected) == 160
+    for index in (0, 80, 159):  # reading every image is the test split's job; spot-check here
+        sample = reader[index]
+        assert sample.boxes.tolist() == expected[sample.filename]

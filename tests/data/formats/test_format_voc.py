@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import write_image
+from format_files import write_image
 
 from objdet.data.formats import VocReader, convert_to_tfrecord, export_annotations
 from objdet.errors import DataError, LabelMapError
@@ -52,13 +52,17 @@ def test_raccoon_annotations(raccoon_dir: Path, raccoon_label_map: LabelMap) -> 
     assert sample.encoded_image == (raccoon_dir / "images" / "raccoon-1.jpg").read_bytes()
 
 
-def test_devkit_round_trip_keeps_boxes_and_difficult(tmp_path: Path, animals_label_map: LabelMap) -> None:
+def test_devkit_round_trip_keeps_boxes_and_difficult(
+    tmp_path: Path, animals_label_map: LabelMap
+) -> None:
     data_dir = make_devkit(tmp_path / "data")
     reader = VocReader.from_devkit(data_dir, "VOC2007", "train", animals_label_map)
     original = list(reader)
     summary = convert_to_tfrecord(reader, tmp_path / "voc.record", num_shards=2)
     assert summary.boxes_per_class == {"cat": 1, "dog": 1, "bird": 1}
-    export_annotations(tmp_path / "voc.record@2", "voc", tmp_path / "out" / "VOC2007", animals_label_map)
+    export_annotations(
+        tmp_path / "voc.record@2", "voc", tmp_path / "out" / "VOC2007", animals_label_map
+    )
     back = VocReader.from_devkit(tmp_path / "out", "VOC2007", "trainval", animals_label_map)
     by_name = {s.filename: s for s in back}
     assert len(by_name) == 2

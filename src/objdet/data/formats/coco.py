@@ -59,7 +59,9 @@ class CocoReader(AnnotationReader):
             items = [LabelMapItem(id=i, name=n) for i, n in sorted(categories.items())]
             label_map = LabelMap(items, source=f"{self.annotations_file} categories")
         super().__init__(label_map, skip_invalid=skip_invalid)
-        self._category_ids = {i: _label_id(name, label_map, self.annotations_file) for i, name in categories.items()}
+        self._category_ids = {
+            i: _label_id(name, label_map, self.annotations_file) for i, name in categories.items()
+        }
         self._category_names = categories
         self._images: list[dict[str, Any]] = list(data.get("images", []))
         self._annotations = _group_by_image(data, self._images, self.annotations_file)
@@ -75,12 +77,15 @@ class CocoReader(AnnotationReader):
         where = self.describe(index)
         image = read_image_file(self.image_dir / str(entry.get("file_name", "")), where)
         declared = (entry.get("width"), entry.get("height"))
-        if declared != (image.width, image.height):
+        if None not in declared and declared != (image.width, image.height):
             raise DataError(
                 f"{where}: width/height say {declared[0]}x{declared[1]} but "
                 f"{entry.get('file_name')} is {image.width}x{image.height}"
             )
-        objects = [self._parse_annotation(a, image.height, image.width) for a in self._annotations[entry["id"]]]
+        objects = [
+            self._parse_annotation(a, image.height, image.width)
+            for a in self._annotations[entry["id"]]
+        ]
         fields = ["is_crowd", "areas", "keypoints"] + (["masks"] if self.include_masks else [])
         return build_sample(
             image,
@@ -92,7 +97,9 @@ class CocoReader(AnnotationReader):
             skip_log=self.skip_log,
         )
 
-    def _parse_annotation(self, annotation: dict[str, Any], height: int, width: int) -> AnnotatedObject:
+    def _parse_annotation(
+        self, annotation: dict[str, Any], height: int, width: int
+    ) -> AnnotatedObject:
         where = f"{self.annotations_file}: annotation id {annotation.get('id')}"
         bbox = annotation.get("bbox")
         if not isinstance(bbox, list) or len(bbox) != 4:
@@ -127,7 +134,9 @@ def _load_json(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise DataError(f"{path}: annotations file not found") from None
     except json.JSONDecodeError as error:
-        raise DataError(f"{path}:{error.lineno}:{error.colno}: not valid JSON: {error.msg}") from None
+        raise DataError(
+            f"{path}:{error.lineno}:{error.colno}: not valid JSON: {error.msg}"
+        ) from None
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise DataError(f"{path}: expected a COCO object with an 'images' list")
     return data
@@ -189,7 +198,16 @@ def write_coco(
     with atomic_directory(output_dir) as staging:
         (staging / IMAGES_DIR).mkdir()
         for image_id, (sample, filename) in enumerate(image_file_names(samples), start=1):
-            images.append({"id": image_id, "file_name": filename, "width": sample.width, "height": sample.height})
+            images.append(
+                {
+                    "id": image_id,
+                    "file_name": filename,
+                    "width": sample.width,
+                    "height": sample.height,
+                }
+            )
+            for label in sample.labels.tolist():
+                label_map.item(label)  # a LabelMapError naming the id when it is not there
             annotations.extend(_annotations_of(sample, image_id, first_id=len(annotations) + 1))
             if sample.encoded_image is not None:
                 (staging / IMAGES_DIR / filename).write_bytes(sample.encoded_image)
@@ -211,7 +229,9 @@ def _annotations_of(sample: Sample, image_id: int, first_id: int) -> list[dict[s
             "image_id": image_id,
             "category_id": int(sample.labels[index]),
             "bbox": [x1, y1, x2 - x1, y2 - y1],
-            "area": float(sample.areas[index]) if sample.areas is not None else (x2 - x1) * (y2 - y1),
+            "area": float(sample.areas[index])
+            if sample.areas is not None
+            else (x2 - x1) * (y2 - y1),
             "iscrowd": int(bool(sample.is_crowd[index])) if sample.is_crowd is not None else 0,
         }
         if sample.masks is not None:

@@ -37,10 +37,15 @@ class ConversionSummary:
 
     def format(self) -> str:
         """A human-readable multi-line report."""
-        lines = [f"wrote {self.images} images, {self.boxes} boxes to {', '.join(self.output_paths)}"]
+        lines = [
+            f"wrote {self.images} images, {self.boxes} boxes to {', '.join(self.output_paths)}"
+        ]
         for name, count in sorted(self.boxes_per_class.items()):
             lines.append(f"  {name}: {count} boxes")
-        for title, counts in (("skipped", self.skipped), ("left out by format rules", self.filtered)):
+        for title, counts in (
+            ("skipped", self.skipped),
+            ("left out by format rules", self.filtered),
+        ):
             for reason, count in sorted(counts.items()):
                 lines.append(f"{title}: {count} x {reason}")
         if self.skip_examples:
@@ -70,7 +75,9 @@ def convert_to_tfrecord(
     summary = ConversionSummary()
     image_skips = SkipLog()
     records = _encoded_records(samples, summary, image_skips, skip_invalid_images, progress)
-    summary.output_paths = write_sharded((encode_sample(s) for s in records), output_path, num_shards)
+    summary.output_paths = write_sharded(
+        (encode_sample(s) for s in records), output_path, num_shards
+    )
     _collect_skips(summary, samples, image_skips)
     return summary
 
@@ -104,7 +111,9 @@ def _encoded_records(
             yield sample
 
 
-def _collect_skips(summary: ConversionSummary, samples: Sequence[Sample], image_skips: SkipLog) -> None:
+def _collect_skips(
+    summary: ConversionSummary, samples: Sequence[Sample], image_skips: SkipLog
+) -> None:
     logs = [image_skips]
     if isinstance(samples, AnnotationReader):
         if samples.skip_log is not None:

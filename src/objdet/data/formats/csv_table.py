@@ -98,7 +98,10 @@ def _parse_csv(csv_path: Path) -> list[_CsvImage]:
             filename = (row["filename"] or "").strip()
             if not filename:
                 raise DataError(f"{where}: empty filename")
-            width, height = _number(row, "width", where, int), _number(row, "height", where, int)
+            width, height = (
+                int(_number(row, "width", where, int)),
+                int(_number(row, "height", where, int)),
+            )
             entry = images.setdefault(filename, _CsvImage(filename, line, (width, height)))
             if entry.declared_size != (width, height):
                 raise DataError(
@@ -111,7 +114,7 @@ def _parse_csv(csv_path: Path) -> list[_CsvImage]:
     return list(images.values())
 
 
-def _number(row: dict[str, str], column: str, where: str, kind: type[int] | type[float]) -> float:
+def _number(row: dict[str, str], column: str, where: str, kind: type[int | float]) -> float:
     text = (row.get(column) or "").strip()
     try:
         return kind(float(text))

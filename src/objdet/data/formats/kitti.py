@@ -40,12 +40,15 @@ def kitti_train_val_split(
     if not image_dir.is_dir():
         raise DataError(f"{data_dir}: no KITTI image directory (expected {image_dir})")
     names = sorted(p.name for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
-    train, validation = [], []
+    train: list[str] = []
+    validation: list[str] = []
     for name in names:
         try:
             number = int(Path(name).stem)
         except ValueError:
-            raise DataError(f"{image_dir / name}: KITTI image names must be numbers like 000042.png") from None
+            raise DataError(
+                f"{image_dir / name}: KITTI image names must be numbers like 000042.png"
+            ) from None
         (validation if number < validation_set_size else train).append(name)
     return train, validation
 
@@ -134,7 +137,9 @@ def _read_label_file(path: Path) -> list[AnnotatedObject]:
             continue
         where = f"{path}:{line_number}"
         if len(values) not in (15, 16):
-            raise DataError(f"{where}: expected 15 values (type ... rotation_y), found {len(values)}")
+            raise DataError(
+                f"{where}: expected 15 values (type ... rotation_y), found {len(values)}"
+            )
         try:
             left, top, right, bottom = (float(v) for v in values[4:8])
         except ValueError:

@@ -23,7 +23,9 @@ from objdet.errors import DataError
 UPSAMPLE = 5  # maskApi.c's scale for walking polygon edges
 
 
-def decode_rle_counts(counts: Sequence[int], height: int, width: int, where: str = "") -> np.ndarray:
+def decode_rle_counts(
+    counts: Sequence[int], height: int, width: int, where: str = ""
+) -> np.ndarray:
     """Uncompressed RLE counts -> ``[height, width]`` uint8 mask (0/1)."""
     counts_array = np.asarray(counts, dtype=np.int64)
     if (counts_array < 0).any() or int(counts_array.sum()) != height * width:
@@ -146,22 +148,33 @@ def segmentation_to_mask(segmentation: object, height: int, width: int, where: s
         mask = np.zeros((height, width), dtype=np.uint8)
         for polygon in segmentation:
             if not isinstance(polygon, list) or len(polygon) % 2 or len(polygon) < 4:
-                raise DataError(f"{where}: a polygon must be a list of x, y pairs, found {polygon!r:.80}")
-            mask |= decode_rle_counts(polygon_to_rle_counts(polygon, height, width), height, width, where)
+                raise DataError(
+                    f"{where}: a polygon must be a list of x, y pairs, found {polygon!r:.80}"
+                )
+            mask |= decode_rle_counts(
+                polygon_to_rle_counts(polygon, height, width), height, width, where
+            )
         return mask
     if isinstance(segmentation, dict) and "counts" in segmentation:
         size = segmentation.get("size")
         if list(size or []) != [height, width]:
-            raise DataError(f"{where}: RLE size {size} does not match the image ({height}, {width})")
+            raise DataError(
+                f"{where}: RLE size {size} does not match the image ({height}, {width})"
+            )
         counts = segmentation["counts"]
         if isinstance(counts, str | bytes):
             text = counts.decode("ascii") if isinstance(counts, bytes) else counts
             counts = decode_counts_string(text, where)
         return decode_rle_counts(counts, height, width, where)
-    raise DataError(f"{where}: segmentation must be polygons or an RLE dict, found {segmentation!r:.80}")
+    raise DataError(
+        f"{where}: segmentation must be polygons or an RLE dict, found {segmentation!r:.80}"
+    )
 
 
 def mask_to_rle(mask: np.ndarray) -> dict[str, object]:
     """``[height, width]`` binary mask -> COCO compressed RLE ``{'size': [h, w], 'counts': str}``."""
     height, width = mask.shape
-    return {"size": [int(height), int(width)], "counts": encode_counts_string(encode_rle_counts(mask))}
+    return {
+        "size": [int(height), int(width)],
+        "counts": encode_counts_string(encode_rle_counts(mask)),
+    }

@@ -46,7 +46,9 @@ class _NormalizedBox:
 @dataclass
 class _OidImage:
     boxes: list[_NormalizedBox] = field(default_factory=list)
-    image_labels: list[tuple[str, float, str]] = field(default_factory=list)  # name, confidence, where
+    image_labels: list[tuple[str, float, str]] = field(
+        default_factory=list
+    )  # name, confidence, where
 
 
 class OpenImagesReader(AnnotationReader):
@@ -97,11 +99,16 @@ class OpenImagesReader(AnnotationReader):
     def _read(self, index: int) -> Sample:
         image_id = self._image_ids[index]
         entry = self._images[image_id]
-        first_location = (entry.boxes[0].location if entry.boxes else entry.image_labels[0][2])
+        first_location = entry.boxes[0].location if entry.boxes else entry.image_labels[0][2]
         image = read_image_file(self.images_dir / f"{image_id}.jpg", first_location)
         objects = [
             AnnotatedObject(
-                box=(b.xmin * image.width, b.ymin * image.height, b.xmax * image.width, b.ymax * image.height),
+                box=(
+                    b.xmin * image.width,
+                    b.ymin * image.height,
+                    b.xmax * image.width,
+                    b.ymax * image.height,
+                ),
                 label_text=b.label_name,
                 location=b.location,
                 group_of=b.group_of,
@@ -117,7 +124,9 @@ class OpenImagesReader(AnnotationReader):
             fields=("group_of",),
             skip_log=self.skip_log,
         )
-        label_ids = [self.label_map.id_for(name, context=where) for name, _, where in entry.image_labels]
+        label_ids = [
+            self.label_map.id_for(name, context=where) for name, _, where in entry.image_labels
+        ]
         sample.image_labels = torch.tensor(label_ids, dtype=torch.int64)
         sample.image_label_confidences = torch.tensor(
             [confidence for _, confidence, _ in entry.image_labels], dtype=torch.float32
@@ -137,14 +146,19 @@ def _rows(path: Path, required: tuple[str, ...]) -> Iterator[tuple[dict[str, str
         if missing:
             raise DataError(f"{path}:1: missing columns {missing}; found {reader.fieldnames}")
         for row in reader:
-            yield {key: (value or "").strip() for key, value in row.items() if key}, f"{path}:{reader.line_num}"
+            yield (
+                {key: (value or "").strip() for key, value in row.items() if key},
+                f"{path}:{reader.line_num}",
+            )
 
 
 def _float(row: dict[str, str], column: str, where: str) -> float:
     try:
         return float(row[column])
     except ValueError:
-        raise DataError(f"{where}: column {column!r} must be a number, found {row[column]!r}") from None
+        raise DataError(
+            f"{where}: column {column!r} must be a number, found {row[column]!r}"
+        ) from None
 
 
 def _parse_box(row: dict[str, str], where: str) -> _NormalizedBox:

@@ -11,15 +11,15 @@ of images, like the raccoon dataset) pass ``images_dir`` instead of ``data_dir``
 from __future__ import annotations
 
 import os
-import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from xml.etree import ElementTree
 
 from objdet.atomic import atomic_directory
 from objdet.data.formats.annotation import AnnotatedObject, build_sample
 from objdet.data.formats.image_file import read_image_file
-from objdet.data.formats.reader import AnnotationReader
 from objdet.data.formats.output_layout import image_file_names, number_text
+from objdet.data.formats.reader import AnnotationReader
 from objdet.errors import DataError
 from objdet.structures.label_map import LabelMap
 from objdet.structures.sample import Sample
@@ -87,13 +87,21 @@ class VocReader(AnnotationReader):
         annotations_dir: str | os.PathLike[str],
         images_dir: str | os.PathLike[str],
         label_map: LabelMap,
-        **options: bool,
+        *,
+        ignore_difficult_instances: bool = False,
+        skip_invalid: bool = False,
     ) -> VocReader:
         """Every ``*.xml`` in ``annotations_dir`` (sorted), images in ``images_dir``."""
         files = sorted(Path(annotations_dir).glob("*.xml"))
         if not files:
             raise DataError(f"{annotations_dir}: no .xml annotation files found")
-        return cls(files, label_map, images_dir=images_dir, **options)
+        return cls(
+            files,
+            label_map,
+            images_dir=images_dir,
+            ignore_difficult_instances=ignore_difficult_instances,
+            skip_invalid=skip_invalid,
+        )
 
     def __len__(self) -> int:
         return len(self.annotation_files)
@@ -165,11 +173,16 @@ def _float(element: ElementTree.Element, path: str, where: object) -> float:
         raise DataError(f"{where}: <{path}> must be a number, found {text!r}") from None
 
 
-def _check_declared_size(root: ElementTree.Element, xml_path: Path, width: int, height: int) -> None:
+def _check_declared_size(
+    root: ElementTree.Element, xml_path: Path, width: int, height: int
+) -> None:
     """<size> must match the image; a missing or zero size (some tools write 0) is skipped."""
     if root.find("size/width") is None or root.find("size/height") is None:
         return
-    declared = (int(_float(root, "size/width", xml_path)), int(_float(root, "size/height", xml_path)))
+    declared = (
+        int(_float(root, "size/width", xml_path)),
+        int(_float(root, "size/height", xml_path)),
+    )
     if declared != (0, 0) and declared != (width, height):
         raise DataError(
             f"{xml_path}: <size> says {declared[0]}x{declared[1]} but the image is {width}x{height}"
@@ -219,11 +232,15 @@ def write_voc(
                 (staging / "JPEGImages").mkdir(exist_ok=True)
                 (staging / "JPEGImages" / filename).write_bytes(sample.encoded_image)
         (staging / "ImageSets" / "Main").mkdir(parents=True)
-        (staging / "ImageSets" / "Main" / f"{split}.txt").write_text("".join(f"{s}\n" for s in stems))
+        (staging / "ImageSets" / "Main" / f"{split}.txt").write_text(
+            "".join(f"{s}\n" for s in stems)
+        )
     return len(stems)
 
 
-def _sample_to_xml(sample: Sample, filename: str, folder: str, label_map: LabelMap) -> ElementTree.Element:
+def _sample_to_xml(
+    sample: Sample, filename: str, folder: str, label_map: LabelMap
+) -> ElementTree.Element:
     root = ElementTree.Element("annotation")
     ElementTree.SubElement(root, "folder").text = folder
     ElementTree.SubElement(root, "filename").text = filename
@@ -237,7 +254,9 @@ def _sample_to_xml(sample: Sample, filename: str, folder: str, label_map: LabelM
         ElementTree.SubElement(obj, "name").text = label_map.item(int(label)).name
         ElementTree.SubElement(obj, "pose").text = "Unspecified"
         ElementTree.SubElement(obj, "truncated").text = "0"
-        ElementTree.SubElement(obj, "difficult").text = str(int(bool(difficult and difficult[index])))
+        ElementTree.SubElement(obj, "difficult").text = str(
+            int(bool(difficult and difficult[index]))
+        )
         bndbox = ElementTree.SubElement(obj, "bndbox")
         for key, value in zip(("xmin", "ymin", "xmax", "ymax"), box):
             ElementTree.SubElement(bndbox, key).text = number_text(value)

@@ -60,7 +60,9 @@ class YoloReader(AnnotationReader):
         if class_names is None:
             self._index_to_id = [item.id for item in sorted(label_map.items, key=lambda i: i.id)]
         else:
-            self._index_to_id = [label_map.id_for(name, context="YOLO names") for name in class_names]
+            self._index_to_id = [
+                label_map.id_for(name, context="YOLO names") for name in class_names
+            ]
         self.images_dir = Path(images_dir)
         self.labels_dir = Path(labels_dir)
         if not self.images_dir.is_dir():
@@ -94,12 +96,16 @@ class YoloReader(AnnotationReader):
                 continue
             where = f"{path}:{line_number}"
             if len(values) != 5:
-                raise DataError(f"{where}: expected 5 values 'class cx cy w h', found {len(values)}")
+                raise DataError(
+                    f"{where}: expected 5 values 'class cx cy w h', found {len(values)}"
+                )
             try:
                 class_index = int(values[0])
                 cx, cy, box_width, box_height = (float(v) for v in values[1:])
             except ValueError:
-                raise DataError(f"{where}: expected 'class cx cy w h' numbers, found {line!r}") from None
+                raise DataError(
+                    f"{where}: expected 'class cx cy w h' numbers, found {line!r}"
+                ) from None
             if not 0 <= class_index < len(self._index_to_id):
                 raise LabelMapError(
                     f"{where}: class index {class_index} is out of range: "
@@ -135,9 +141,13 @@ def write_yolo(
         (staging / NAMES_FILE).write_text("".join(f"{item.name}\n" for item in items))
         for sample, filename in image_file_names(samples):
             lines = []
-            for (x1, y1, x2, y2), label in zip(sample.boxes.double().tolist(), sample.labels.tolist()):
+            for (x1, y1, x2, y2), label in zip(
+                sample.boxes.double().tolist(), sample.labels.tolist()
+            ):
                 if label not in index_of:
-                    raise LabelMapError(f"{filename}: label id {label} is not in {label_map.source}")
+                    raise LabelMapError(
+                        f"{filename}: label id {label} is not in {label_map.source}"
+                    )
                 cx, cy = (x1 + x2) / 2 / sample.width, (y1 + y2) / 2 / sample.height
                 w, h = (x2 - x1) / sample.width, (y2 - y1) / sample.height
                 lines.append(f"{index_of[label]} {cx!r} {cy!r} {w!r} {h!r}\n")

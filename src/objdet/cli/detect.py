@@ -1,0 +1,80 @@
+"""``objdet detect``: run an exported model on image files, print JSON, draw the boxes.
+
+objdet detect --model exported --image a.jpg --image b.jpg --output_dir drawn --min_score 0.5
+
+Prints one JSON document: a list with, per image, its size and each detection's normalized
+(ymin, xmin, ymax, xmax) box, pixel (x1, y1, x2, y2) box, score, class id and class name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def register(subcommands: Any) -> None:
+    parser = subcommands.add_parser("detect", help="detect objects in image files")
+    parser.add_argument("--model", required=True, help="directory written by `objdet export`")
+    parser.add_argument(
+        "--image", action="append", required=True, metavar="PATH",
+        help="image file (JPEG/PNG); repeatable",
+    )
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--output", default=None, help="drawn PNG for a single --image")
+    output.add_argument("--output_dir", default=None, help="directory for <image stem>.png drawings")
+    parser.add_argument(
+        "--min_score", type=float, default=0.5, help="report and draw detections >= this score",
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from objdet.errors import ObjdetError
+    from objdet.inference.inputs import read_image_file
+    from objdet.inference.predictor import Predictor
+
+    if args.output is not None and len(args.image) != 1:
+        raise ObjdetError(f"--output names one drawing but {len(args.image)} images were given; "
+                          "use --output_dir")
+    drawings = _drawing_paths(args)
+    predictor = Predictor.from_export(args.model)
+    results = []
+    for index, image_path in enumerate(args.image):
+        pixels = read_image_file(image_path)
+        detections = predictor.predict_pixels(pixels).above(args.min_score)
+        result: dict[str, Any] = {"image": image_path, **detections.to_json()}
+        if drawings:
+            _save_drawing(pixels, detections, predictor, drawings[index])
+            result["drawing"] = str(drawings[index])
+        results.append(result)
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+def _drawing_paths(args: argparse.Namespace) -> list[Path]:
+    """Where each image's drawing goes ([] when no drawing was asked for)."""
+    from objdet.errors import ObjdetError
+
+    if args.output is not None:
+        return [Path(args.output)]
+    if args.output_dir is None:
+        return []
+    paths = [Path(args.output_dir) / f"{Path(image).stem}.png" for image in args.image]
+    duplicates = sorted({str(p) for p in paths if paths.count(p) > 1})
+    if duplicates:
+        raise ObjdetError(f"--output_dir: several images would be drawn to {', '.join(duplicates)}")
+    return paths
+
+
+def _save_drawing(pixels: Any, detections: Any, predictor: Any, path: Path) -> None:
+    from objdet.atomic import atomic_write
+    from objdet.viz.draw import draw_detections
+
+    drawn = draw_detections(
+        pixels, detections.boxes, detections.classes, detections.scores,
+        predictor.label_map, min_score=0.0,  # already filtered by --min_score
+    )
+    with atomic_write(path, "wb") as handle:
+        drawn.save(handle, format="PNG")

@@ -1,0 +1,54 @@
+"""``objdet export``: a trained checkpoint -> an exported model directory (OD API's
+``exporter_main_v2.py`` flags). See ``objdet.export.exporter`` for the directory layout.
+
+objdet export --input_type image_tensor --pipeline_config_path pipeline.config \\
+    --trained_checkpoint_dir model_dir --output_directory exported
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(subcommands: Any) -> None:
+    parser = subcommands.add_parser("export", help="export a trained checkpoint for inference")
+    parser.add_argument(
+        "--input_type", default="image_tensor",
+        help="image_tensor (uint8 [1, H, W, 3]), encoded_image_string_tensor (JPEG/PNG bytes) "
+        "or tf_example (serialized tf.Example); default image_tensor",
+    )
+    parser.add_argument("--pipeline_config_path", required=True, help="pipeline.config file")
+    parser.add_argument(
+        "--trained_checkpoint_dir", required=True,
+        help="model directory (its latest checkpoint is exported) or a ckpt-<step>.pt file",
+    )
+    parser.add_argument("--output_directory", required=True, help="export directory to write")
+    parser.add_argument(
+        "--config_override", default=None, metavar="TEXT",
+        help="text-format TrainEvalPipelineConfig snippet merged into the config (OD API flag)",
+    )
+    parser.add_argument(
+        "--override", action="append", default=[], metavar="KEY=VALUE",
+        help="set a config field by dotted path; repeatable",
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from objdet.export.exporter import export_inference_graph
+
+    result = export_inference_graph(
+        pipeline_config_path=args.pipeline_config_path,
+        trained_checkpoint_dir=args.trained_checkpoint_dir,
+        output_directory=args.output_directory,
+        input_type=args.input_type,
+        overrides=args.override,
+        config_override_text=args.config_override,
+    )
+    height, width = result.canvas_size
+    print(
+        f"exported {result.checkpoint_path} (step {result.step}, {result.weights} weights, "
+        f"input_type {result.input_type}, canvas {height}x{width}) to {result.directory}"
+    )
+    return 0

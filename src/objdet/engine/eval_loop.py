@@ -1,0 +1,97 @@
+"""``objdet eval``: evaluate the latest checkpoint of a model_dir, or each new one as it appears.
+
+Metrics go to ``<eval_dir>/metrics-<step>.json`` (and ``metrics.json``, the latest) and to
+TensorBoard under ``<eval_dir>``. The OD API's model_main_tf2 with --checkpoint_dir does the
+same continuous evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from objdet.atomic import atomic_write
+from objdet.data.dataset import build_data_loader, build_dataset
+from objdet.engine.checkpoint import CheckpointManager, model_weights
+from objdet.engine.evaluate import evaluate_detector
+from objdet.errors import ConfigError, ObjdetError
+from objdet.evaluation.registry import build_evaluators_from_eval_config
+from objdet.models import build_model
+from objdet.structures.label_map import load_label_map
+
+logger = logging.getLogger(__name__)
+
+
+def evaluate_checkpoint(config: Any, checkpoint_path: Path, *, device: str = "cpu", num_workers: int = 0) -> tuple[int, dict[str, float]]:
+    """(step, metrics) of one checkpoint on the first eval_input_reader."""
+    if not config.eval_input_reader:
+        raise ConfigError("eval_input_reader: none configured; objdet eval needs one")
+    reader = config.eval_input_reader[0]
+    state = CheckpointManager.load(checkpoint_path)
+    model = build_model(config.model)
+    use_ema = config.train_config.optimizer.use_moving_average
+    model.load_state_dict(model_weights(state, use_ema))
+    model.to(device)
+    loader = build_data_loader(build_dataset(reader, training=False), batch_size=1,
+                               num_workers=num_workers, training=False)
+    categories = load_label_map(reader.label_map_path).categories() if reader.label_map_path else []
+    evaluators = build_evaluators_from_eval_config(config.eval_config, categories)
+    metrics = evaluate_detector(model, loader, evaluators, device=device,
+                                max_images=config.eval_config.num_examples or None)
+    return int(state["step"]), metrics
+
+
+def write_metrics(eval_dir: Path, step: int, metrics: dict[str, float]) -> Path:
+    """Atomically write ``metrics-<step>.json`` and ``metrics.json``; log to TensorBoard."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    payload = json.dumps({"step": step, "metrics": metrics}, indent=2, sort_keys=True)
+    path = eval_dir / f"metrics-{step}.json"
+    for target in (path, eval_dir / "metrics.json"):
+        with atomic_write(target, "w") as handle:
+            handle.write(payload)
+    writer = SummaryWriter(str(eval_dir))
+    for name, value in metrics.items():
+        writer.add_scalar(f"eval/{name}", value, step)
+    writer.close()
+    return path
+
+
+def new_checkpoints(checkpoint_dir: Path, *, run_once: bool, timeout_s: float, poll_s: float = 10.0) -> Iterator[Path]:
+    """The latest checkpoint (run_once), or each newer one until none appears for ``timeout_s``."""
+    manager = CheckpointManager(checkpoint_dir)
+    seen: str | None = None
+    waited = 0.0
+    while True:
+        latest = manager.latest_path()
+        if latest is not None and latest.name != seen:
+            seen, waited = latest.name, 0.0
+            yield latest
+            if run_once:
+                return
+            continue
+        if run_once:
+            raise ObjdetError(f"{checkpoint_dir}: no checkpoint found (expected ckpt-<step>.pt files)")
+        if waited >= timeout_s:
+            return
+        time.sleep(poll_s)
+        waited += poll_s
+
+
+def run_eval(config: Any, checkpoint_dir: Path, eval_dir: Path, *, run_once: bool = False,
+             timeout_s: float = 3600.0, device: str | None = None) -> list[tuple[int, dict[str, float]]]:
+    """Evaluate checkpoints as ``new_checkpoints`` yields them; return (step, metrics) pairs."""
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    results = []
+    for checkpoint in new_checkpoints(checkpoint_dir, run_once=run_once, timeout_s=timeout_s):
+        step, metrics = evaluate_checkpoint(config, checkpoint, device=device)
+        path = write_metrics(eval_dir, step, metrics)
+        logger.info("step %d: %s", step, path)
+        results.append((step, metrics))
+    return results

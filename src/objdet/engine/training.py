@@ -1,0 +1,194 @@
+"""``train``: everything ``objdet train`` does, wired from one pipeline config.
+
+The pieces each read their own part of the config (models/builder.py, data/dataset.py,
+engine/optim.py, evaluation/registry.py); this module only connects them: model, trainable
+variables, optimizer, moving average, data, resume or fine-tune, hooks, DDP.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+import objdet.config
+from objdet.data.dataset import build_data_loader, build_dataset
+from objdet.engine.checkpoint import CheckpointManager
+from objdet.engine.distributed import DistributedContext, init_distributed, per_rank_batch_size
+from objdet.engine.ema import build_ema
+from objdet.engine.evaluate import evaluate_detector
+from objdet.engine.fine_tune import load_fine_tune_checkpoint, select_trainable
+from objdet.engine.hooks import CheckpointHook, EvalHook, Hook, ProgressHook
+from objdet.engine.optim import build_optimizer
+from objdet.engine.trainer import Batch, Trainer
+from objdet.errors import ConfigError
+from objdet.evaluation.registry import build_evaluators_from_eval_config
+from objdet.models import build_model
+from objdet.models.regularization import parameter_groups
+from objdet.structures.label_map import load_label_map
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    step: int
+    model_dir: Path
+    eval_history: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+    best_checkpoint: str | None = None
+
+
+@dataclass
+class TrainOptions:
+    """What the command line adds to the config (the OD API's model_main_tf2 flags)."""
+
+    num_train_steps: int | None = None  # None: train_config.num_steps
+    checkpoint_every_n: int = 1000
+    eval_every_n: int = 0  # 0: evaluate only at the end (when an eval input is configured)
+    keep_checkpoints: int = 5
+    num_workers: int = 2
+    seed: int = 0
+    show_progress: bool = True
+    log_every_n: int = 10
+    device: str | None = None  # None: cuda if available, else cpu
+
+
+def default_device(context: DistributedContext) -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda", context.local_rank)
+    return torch.device("cpu")
+
+
+def train(config_or_path: Any, model_dir: str | os.PathLike[str], options: TrainOptions | None = None) -> TrainResult:
+    """Train (or resume training of) the model a pipeline config describes, in ``model_dir``."""
+    options = options or TrainOptions()
+    config = objdet.config.load(config_or_path) if isinstance(config_or_path, (str, os.PathLike)) else config_or_path
+    objdet.config.validate(config, str(config_or_path) if not hasattr(config_or_path, "model") else "<config>")
+    context = init_distributed()
+    model_dir = Path(model_dir)
+    device = torch.device(options.device) if options.device else default_device(context)
+    torch.manual_seed(options.seed + context.rank)
+    train_config = config.train_config
+    num_steps = options.num_train_steps or train_config.num_steps
+    if num_steps <= 0:
+        raise ConfigError("train_config.num_steps is 0: set it or pass --num_train_steps")
+
+    model = build_model(config.model).to(device)
+    select_trainable(model, train_config.freeze_variables, train_config.update_trainable_variables)
+    setup = build_optimizer(train_config.optimizer, parameter_groups(model))
+    ema = build_ema(model, setup.moving_average_decay) if setup.moving_average_decay else None
+    manager = CheckpointManager(model_dir, keep_last=options.keep_checkpoints)
+    state = _resume_or_fine_tune(model, manager, train_config)
+    if context.is_main:
+        model_dir.mkdir(parents=True, exist_ok=True)
+        objdet.config.save(config, model_dir / "pipeline.config")
+
+    trainer = Trainer(
+        model=_maybe_distributed(model, context, device), optimizer=setup.optimizer,
+        scheduler=setup.scheduler, batches=iter(()), num_steps=num_steps, ema=ema,
+        gradient_clip_norm=train_config.gradient_clipping_by_norm, device=device,
+    )
+    if state is not None:
+        trainer.load_state_dict(state)
+        logger.info("resuming from step %d", trainer.step)
+    trainer.batches = _train_batches(config, options, context, trainer.samples_seen)
+    eval_hook = _eval_hook(config, options, manager, model_dir, trainer, device) if context.is_main else None
+    trainer.hooks = _hooks(options, manager, model_dir, context, eval_hook)
+    trainer.train()
+    return TrainResult(
+        step=trainer.step, model_dir=model_dir,
+        eval_history=eval_hook.history if eval_hook else [],
+        best_checkpoint=manager.read_index().best,
+    )
+
+
+def _resume_or_fine_tune(model: nn.Module, manager: CheckpointManager, train_config: Any) -> dict[str, Any] | None:
+    """The latest checkpoint's state when resuming; otherwise apply fine_tune_checkpoint."""
+    latest = manager.latest_path()
+    if latest is not None:
+        return manager.load(latest)
+    if train_config.fine_tune_checkpoint:
+        checkpoint_type = train_config.fine_tune_checkpoint_type or (
+            "detection" if train_config.from_detection_checkpoint else "classification"
+        )
+        report = load_fine_tune_checkpoint(model, train_config.fine_tune_checkpoint, checkpoint_type)
+        logger.info("fine_tune_checkpoint %s (%s): %s", train_config.fine_tune_checkpoint,
+                    checkpoint_type, report.summary())
+    return None
+
+
+def _maybe_distributed(model: nn.Module, context: DistributedContext, device: torch.device) -> nn.Module:
+    if not context.enabled:
+        return model
+    device_ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+
+
+def _train_batches(config: Any, options: TrainOptions, context: DistributedContext, samples_seen: int) -> Iterator[Batch]:
+    """Endless training batches, continuing after the ``samples_seen`` this rank consumed."""
+    dataset = build_dataset(
+        config.train_input_reader, training=True,
+        augmentation_steps=config.train_config.data_augmentation_options, seed=options.seed,
+    )
+    loader = build_data_loader(
+        dataset, per_rank_batch_size(config.train_config.batch_size, context), options.num_workers,
+        training=True, rank=context.rank, world_size=context.world_size, start_position=samples_seen,
+    )
+    return iter(loader)
+
+
+def _eval_hook(config: Any, options: TrainOptions, manager: CheckpointManager, model_dir: Path,
+               trainer: Trainer, device: torch.device) -> EvalHook | None:
+    """Interleaved evaluation on the first eval_input_reader, when there is one."""
+    if not config.eval_input_reader:
+        return None
+    reader = config.eval_input_reader[0]
+    dataset = build_dataset(reader, training=False)
+    loader = build_data_loader(dataset, batch_size=1, num_workers=0, training=False)
+    categories = load_label_map(reader.label_map_path).categories() if reader.label_map_path else []
+    evaluators = build_evaluators_from_eval_config(config.eval_config, categories)
+    max_images = config.eval_config.num_examples or None
+    writer = _summary_writer(model_dir / "eval")
+
+    def evaluate(current: Trainer) -> dict[str, float]:
+        model = current.ema.module if current.ema is not None else current.model
+        return evaluate_detector(model, loader, evaluators, device=device, max_images=max_images)
+
+    return EvalHook(evaluate, options.eval_every_n, manager=manager, writer=writer,
+                    best_metric=primary_metric(config.eval_config))
+
+
+def primary_metric(eval_config: Any) -> str:
+    """The metric that ranks checkpoints: the headline mAP of the first metrics set."""
+    first = eval_config.metrics_set[0] if eval_config.metrics_set else "coco_detection_metrics"
+    if first.startswith("coco"):
+        return "DetectionBoxes_Precision/mAP"
+    if "pascal" in first:
+        prefix = "WeightedPascalBoxes" if first.startswith("weighted") else "PascalBoxes"
+        return f"{prefix}_Precision/mAP@0.5IOU"
+    return "OpenImagesV2_Precision/mAP@0.5IOU"
+
+
+def _hooks(options: TrainOptions, manager: CheckpointManager, model_dir: Path,
+           context: DistributedContext, eval_hook: EvalHook | None) -> Sequence[Hook]:
+    if not context.is_main:
+        return []
+    hooks: list[Hook] = [
+        ProgressHook(_summary_writer(model_dir / "train"), options.log_every_n, options.show_progress),
+        CheckpointHook(manager, options.checkpoint_every_n),
+    ]
+    if eval_hook is not None:
+        hooks.append(eval_hook)
+    return hooks
+
+
+def _summary_writer(log_dir: Path) -> Any:
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(log_dir))

@@ -1,0 +1,32 @@
+"""Exported models: a checkpoint turned into a directory any runtime can serve.
+
+    from objdet.export import export_inference_graph
+    export_inference_graph(pipeline_config_path="pipeline.config",
+                           trained_checkpoint_dir="model_dir", output_directory="exported",
+                           input_type="image_tensor")
+
+- ``objdet.export.exporter``: the directory layout and ``export_inference_graph``.
+- ``objdet.export.signature``: inputs and outputs in OD API terms (``signature.json``).
+- ``objdet.export.graph``: the network as a ``torch.export`` program (``model.pt2``).
+- ``objdet.export.checkpoint_weights``: weights (raw or EMA) from a training checkpoint.
+
+Importing this package does not import torch; the names below load on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["export_inference_graph", "model_weights_from_checkpoint"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "export_inference_graph":
+        from objdet.export.exporter import export_inference_graph
+
+        return export_inference_graph
+    if name == "model_weights_from_checkpoint":
+        from objdet.export.checkpoint_weights import model_weights_from_checkpoint
+
+        return model_weights_from_checkpoint
+    raise AttributeError(f"module 'objdet.export' has no attribute {name!r}")

@@ -1,0 +1,128 @@
+"""``export_inference_graph``: a trained checkpoint -> a self-describing export directory.
+
+Layout of ``output_directory`` (written atomically: it appears complete or not at all)::
+
+    model.pt2         the network as a torch.export program (see objdet.export.graph)
+    weights.pt        the model's state_dict (torch.save), EMA weights when configured
+    pipeline.config   the config as used, overrides applied
+    label_map.pbtxt   a copy of the input reader's label map (when the config names one)
+    signature.json    inputs and outputs in OD API terms (see objdet.export.signature)
+    export.json       objdet version, checkpoint, step, weights used, input_type
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+import objdet
+from objdet import config as cfg
+from objdet.atomic import atomic_directory
+from objdet.errors import ConfigError
+from objdet.export.checkpoint_weights import restore_model
+from objdet.export.graph import check_exportable, export_network, fixed_canvas_size
+from objdet.export.signature import build_signature, check_input_type
+from objdet.protos.pipeline_pb2 import TrainEvalPipelineConfig
+from objdet.structures.label_map import load_label_map
+
+MODEL_FILE = "model.pt2"
+WEIGHTS_FILE = "weights.pt"
+CONFIG_FILE = "pipeline.config"
+LABEL_MAP_FILE = "label_map.pbtxt"
+SIGNATURE_FILE = "signature.json"
+METADATA_FILE = "export.json"
+
+
+@dataclass
+class ExportResult:
+    directory: Path
+    input_type: str
+    checkpoint_path: Path
+    step: int
+    weights: str  # "ema" or "model"
+    canvas_size: tuple[int, int]
+
+
+def export_inference_graph(
+    *,
+    pipeline_config_path: str | os.PathLike[str],
+    trained_checkpoint_dir: str | os.PathLike[str],
+    output_directory: str | os.PathLike[str],
+    input_type: str = "image_tensor",
+    overrides: Iterable[str] = (),
+    config_override_text: str | None = None,
+) -> ExportResult:
+    """Export the latest checkpoint of ``trained_checkpoint_dir`` (or a ``ckpt-N.pt`` file).
+
+    Everything is checked before the first byte is written (input_type, config, label map,
+    checkpoint, graph equivalence); an error leaves ``output_directory`` as it was.
+    """
+    check_input_type(input_type)
+    config = cfg.load(pipeline_config_path, overrides, config_override_text)
+    label_map_path = configured_label_map_path(config)
+    if label_map_path is not None:
+        load_label_map(label_map_path)  # fails here, not in a half-built directory
+    restored = restore_model(config, trained_checkpoint_dir, os.fspath(pipeline_config_path))
+    model = restored.model
+    check_exportable(model)
+    canvas_size = fixed_canvas_size(model)
+    program = export_network(model, canvas_size)
+    signature = _signature(model, input_type, canvas_size)
+    metadata = {
+        "objdet_version": objdet.__version__,
+        "torch_version": torch.__version__,
+        "input_type": input_type,
+        "checkpoint": os.fspath(restored.checkpoint_path),
+        "step": restored.step,
+        "weights": restored.weights,
+        "canvas_size": list(canvas_size),
+        "label_map": LABEL_MAP_FILE if label_map_path is not None else None,
+    }
+    with atomic_directory(output_directory) as staging:
+        torch.export.save(program, os.fspath(staging / MODEL_FILE))
+        torch.save(model.state_dict(), staging / WEIGHTS_FILE)
+        cfg.save(config, staging / CONFIG_FILE)
+        if label_map_path is not None:
+            shutil.copyfile(label_map_path, staging / LABEL_MAP_FILE)
+        _write_json(staging / SIGNATURE_FILE, signature)
+        _write_json(staging / METADATA_FILE, metadata)
+    return ExportResult(Path(output_directory), input_type, restored.checkpoint_path,
+                        restored.step, restored.weights, canvas_size)
+
+
+def configured_label_map_path(config: TrainEvalPipelineConfig) -> Path | None:
+    """The first eval input reader's label_map_path, else the train reader's; None if unset.
+
+    A path that is set but does not exist is a ``ConfigError`` naming the field.
+    """
+    candidates = [(f"eval_input_reader[{i}]", reader) for i, reader in enumerate(config.eval_input_reader)]
+    candidates.append(("train_input_reader", config.train_input_reader))
+    for field_path, reader in candidates:
+        if reader.label_map_path:
+            path = Path(reader.label_map_path)
+            if not path.is_file():
+                raise ConfigError(
+                    f"{field_path}.label_map_path: {reader.label_map_path!r} does not exist"
+                )
+            return path
+    return None
+
+
+def _signature(model: nn.Module, input_type: str, canvas_size: tuple[int, int]) -> dict[str, Any]:
+    with torch.no_grad():
+        raw = model.predict(torch.zeros(1, 3, *canvas_size))
+    num_anchors, num_class_slots = raw["class_logits"].shape[1:]
+    return build_signature(input_type, model.postprocessor.max_total_detections, canvas_size,
+                           int(num_anchors), int(num_class_slots))
+
+
+def _write_json(path: Path, content: dict[str, Any]) -> None:
+    path.write_text(json.dumps(content, indent=2) + "\n")

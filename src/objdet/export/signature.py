@@ -1,0 +1,95 @@
+"""The exported model's serving signature, in the OD API's terms (``signature.json``).
+
+Inputs, by ``input_type`` (the OD API exporter's ``--input_type``):
+
+* ``image_tensor``: ``uint8 [1, H, W, 3]`` RGB pixels (any H, W: written as -1);
+* ``encoded_image_string_tensor``: ``string [1]``, a JPEG or PNG file's bytes;
+* ``tf_example``: ``string [1]``, a serialized tf.Example whose ``image/encoded`` is decoded.
+
+Outputs (always batch 1, padded to ``max_detections`` rows, valid rows first):
+
+* ``detection_boxes``: ``float32 [1, max, 4]`` normalized ``(ymin, xmin, ymax, xmax)``;
+* ``detection_scores``: ``float32 [1, max]``, sorted descending;
+* ``detection_classes``: ``float32 [1, max]``, label-map ids (float, as the OD API);
+* ``num_detections``: ``float32 [1]``, how many rows are valid.
+
+The ``graph`` entry describes ``model.pt2``: the network alone, from the preprocessed canvas
+to the raw box encodings, class logits and anchors (see ``objdet.export.graph``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from objdet.errors import ConfigError
+
+SIGNATURE_NAME = "serving_default"
+INPUT_NAME = "input_tensor"  # the OD API's TF2 exporter name for every input_type
+INPUT_TYPES: dict[str, dict[str, Any]] = {
+    "image_tensor": {"dtype": "uint8", "shape": [1, -1, -1, 3]},
+    "encoded_image_string_tensor": {"dtype": "string", "shape": [1]},
+    "tf_example": {"dtype": "string", "shape": [1]},
+}
+OUTPUT_NAMES = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
+GRAPH_INPUT = "preprocessed_inputs"
+GRAPH_OUTPUTS = ("box_encodings", "class_logits", "anchors")
+
+
+def check_input_type(input_type: str) -> str:
+    """``input_type`` if it is one the exporter knows; a ``ConfigError`` listing them if not."""
+    if input_type not in INPUT_TYPES:
+        raise ConfigError(
+            f"input_type: {input_type!r} is not supported; expected one of {', '.join(INPUT_TYPES)}"
+        )
+    return input_type
+
+
+def output_specs(max_detections: int) -> dict[str, dict[str, Any]]:
+    """dtype and shape of each OD API output for ``max_detections`` rows."""
+    return {
+        "detection_boxes": {"dtype": "float32", "shape": [1, max_detections, 4]},
+        "detection_scores": {"dtype": "float32", "shape": [1, max_detections]},
+        "detection_classes": {"dtype": "float32", "shape": [1, max_detections]},
+        "num_detections": {"dtype": "float32", "shape": [1]},
+    }
+
+
+def build_signature(
+    input_type: str, max_detections: int, canvas_size: tuple[int, int],
+    num_anchors: int, num_class_slots: int,
+) -> dict[str, Any]:
+    """The ``signature.json`` content for an export.
+
+    Args:
+        input_type: one of ``INPUT_TYPES``.
+        max_detections: rows of every detection output (post_processing max_total_detections).
+        canvas_size: (height, width) of the preprocessed input of ``model.pt2``.
+        num_anchors: anchors A of the graph outputs.
+        num_class_slots: class columns K of the logits (classes + background, column 0).
+    """
+    height, width = canvas_size
+    return {
+        "signature_name": SIGNATURE_NAME,
+        "input_type": check_input_type(input_type),
+        "inputs": {INPUT_NAME: dict(INPUT_TYPES[input_type])},
+        "outputs": output_specs(max_detections),
+        "graph": {
+            "file": "model.pt2",
+            "format": "torch.export",
+            "inputs": {GRAPH_INPUT: {"dtype": "float32", "shape": [1, 3, height, width],
+                                     "range": [0.0, 1.0]}},
+            "outputs": {
+                "box_encodings": {"dtype": "float32", "shape": [1, num_anchors, 4]},
+                "class_logits": {"dtype": "float32", "shape": [1, num_anchors, num_class_slots]},
+                "anchors": {"dtype": "float32", "shape": [num_anchors, 4],
+                            "layout": "x1, y1, x2, y2 canvas pixels"},
+            },
+        },
+    }
+
+
+def shape_matches(spec_shape: list[int], shape: tuple[int, ...]) -> bool:
+    """Whether ``shape`` fits ``spec_shape`` (-1 matches any size)."""
+    return len(spec_shape) == len(shape) and all(
+        expected in (-1, found) for expected, found in zip(spec_shape, shape)
+    )

@@ -1,0 +1,162 @@
+"""``Predictor``: run an exported model (or a checkpoint) on single images.
+
+    predictor = Predictor.from_export("exported/")
+    outputs = predictor(image)            # OD API outputs: detection_boxes [1, max, 4], ...
+    detections = predictor.detect(image)  # ImageDetections: xyxy pixels, scores, class names
+
+The input accepted by ``predictor(...)`` follows the export's ``input_type`` (see
+``objdet.inference.inputs``); ``predict_pixels`` takes decoded ``uint8 [3, H, W]`` pixels
+whatever the input_type. Preprocessing (resize onto the canvas) and post-processing (box
+decoding, NMS) are the model's own; the network in between is ``model.pt2`` for an export
+(``use_graph=False`` runs the exported weights eagerly instead) and the eager model for a
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from objdet import config as cfg
+from objdet.errors import ObjdetError
+from objdet.export.exporter import (
+    CONFIG_FILE,
+    LABEL_MAP_FILE,
+    MODEL_FILE,
+    SIGNATURE_FILE,
+    WEIGHTS_FILE,
+    configured_label_map_path,
+)
+from objdet.export.signature import GRAPH_INPUT, check_input_type
+from objdet.inference.detections import ImageDetections, class_names_for
+from objdet.inference.inputs import decode_input
+from objdet.structures.boxes import xyxy_to_normalized_yxyx
+from objdet.structures.label_map import LabelMap, load_label_map
+
+Network = Callable[[Tensor], dict[str, Tensor]]
+_EXPORT_FILES = (MODEL_FILE, WEIGHTS_FILE, CONFIG_FILE, SIGNATURE_FILE)
+
+
+class Predictor:
+    """Detections for one image at a time from a model with a predict/postprocess split."""
+
+    def __init__(
+        self, *, model: nn.Module, network: Network, input_type: str = "image_tensor",
+        label_map: LabelMap | None = None, canvas_size: tuple[int, int] | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        """``model`` supplies the resizer and post-processing; ``network`` maps the canvas
+        ``[1, 3, H_c, W_c]`` to the raw outputs; ``canvas_size`` is checked when given."""
+        self.model = model.eval()
+        self.network = network
+        self.input_type = check_input_type(input_type)
+        self.label_map = label_map
+        self.canvas_size = canvas_size
+        self.device = torch.device(device)
+        self.max_detections = int(model.postprocessor.max_total_detections)
+
+    @classmethod
+    def from_export(
+        cls, directory: str | os.PathLike[str], *, use_graph: bool = True,
+        device: str | torch.device = "cpu",
+    ) -> Predictor:
+        """Load an ``objdet export`` directory (see ``objdet.export.exporter``)."""
+        from objdet.export.graph import load_graph
+        from objdet.models import build_model
+
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise ObjdetError(f"{directory}: exported model directory does not exist")
+        missing = [name for name in _EXPORT_FILES if not (directory / name).is_file()]
+        if missing:
+            raise ObjdetError(f"{directory}: not an objdet export directory; missing {', '.join(missing)}")
+        signature = _read_json(directory / SIGNATURE_FILE)
+        config = cfg.read_config(directory / CONFIG_FILE)
+        model = build_model(config.model)
+        model.load_state_dict(torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True))
+        model = model.to(device).eval()
+        network = load_graph(directory / MODEL_FILE) if use_graph else _eager_network(model)
+        label_map_path = directory / LABEL_MAP_FILE
+        try:
+            canvas = signature["graph"]["inputs"][GRAPH_INPUT]["shape"][2:]
+            input_type = signature["input_type"]
+        except (KeyError, TypeError):
+            raise ObjdetError(f"{directory / SIGNATURE_FILE}: missing input_type or graph input shape") from None
+        return cls(
+            model=model, network=network, input_type=input_type, device=device,
+            label_map=load_label_map(label_map_path) if label_map_path.is_file() else None,
+            canvas_size=(int(canvas[0]), int(canvas[1])),
+        )
+
+    @classmethod
+    def from_checkpoint(
+        cls, pipeline_config_path: str | os.PathLike[str], checkpoint_dir: str | os.PathLike[str],
+        *, input_type: str = "image_tensor", overrides: Iterable[str] = (),
+        device: str | torch.device = "cpu",
+    ) -> Predictor:
+        """The latest checkpoint of ``checkpoint_dir`` (EMA weights when configured)."""
+        from objdet.export.checkpoint_weights import restore_model
+
+        check_input_type(input_type)
+        config = cfg.load(pipeline_config_path, overrides)
+        label_map_path = configured_label_map_path(config)
+        model = restore_model(config, checkpoint_dir, os.fspath(pipeline_config_path)).model.to(device)
+        return cls(
+            model=model, network=_eager_network(model), input_type=input_type, device=device,
+            label_map=load_label_map(label_map_path) if label_map_path is not None else None,
+        )
+
+    def __call__(self, inputs: Any) -> dict[str, np.ndarray]:
+        """One input of this predictor's ``input_type`` -> the OD API's output arrays."""
+        return self.detect(inputs).to_outputs(self.max_detections)
+
+    def detect(self, inputs: Any, min_score: float = 0.0) -> ImageDetections:
+        """One input of this predictor's ``input_type`` -> detections scoring >= min_score."""
+        detections = self.predict_pixels(decode_input(inputs, self.input_type))
+        return detections.above(min_score) if min_score > 0 else detections
+
+    @torch.no_grad()
+    def predict_pixels(self, image: Tensor) -> ImageDetections:
+        """``uint8 [3, H, W]`` RGB -> all detections (up to ``max_detections``)."""
+        from objdet.models.image_resizers import batch_images
+
+        height, width = int(image.shape[1]), int(image.shape[2])
+        pixels = image.to(self.device, torch.float32) / 255.0
+        batch = batch_images([pixels], self.model.image_resizer, getattr(self.model, "pad_to_multiple", 1))
+        found = tuple(batch.images.shape[2:])
+        if self.canvas_size is not None and found != self.canvas_size:
+            raise ObjdetError(
+                f"the exported graph takes a {self.canvas_size[0]}x{self.canvas_size[1]} canvas, "
+                f"but this {height}x{width} image resizes to {found[0]}x{found[1]}"
+            )
+        raw = self.network(batch.images)
+        detection = self.model.postprocess(raw, batch.resized_sizes, batch.original_sizes)[0]
+        boxes = detection["boxes"].float().cpu()
+        classes = detection["labels"].cpu().numpy().astype(np.int64)
+        return ImageDetections(
+            boxes=boxes.numpy(),
+            normalized_boxes=xyxy_to_normalized_yxyx(boxes, height, width).numpy(),
+            scores=detection["scores"].float().cpu().numpy(),
+            classes=classes,
+            class_names=class_names_for(classes, self.label_map),
+            image_height=height,
+            image_width=width,
+        )
+
+
+def _eager_network(model: nn.Module) -> Network:
+    return model.predict  # type: ignore[no-any-return]
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())  # type: ignore[no-any-return]
+    except json.JSONDecodeError as error:
+        raise ObjdetError(f"{path}: not valid JSON: {error}") from None

@@ -1,0 +1,135 @@
+"""Export: directory contents, signature, atomicity, EMA weights and clear errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from tiny_detector import MAX_DETECTIONS, STEP, TinyTraining
+
+from objdet import config as cfg
+from objdet.errors import ConfigError, ObjdetError
+from objdet.export.checkpoint_weights import model_weights_from_checkpoint
+from objdet.export.exporter import export_inference_graph
+from objdet.export.graph import load_graph
+from objdet.structures.label_map import load_label_map
+
+EXPECTED_FILES = {
+    "model.pt2", "weights.pt", "pipeline.config", "label_map.pbtxt", "signature.json", "export.json",
+}
+
+
+def test_export_directory_is_complete(exported: Callable[[str], Path], tiny_training: TinyTraining) -> None:
+    directory = exported("image_tensor")
+    assert {path.name for path in directory.iterdir()} == EXPECTED_FILES
+    assert [p.name for p in directory.parent.iterdir() if p.name.startswith(".")] == []
+    metadata = json.loads((directory / "export.json").read_text())
+    assert metadata["step"] == STEP and metadata["weights"] == "ema"
+    assert metadata["input_type"] == "image_tensor" and metadata["canvas_size"] == [64, 64]
+    assert cfg.read_config(directory / "pipeline.config") == cfg.read_config(tiny_training.config_path)
+    assert load_label_map(directory / "label_map.pbtxt").items == load_label_map(
+        tiny_training.label_map_path).items
+    weights = torch.load(directory / "weights.pt", weights_only=True)
+    for name, value in tiny_training.reference.state_dict().items():
+        assert torch.equal(weights[name], value), name  # the EMA weights, not the raw ones
+
+
+def test_signature_describes_inputs_and_graph(exported: Callable[[str], Path]) -> None:
+    signature = json.loads((exported("image_tensor") / "signature.json").read_text())
+    assert signature["inputs"] == {"input_tensor": {"dtype": "uint8", "shape": [1, -1, -1, 3]}}
+    assert signature["outputs"]["detection_boxes"]["shape"] == [1, MAX_DETECTIONS, 4]
+    assert set(signature["outputs"]) == {
+        "detection_boxes", "detection_scores", "detection_classes", "num_detections"}
+    graph = load_graph(exported("image_tensor") / "model.pt2")
+    raw = graph(torch.rand(1, 3, 64, 64))
+    for name, spec in signature["graph"]["outputs"].items():
+        assert list(raw[name].shape) == spec["shape"], name
+
+
+def test_config_overrides_are_applied_and_saved(tiny_training: TinyTraining, tmp_path: Path) -> None:
+    output = tmp_path / "exported"
+    export_inference_graph(
+        pipeline_config_path=tiny_training.config_path,
+        trained_checkpoint_dir=tiny_training.checkpoint_dir / f"ckpt-{STEP}.pt",
+        output_directory=output, input_type="tf_example",
+        overrides=["model.ssd.post_processing.batch_non_max_suppression.max_total_detections=5"],
+    )
+    saved = cfg.read_config(output / "pipeline.config")
+    assert saved.model.ssd.post_processing.batch_non_max_suppression.max_total_detections == 5
+    signature = json.loads((output / "signature.json").read_text())
+    assert signature["outputs"]["detection_scores"]["shape"] == [1, 5]
+    assert signature["inputs"]["input_tensor"] == {"dtype": "string", "shape": [1]}
+
+
+def test_failing_export_leaves_no_partial_directory(
+    tiny_training: TinyTraining, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail_while_writing(*args: object, **kwargs: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr("objdet.export.exporter._write_json", fail_while_writing)
+    with pytest.raises(OSError, match="disk full"):
+        export_inference_graph(
+            pipeline_config_path=tiny_training.config_path,
+            trained_checkpoint_dir=tiny_training.checkpoint_dir,
+            output_directory=tmp_path / "exported",
+        )
+    assert list(tmp_path.iterdir()) == []  # neither the target nor a staging directory
+
+
+def test_missing_checkpoint_dir_is_a_clear_error(tiny_training: TinyTraining, tmp_path: Path) -> None:
+    with pytest.raises(ObjdetError, match="checkpoint directory does not exist"):
+        export_inference_graph(
+            pipeline_config_path=tiny_training.config_path,
+            trained_checkpoint_dir=tmp_path / "nowhere", output_directory=tmp_path / "out",
+        )
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ObjdetError, match="no checkpoint found"):
+        export_inference_graph(
+            pipeline_config_path=tiny_training.config_path,
+            trained_checkpoint_dir=tmp_path / "empty", output_directory=tmp_path / "out",
+        )
+    assert not (tmp_path / "out").exists()
+
+
+def test_wrong_input_type_lists_the_valid_ones(tiny_training: TinyTraining, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="'jpeg' is not supported; expected one of image_tensor"):
+        export_inference_graph(
+            pipeline_config_path=tiny_training.config_path,
+            trained_checkpoint_dir=tiny_training.checkpoint_dir,
+            output_directory=tmp_path / "out", input_type="jpeg",
+        )
+
+
+def test_checkpoint_of_another_model_is_a_clear_error(tiny_training: TinyTraining, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="do not fit the model"):
+        export_inference_graph(
+            pipeline_config_path=tiny_training.config_path,
+            trained_checkpoint_dir=tiny_training.checkpoint_dir,
+            output_directory=tmp_path / "out", overrides=["model.ssd.num_classes=5"],
+        )
+
+
+def test_variable_canvas_cannot_be_exported(tiny_training: TinyTraining, tmp_path: Path) -> None:
+    snippet = ("model { ssd { image_resizer { keep_aspect_ratio_resizer { min_dimension: 32 "
+               "max_dimension: 64 } } } }")
+    with pytest.raises(ConfigError, match="pad_to_max_dimension"):
+        export_inference_graph(
+            pipeline_config_path=tiny_training.config_path,
+            trained_checkpoint_dir=tiny_training.checkpoint_dir,
+            output_directory=tmp_path / "out", config_override_text=snippet,
+        )
+
+
+def test_model_weights_from_checkpoint_strips_the_averaged_model() -> None:
+    raw = {"layer.weight": torch.zeros(2)}
+    ema = {"module.layer.weight": torch.ones(2), "n_averaged": torch.tensor(3)}
+    state = {"model": raw, "ema": ema, "step": 1}
+    assert torch.equal(model_weights_from_checkpoint(state, True)["layer.weight"], torch.ones(2))
+    assert set(model_weights_from_checkpoint(state, True)) == {"layer.weight"}
+    assert torch.equal(model_weights_from_checkpoint(state, False)["layer.weight"], torch.zeros(2))
+    no_ema = {"model": raw, "ema": None}
+    assert torch.equal(model_weights_from_checkpoint(no_ema, True)["layer.weight"], torch.zeros(2))

@@ -1,0 +1,76 @@
+"""Tiny SSD model configs (text format) shared by the model tests."""
+
+from __future__ import annotations
+
+from google.protobuf import text_format
+
+from objdet.protos import model_pb2
+
+HYPERPARAMS = """
+  activation: RELU_6
+  regularizer { l2_regularizer { weight: 0.00004 } }
+  initializer { truncated_normal_initializer { stddev: 0.03 } }
+  batch_norm { train: true scale: true center: true decay: 0.97 epsilon: 0.001 }
+"""
+
+SSD_ANCHORS = """ssd_anchor_generator {
+  num_layers: 6 min_scale: 0.2 max_scale: 0.95
+  aspect_ratios: 1.0 aspect_ratios: 2.0 aspect_ratios: 0.5 }"""
+MULTISCALE_ANCHORS = """multiscale_anchor_generator {
+  min_level: 4 max_level: 9 anchor_scale: 4.0 aspect_ratios: 1.0 aspect_ratios: 2.0
+  scales_per_octave: 2 }"""
+CONV_PREDICTOR = f"""convolutional_box_predictor {{
+  kernel_size: 3 use_dropout: true use_depthwise: true class_prediction_bias_init: -4.6
+  num_layers_before_predictor: 1 min_depth: 8 max_depth: 32
+  conv_hyperparams {{ {HYPERPARAMS} }} }}"""
+SHARED_PREDICTOR = f"""weight_shared_convolutional_box_predictor {{
+  depth: 16 num_layers_before_predictor: 2 kernel_size: 3 class_prediction_bias_init: -4.6
+  conv_hyperparams {{ {HYPERPARAMS} }} }}"""
+FIXED_RESIZER = "fixed_shape_resizer { height: 64 width: 64 }"
+KEEP_RATIO_RESIZER = "keep_aspect_ratio_resizer { min_dimension: 48 max_dimension: 80 }"
+SIGMOID_WITH_MINER = """classification_loss { weighted_sigmoid {} }
+    localization_loss { weighted_smooth_l1 {} }
+    hard_example_miner { num_hard_examples: 100 iou_threshold: 0.99 loss_type: CLASSIFICATION
+                         max_negatives_per_positive: 3 min_negatives_per_image: 2 }"""
+SOFTMAX_L2 = """classification_loss { weighted_softmax { logit_scale: 2.0 } }
+    localization_loss { weighted_l2 {} }"""
+FOCAL = """classification_loss { weighted_sigmoid_focal { alpha: 0.75 gamma: 2.0 } }
+    localization_loss { weighted_smooth_l1 { delta: 1.0 } }"""
+
+
+def ssd_config_text(
+    *, extractor: str = "ssd_mobilenet_v1", anchors: str = SSD_ANCHORS,
+    predictor: str = CONV_PREDICTOR, resizer: str = FIXED_RESIZER, loss: str = SIGMOID_WITH_MINER,
+    score_converter: str = "SIGMOID", extra: str = "",
+) -> str:
+    """A small SSD ``DetectionModel`` in text format (depth multiplier 0.25, 2 classes)."""
+    return f"""ssd {{
+  num_classes: 2
+  image_resizer {{ {resizer} }}
+  feature_extractor {{
+    type: '{extractor}' depth_multiplier: 0.25 min_depth: 8 use_depthwise: true
+    conv_hyperparams {{ {HYPERPARAMS} }}
+  }}
+  box_coder {{ faster_rcnn_box_coder {{ y_scale: 10.0 x_scale: 10.0 height_scale: 5.0 width_scale: 5.0 }} }}
+  matcher {{ argmax_matcher {{ matched_threshold: 0.5 unmatched_threshold: 0.5
+                               force_match_for_each_row: true }} }}
+  similarity_calculator {{ iou_similarity {{}} }}
+  anchor_generator {{ {anchors} }}
+  box_predictor {{ {predictor} }}
+  loss {{
+    {loss}
+    classification_weight: 1.0 localization_weight: 1.0
+  }}
+  normalize_loss_by_num_matches: true
+  post_processing {{
+    batch_non_max_suppression {{ score_threshold: 1e-8 iou_threshold: 0.6
+                                 max_detections_per_class: 20 max_total_detections: 30 }}
+    score_converter: {score_converter}
+  }}
+  {extra}
+}}"""
+
+
+def parse_model(text: str) -> model_pb2.DetectionModel:
+    """Text -> ``DetectionModel``."""
+    return text_format.Parse(text, model_pb2.DetectionModel())
