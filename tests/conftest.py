@@ -25,3 +25,14 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.fail(f"shared data not found at {SHARED_DATA} (expected ../shared beside the repo)")
     return SHARED_DATA
+
+
+@pytest.fixture()
+def tiny_config_path(tmp_path: Path) -> Path:
+    """tests/fixtures/tiny_ssd.config with its input paths pointing at the raccoon test record."""
+    text = (REPO_ROOT / "tests" / "fixtures" / "tiny_ssd.config").read_text()
+    text = text.replace("RECORD_PATH", str(RACCOON / "tfrecord" / "test.record"))
+    text = text.replace("LABEL_MAP_PATH", str(RACCOON / "object-detection.pbtxt"))
+    path = tmp_path / "tiny_ssd.config"
+    path.write_text(text)
+    return path

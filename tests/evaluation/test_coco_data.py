@@ -15,7 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from pycocotools import mask as coco_mask
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 CATEGORY_IDS = (1, 3, 4, 7, 9)  # 9 never has ground truth; 4 never has detections
 
@@ -96,11 +99,11 @@ def make_dataset(seed: int, num_images: int = 60, keypoints: bool = False
                 annotation["keypoints"] = _keypoints(rng, box, labeled)
                 annotation["num_keypoints"] = int(np.count_nonzero(annotation["keypoints"][2::3]))
             annotations.append(annotation)
-            gt_boxes.append((box, category))
+            gt_boxes.append((box, category, annotation.get("keypoints")))
         num_dt = 0 if image_id % 11 == 0 else int(rng.integers(0, 20 if image_id % 5 else 150))
         for index in range(num_dt):
             if gt_boxes and index < 3 * len(gt_boxes):
-                box, category = gt_boxes[index % len(gt_boxes)]
+                box, category, gt_keypoints = gt_boxes[index % len(gt_boxes)]
                 jitter = rng.normal(0, 0.08, 4) * np.array([box[2], box[3], box[2], box[3]])
                 box = np.round(np.array(box) + jitter, 2).tolist()
                 box[2], box[3] = max(box[2], 0.5), max(box[3], 0.5)
@@ -109,12 +112,17 @@ def make_dataset(seed: int, num_images: int = 60, keypoints: bool = False
                 category = 1 if category == 4 and rng.random() < 0.5 else category
             else:
                 box, category = _random_box(rng, width, height), int(rng.choice([1, 3, 7, 9]))
+                gt_keypoints = None
             if category == 4:
                 category = 7
             result = {"image_id": image_id * 7, "category_id": category, "bbox": box,
                       "score": round(float(rng.random()), 1)}  # 1 decimal: many ties
             result["segmentation"] = _segmentation(rng, box, height, width, "rle")
-            if keypoints:
+            if keypoints and gt_keypoints is not None:  # near the true keypoints
+                points = np.array(gt_keypoints).reshape(17, 3)
+                points[:, :2] += rng.normal(0, 1.5, (17, 2)).round(1)
+                result["keypoints"] = points.reshape(-1).tolist()
+            elif keypoints:
                 result["keypoints"] = _keypoints(rng, box, True)
             results.append(result)
     return {"images": images, "annotations": annotations, "categories": categories}, results

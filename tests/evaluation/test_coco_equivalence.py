@@ -13,6 +13,9 @@ from objdet.errors import DataError
 from objdet.evaluation.coco import evaluate_coco_json
 from objdet.evaluation.coco_bulk import evaluate_coco_files
 
+# pycocotools' mask decoding warns under numpy 2.
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
 
 def _assert_identical(reference, result) -> None:
     np.testing.assert_array_equal(result.accumulated.precision, reference.eval["precision"])

@@ -9,6 +9,7 @@ import pytest
 from tiny_detector import TinyTraining, write_tiny_training
 
 from objdet.export.exporter import export_inference_graph
+from objdet.inference.predictor import Predictor
 
 
 @pytest.fixture(scope="session")
@@ -35,3 +36,16 @@ def exported(
         return directories[input_type]
 
     return export
+
+
+@pytest.fixture(scope="session")
+def predictor_for(exported: Callable[[str], Path]) -> Callable[[str], Predictor]:
+    """input_type -> a Predictor over that export (loaded once)."""
+    predictors: dict[str, Predictor] = {}
+
+    def load(input_type: str) -> Predictor:
+        if input_type not in predictors:
+            predictors[input_type] = Predictor.from_export(exported(input_type))
+        return predictors[input_type]
+
+    return load

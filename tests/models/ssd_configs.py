@@ -39,9 +39,14 @@ FOCAL = """classification_loss { weighted_sigmoid_focal { alpha: 0.75 gamma: 2.0
 
 
 def ssd_config_text(
-    *, extractor: str = "ssd_mobilenet_v1", anchors: str = SSD_ANCHORS,
-    predictor: str = CONV_PREDICTOR, resizer: str = FIXED_RESIZER, loss: str = SIGMOID_WITH_MINER,
-    score_converter: str = "SIGMOID", extra: str = "",
+    *,
+    extractor: str = "ssd_mobilenet_v1",
+    anchors: str = SSD_ANCHORS,
+    predictor: str = CONV_PREDICTOR,
+    resizer: str = FIXED_RESIZER,
+    loss: str = SIGMOID_WITH_MINER,
+    score_converter: str = "SIGMOID",
+    extra: str = "",
 ) -> str:
     """A small SSD ``DetectionModel`` in text format (depth multiplier 0.25, 2 classes)."""
     return f"""ssd {{

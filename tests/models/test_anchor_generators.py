@@ -15,8 +15,13 @@ def _box(cx: float, cy: float, height: float, width: float) -> list[float]:
 
 
 def test_ssd_box_specs_follow_the_od_api_formula() -> None:
-    specs = create_ssd_box_specs(num_layers=3, min_scale=0.2, max_scale=0.8,
-                                 aspect_ratios=[1.0, 2.0], reduce_boxes_in_lowest_layer=True)
+    specs = create_ssd_box_specs(
+        num_layers=3,
+        min_scale=0.2,
+        max_scale=0.8,
+        aspect_ratios=[1.0, 2.0],
+        reduce_boxes_in_lowest_layer=True,
+    )
     # scales 0.2, 0.5, 0.8 then 1.0; lowest layer reduced to 3 boxes.
     assert specs[0] == [(0.1, 1.0), (0.2, 2.0), (0.2, 0.5)]
     assert specs[1] == [(0.5, 1.0), (0.5, 2.0), (pytest.approx(math.sqrt(0.5 * 0.8)), 1.0)]
@@ -24,8 +29,13 @@ def test_ssd_box_specs_follow_the_od_api_formula() -> None:
 
 
 def test_ssd_anchors_equal_hand_computed_values() -> None:
-    specs = create_ssd_box_specs(num_layers=2, min_scale=0.2, max_scale=0.9,
-                                 aspect_ratios=[1.0, 2.0], reduce_boxes_in_lowest_layer=False)
+    specs = create_ssd_box_specs(
+        num_layers=2,
+        min_scale=0.2,
+        max_scale=0.9,
+        aspect_ratios=[1.0, 2.0],
+        reduce_boxes_in_lowest_layer=False,
+    )
     anchors = SSDAnchorGenerator(box_specs=specs)([(2, 2), (1, 1)], 100, 100)
     assert anchors.shape == (2 * 2 * 3 + 1 * 1 * 3, 4)
     root2 = math.sqrt(2.0)
@@ -51,23 +61,31 @@ def test_ssd_anchors_stay_square_on_non_square_images() -> None:
 
 
 def test_ssd_anchors_with_explicit_strides_and_offsets() -> None:
-    generator = SSDAnchorGenerator(box_specs=[[(0.1, 1.0)]], base_anchor_size=(2.0, 1.0),
-                                   strides=[(16.0, 8.0)], offsets=[(0.0, 4.0)])
+    generator = SSDAnchorGenerator(
+        box_specs=[[(0.1, 1.0)]],
+        base_anchor_size=(2.0, 1.0),
+        strides=[(16.0, 8.0)],
+        offsets=[(0.0, 4.0)],
+    )
     anchors = generator([(2, 1)], 64, 64)
     # height 0.1 * 2 * 64 = 12.8, width 0.1 * 64 = 6.4; centres (y, x) = (0, 4), (16, 4)
     assert torch.allclose(anchors, torch.tensor([_box(4, 0, 12.8, 6.4), _box(4, 16, 12.8, 6.4)]))
 
 
 def test_multiscale_anchors_match_retinanet_layout() -> None:
-    generator = MultiscaleAnchorGenerator(min_level=3, max_level=4, anchor_scale=4.0,
-                                          aspect_ratios=[1.0, 2.0], scales_per_octave=2)
+    generator = MultiscaleAnchorGenerator(
+        min_level=3, max_level=4, anchor_scale=4.0, aspect_ratios=[1.0, 2.0], scales_per_octave=2
+    )
     assert generator.num_anchors_per_location() == [4, 4]
     anchors = generator([(8, 8), (4, 4)], 64, 64)
     assert anchors.shape == ((64 + 16) * 4, 4)
     # level 3: stride 8, base 32; ratio 1 scales 1 and sqrt(2), then ratio 2.
     size = 32 * math.sqrt(2)
-    expected = [_box(4, 4, 32, 32), _box(4, 4, size, size),
-                _box(4, 4, 32 / math.sqrt(2), 32 * math.sqrt(2))]
+    expected = [
+        _box(4, 4, 32, 32),
+        _box(4, 4, size, size),
+        _box(4, 4, 32 / math.sqrt(2), 32 * math.sqrt(2)),
+    ]
     assert torch.allclose(anchors[:3], torch.tensor(expected), atol=1e-4)
     # first anchor of level 4: stride 16, offset 8, base 64
     assert torch.allclose(anchors[64 * 4], torch.tensor(_box(8, 8, 64, 64)))

@@ -12,8 +12,12 @@ def _separate_boxes(count: int) -> torch.Tensor:
 def test_negatives_are_capped_per_positive_in_loss_order() -> None:
     losses = torch.tensor([5.0, 4.0, 3.0, 2.0, 1.0, 0.5])
     matches = torch.tensor([UNMATCHED, 0, UNMATCHED, UNMATCHED, UNMATCHED, IGNORED])
-    miner = HardExampleMiner(num_hard_examples=None, iou_threshold=0.99, loss_type="CLASSIFICATION",
-                             max_negatives_per_positive=2)
+    miner = HardExampleMiner(
+        num_hard_examples=None,
+        iou_threshold=0.99,
+        loss_type="CLASSIFICATION",
+        max_negatives_per_positive=2,
+    )
     selected = miner.select(torch.zeros(6), losses, _separate_boxes(6), matches)
     # one positive -> at most two negatives, the hardest; the ignored anchor is dropped.
     assert selected.tolist() == [0, 1, 2]
@@ -22,8 +26,13 @@ def test_negatives_are_capped_per_positive_in_loss_order() -> None:
 def test_min_negatives_per_image_applies_without_positives() -> None:
     losses = torch.tensor([1.0, 3.0, 2.0])
     matches = torch.full((3,), UNMATCHED)
-    miner = HardExampleMiner(num_hard_examples=None, iou_threshold=0.99, loss_type="CLASSIFICATION",
-                             max_negatives_per_positive=3, min_negatives_per_image=2)
+    miner = HardExampleMiner(
+        num_hard_examples=None,
+        iou_threshold=0.99,
+        loss_type="CLASSIFICATION",
+        max_negatives_per_positive=3,
+        min_negatives_per_image=2,
+    )
     assert miner.select(torch.zeros(3), losses, _separate_boxes(3), matches).tolist() == [1, 2]
 
 
@@ -39,9 +48,13 @@ def test_loss_type_both_ranks_by_weighted_sum_and_sums_selected_losses() -> None
     location = torch.tensor([[0.0, 10.0, 0.0]])
     classification = torch.tensor([[3.0, 1.0, 2.0]])
     matches = torch.tensor([[UNMATCHED, 0, UNMATCHED]])
-    miner = HardExampleMiner(num_hard_examples=2, iou_threshold=0.99, loss_type="BOTH",
-                             localization_weight=0.5)
-    assert miner.select(location[0], classification[0], _separate_boxes(3), matches[0]).tolist() == [1, 0]
-    mined_location, mined_classification = miner(location, classification,
-                                                 _separate_boxes(3)[None], matches)
+    miner = HardExampleMiner(
+        num_hard_examples=2, iou_threshold=0.99, loss_type="BOTH", localization_weight=0.5
+    )
+    assert miner.select(
+        location[0], classification[0], _separate_boxes(3), matches[0]
+    ).tolist() == [1, 0]
+    mined_location, mined_classification = miner(
+        location, classification, _separate_boxes(3)[None], matches
+    )
     assert mined_location.item() == 10.0 and mined_classification.item() == 4.0

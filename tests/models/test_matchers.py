@@ -4,12 +4,12 @@ from objdet.models.matchers import IGNORED, UNMATCHED, ArgMaxMatcher, BipartiteM
 
 
 def test_thresholds_split_matches_negatives_and_ignored() -> None:
-    similarity = torch.tensor([[0.7, 0.45, 0.2, 0.5],
-                               [0.1, 0.40, 0.3, 0.1]])
+    similarity = torch.tensor([[0.7, 0.45, 0.2, 0.5], [0.1, 0.40, 0.3, 0.1]])
     matcher = ArgMaxMatcher(matched_threshold=0.5, unmatched_threshold=0.4)
     assert matcher(similarity).tolist() == [0, IGNORED, UNMATCHED, 0]
-    swapped = ArgMaxMatcher(matched_threshold=0.5, unmatched_threshold=0.4,
-                            negatives_lower_than_unmatched=False)
+    swapped = ArgMaxMatcher(
+        matched_threshold=0.5, unmatched_threshold=0.4, negatives_lower_than_unmatched=False
+    )
     assert swapped(similarity).tolist() == [0, UNMATCHED, IGNORED, 0]
 
 
@@ -19,9 +19,9 @@ def test_ties_pick_the_lowest_groundtruth_index() -> None:
 
 
 def test_force_match_for_each_row_gives_every_groundtruth_an_anchor() -> None:
-    similarity = torch.tensor([[0.9, 0.3, 0.0],
-                               [0.1, 0.35, 0.2],
-                               [0.8, 0.1, 0.0]])  # row 2 also prefers anchor 0
+    similarity = torch.tensor(
+        [[0.9, 0.3, 0.0], [0.1, 0.35, 0.2], [0.8, 0.1, 0.0]]
+    )  # row 2 also prefers anchor 0
     plain = ArgMaxMatcher(matched_threshold=0.5)
     assert plain(similarity).tolist() == [0, UNMATCHED, UNMATCHED]
     forced = ArgMaxMatcher(matched_threshold=0.5, force_match_for_each_row=True)

@@ -15,8 +15,9 @@ BOXES = torch.tensor([[0.0, 0, 10, 10], [1, 0, 11, 10], [50, 50, 60, 60], [100, 
 
 def test_per_class_nms_cap_and_threshold() -> None:
     scores = [[0.9, 0.1], [0.8, 0.7], [0.3, 0.05], [0.2, 0.6]]
-    nms = BatchNonMaxSuppression(score_threshold=0.15, iou_threshold=0.5,
-                                 max_detections_per_class=2, max_total_detections=10)
+    nms = BatchNonMaxSuppression(
+        score_threshold=0.15, iou_threshold=0.5, max_detections_per_class=2, max_total_detections=10
+    )
     result = nms(BOXES[None], _logits(scores))[0]
     # class 1: anchor 1 is suppressed by anchor 0; anchors 2, 3 survive but only 2 allowed.
     # class 2: anchors 1, 3 (anchor 0 is below threshold, anchor 2 too).
@@ -27,21 +28,30 @@ def test_per_class_nms_cap_and_threshold() -> None:
 
 def test_total_cap_keeps_the_best() -> None:
     scores = [[0.9, 0.1], [0.8, 0.7], [0.3, 0.05], [0.2, 0.6]]
-    nms = BatchNonMaxSuppression(score_threshold=0.0, iou_threshold=0.5,
-                                 max_detections_per_class=10, max_total_detections=3)
+    nms = BatchNonMaxSuppression(
+        score_threshold=0.0, iou_threshold=0.5, max_detections_per_class=10, max_total_detections=3
+    )
     assert nms(BOXES[None], _logits(scores))[0]["scores"].tolist() == pytest.approx([0.9, 0.7, 0.6])
 
 
 def test_class_agnostic_nms_suppresses_across_classes() -> None:
     scores = [[0.9, 0.1], [0.1, 0.8], [0.3, 0.4], [0.01, 0.02]]
-    nms = BatchNonMaxSuppression(score_threshold=0.05, iou_threshold=0.5,
-                                 use_class_agnostic_nms=True, max_total_detections=10)
+    nms = BatchNonMaxSuppression(
+        score_threshold=0.05,
+        iou_threshold=0.5,
+        use_class_agnostic_nms=True,
+        max_total_detections=10,
+    )
     result = nms(BOXES[None], _logits(scores))[0]
     # anchor 1 (class 2) overlaps anchor 0 and is suppressed despite its other class.
     assert result["scores"].tolist() == pytest.approx([0.9, 0.4])
     assert result["labels"].tolist() == [1, 2]
-    two_classes = BatchNonMaxSuppression(score_threshold=0.05, iou_threshold=0.5,
-                                         use_class_agnostic_nms=True, max_classes_per_detection=2)
+    two_classes = BatchNonMaxSuppression(
+        score_threshold=0.05,
+        iou_threshold=0.5,
+        use_class_agnostic_nms=True,
+        max_classes_per_detection=2,
+    )
     result = two_classes(BOXES[None], _logits(scores))[0]
     assert result["scores"].tolist() == pytest.approx([0.9, 0.4, 0.3, 0.1])
     assert result["labels"].tolist() == [1, 2, 1, 2]
@@ -65,8 +75,12 @@ def test_many_classes_equal_plain_per_class_nms() -> None:
     corners = torch.rand(300, 2, generator=generator) * 200
     boxes = torch.cat([corners, corners + 5 + torch.rand(300, 2, generator=generator) * 60], 1)
     scores = torch.rand(300, 7, generator=generator)
-    nms = BatchNonMaxSuppression(score_threshold=0.3, iou_threshold=0.5,
-                                 max_detections_per_class=5, max_total_detections=1000)
+    nms = BatchNonMaxSuppression(
+        score_threshold=0.3,
+        iou_threshold=0.5,
+        max_detections_per_class=5,
+        max_total_detections=1000,
+    )
     result = nms(boxes[None], _logits(scores.tolist()))[0]
     from torchvision.ops import nms as plain_nms
 

@@ -5,7 +5,6 @@ from objdet.errors import DataError
 from objdet.models import build_model
 from objdet.models.feature_extractors.ssd_mobilenet import SSD_FEATURE_EXTRACTORS
 from objdet.models.ssd import CLASSIFICATION_LOSS, LOCALIZATION_LOSS
-
 from tests.models.ssd_configs import (
     FOCAL,
     KEEP_RATIO_RESIZER,
@@ -16,11 +15,15 @@ from tests.models.ssd_configs import (
     ssd_config_text,
 )
 
-IMAGES = [torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0)),
-          torch.rand(3, 40, 72, generator=torch.Generator().manual_seed(1))]
+IMAGES = [
+    torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0)),
+    torch.rand(3, 40, 72, generator=torch.Generator().manual_seed(1)),
+]
 TARGETS = [
-    {"boxes": torch.tensor([[8.0, 8.0, 40.0, 48.0], [30.0, 2.0, 60.0, 20.0]]),
-     "labels": torch.tensor([1, 2])},
+    {
+        "boxes": torch.tensor([[8.0, 8.0, 40.0, 48.0], [30.0, 2.0, 60.0, 20.0]]),
+        "labels": torch.tensor([1, 2]),
+    },
     {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)},  # no boxes
 ]
 
@@ -46,7 +49,11 @@ def _train_and_eval(model: torch.nn.Module) -> list[dict[str, torch.Tensor]]:
         assert set(detection["labels"].tolist()) <= {1, 2}
         height, width = image.shape[1:]
         boxes = detection["boxes"]
-        assert (boxes >= 0).all() and (boxes[:, [0, 2]] <= width).all() and (boxes[:, [1, 3]] <= height).all()
+        assert (
+            (boxes >= 0).all()
+            and (boxes[:, [0, 2]] <= width).all()
+            and (boxes[:, [1, 3]] <= height).all()
+        )
         assert (detection["scores"][:-1] >= detection["scores"][1:]).all()
     return detections
 
@@ -56,12 +63,18 @@ def test_every_feature_extractor_trains_and_detects(extractor: str) -> None:
     _train_and_eval(build_model(parse_model(ssd_config_text(extractor=extractor))))
 
 
-@pytest.mark.parametrize("variant", [
-    {"predictor": SHARED_PREDICTOR, "anchors": MULTISCALE_ANCHORS, "loss": FOCAL},
-    {"loss": SOFTMAX_L2, "score_converter": "SOFTMAX", "resizer": KEEP_RATIO_RESIZER},
-    {"loss": FOCAL, "extra": "encode_background_as_zeros: true freeze_batchnorm: true",
-     "extractor": "ssd_mobilenet_v3_small"},
-])
+@pytest.mark.parametrize(
+    "variant",
+    [
+        {"predictor": SHARED_PREDICTOR, "anchors": MULTISCALE_ANCHORS, "loss": FOCAL},
+        {"loss": SOFTMAX_L2, "score_converter": "SOFTMAX", "resizer": KEEP_RATIO_RESIZER},
+        {
+            "loss": FOCAL,
+            "extra": "encode_background_as_zeros: true freeze_batchnorm: true",
+            "extractor": "ssd_mobilenet_v3_small",
+        },
+    ],
+)
 def test_predictors_anchors_losses_and_resizers(variant: dict[str, str]) -> None:
     _train_and_eval(build_model(parse_model(ssd_config_text(**variant))))
 
@@ -81,7 +94,9 @@ def test_detections_are_in_input_pixels_for_non_square_images() -> None:
     image = torch.rand(3, 30, 90)  # resized to 27 x 80 (max_dimension wins)
     with torch.no_grad():
         predictions = model.predict(torch.nn.functional.interpolate(image[None], size=(27, 80)))
-        canvas_boxes = model.box_coder.decode(predictions["box_encodings"], predictions["anchors"][None])
+        canvas_boxes = model.box_coder.decode(
+            predictions["box_encodings"], predictions["anchors"][None]
+        )
         detections = model([image])[0]
     # The best detection's box is a predicted canvas box scaled by 90/80 and 30/27.
     scale = torch.tensor([90 / 80, 30 / 27, 90 / 80, 30 / 27])
@@ -89,7 +104,9 @@ def test_detections_are_in_input_pixels_for_non_square_images() -> None:
     canvas = torch.minimum(canvas, torch.tensor([80.0, 27.0, 80.0, 27.0]))
     distances = (canvas * scale - detections["boxes"][0]).abs().sum(dim=1)
     assert distances.min().item() < 1e-3
-    assert (detections["boxes"][:, [0, 2]] <= 90).all() and (detections["boxes"][:, [1, 3]] <= 30).all()
+    assert (detections["boxes"][:, [0, 2]] <= 90).all() and (
+        detections["boxes"][:, [1, 3]] <= 30
+    ).all()
 
 
 def test_target_scaling_matches_boxes_to_anchors_in_canvas_pixels() -> None:
@@ -105,8 +122,9 @@ def test_target_scaling_matches_boxes_to_anchors_in_canvas_pixels() -> None:
     model.train()
     boxes_in_canvas = box * batch.scales().flip(1).repeat(1, 2)
     assert torch.allclose(boxes_in_canvas, torch.tensor([[0.0, 0.0, 48.0, 48.0]]))
-    assigned = model.target_assigner.assign(anchors, [boxes_in_canvas],
-                                            [torch.tensor([[0.0, 1.0, 0.0]])], [torch.ones(1)])
+    assigned = model.target_assigner.assign(
+        anchors, [boxes_in_canvas], [torch.tensor([[0.0, 1.0, 0.0]])], [torch.ones(1)]
+    )
     assert (assigned.matches >= 0).any()
     model.compute_loss(batch_predictions, targets, batch)
 

@@ -264,9 +264,8 @@ def from_box(box_xywh: Sequence[float], height: int, width: int) -> RleMask:
 def from_segmentation(segmentation: object, height: int, width: int) -> RleMask:
     """A COCO ``segmentation`` field as a mask, with pycocotools' ``annToRLE`` rules.
 
-    - a list of polygons ``[[x0, y0, ...], ...]``: each rasterized, then their union; as in
-      pycocotools, when the *first* part has exactly 4 numbers every part is read as a box
-      ``[x, y, w, h]``;
+    - a list of polygons ``[[x0, y0, ...], ...]``: each rasterized, then their union (a part of
+      4 numbers is a 2-point polygon here; pycocotools raises TypeError on it);
     - ``{"counts": [..], "size": [h, w]}`` (uncompressed) or ``{"counts": "...",
       "size": [h, w]}`` (compressed): taken as is, at its own size.
 
@@ -290,10 +289,8 @@ def from_segmentation(segmentation: object, height: int, width: int) -> RleMask:
             "segmentation polygons must be lists of at least 4 numbers [x0, y0, x1, y1, ...], "
             f"got {str(segmentation)[:80]}"
         )
-    if len(first) == 4:
-        if any(not isinstance(part, list) or len(part) != 4 for part in segmentation):
-            raise DataError(f"segmentation mixes boxes and polygons: {str(segmentation)[:80]}")
-        return union([from_box(part, height, width) for part in segmentation])
+    if any(not isinstance(part, list) for part in segmentation):
+        raise DataError(f"segmentation mixes polygons and other parts: {str(segmentation)[:80]}")
     return union([from_polygon(part, height, width) for part in segmentation])
 
 

@@ -47,7 +47,7 @@ def pixels_from_array(value: Any, source: str = "input") -> Tensor:
             f"{source}: image_tensor input must be uint8 pixels [H, W, 3], got "
             f"{type(value).__name__} (use input_type encoded_image_string_tensor for file bytes)"
         )
-    pixels = torch.as_tensor(np.asarray(value)) if not isinstance(value, Tensor) else value
+    pixels = value if isinstance(value, Tensor) else torch.tensor(np.asarray(value))  # a copy
     if pixels.ndim == 4 and pixels.shape[0] == 1:
         pixels = pixels[0]
     if pixels.dtype != torch.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:

@@ -184,6 +184,9 @@ class MultiscaleAnchorGenerator(nn.Module):
             offset_x = stride / 2 if image_width % stride == 0 else 0.0
             heights = scales / ratios.sqrt() * base_size
             widths = scales * ratios.sqrt() * base_size
-            layers.append(tile_anchors(grid_height, grid_width, heights, widths,
-                                       (stride, stride), (offset_y, offset_x)))
+            layers.append(
+                tile_anchors(
+                    grid_height, grid_width, heights, widths, (stride, stride), (offset_y, offset_x)
+                )
+            )
         return torch.cat(layers).float()

@@ -32,8 +32,12 @@ class FasterRcnnBoxCoder:
         height_scale: float = 5.0,
         width_scale: float = 5.0,
     ) -> None:
-        for name, value in (("y_scale", y_scale), ("x_scale", x_scale),
-                            ("height_scale", height_scale), ("width_scale", width_scale)):
+        for name, value in (
+            ("y_scale", y_scale),
+            ("x_scale", x_scale),
+            ("height_scale", height_scale),
+            ("width_scale", width_scale),
+        ):
             if value <= 0:
                 raise ValueError(f"{name} must be > 0, got {value}")
         self.scales = (y_scale, x_scale, height_scale, width_scale)
@@ -65,7 +69,11 @@ class FasterRcnnBoxCoder:
         y_center = ty / y_scale * height_a + y_center_a
         x_center = tx / x_scale * width_a + x_center_a
         return torch.stack(
-            [x_center - width / 2, y_center - height / 2,
-             x_center + width / 2, y_center + height / 2],
+            [
+                x_center - width / 2,
+                y_center - height / 2,
+                x_center + width / 2,
+                y_center + height / 2,
+            ],
             dim=-1,
         )

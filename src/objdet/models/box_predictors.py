@@ -25,17 +25,32 @@ def _flatten_predictions(output: Tensor, values_per_anchor: int) -> Tensor:
     return output.permute(0, 2, 3, 1).reshape(batch, -1, values_per_anchor)
 
 
-def _prediction_layer(in_channels: int, out_channels: int, *, kernel_size: int, use_depthwise: bool,
-                      hyperparams: ConvHyperparams, bias_init: float = 0.0) -> nn.Sequential:
+def _prediction_layer(
+    in_channels: int,
+    out_channels: int,
+    *,
+    kernel_size: int,
+    use_depthwise: bool,
+    hyperparams: ConvHyperparams,
+    bias_init: float = 0.0,
+) -> nn.Sequential:
     """A prediction conv with bias and no norm/activation; with ``use_depthwise``, a depthwise
     ``kernel_size`` conv (+ norm + activation) then a 1x1 conv, as the OD API's heads."""
     layers: list[nn.Module] = []
     if use_depthwise:
-        layers.extend(make_conv_block(in_channels, in_channels, kernel_size, groups=in_channels,
-                                      hyperparams=hyperparams))
+        layers.extend(
+            make_conv_block(
+                in_channels, in_channels, kernel_size, groups=in_channels, hyperparams=hyperparams
+            )
+        )
         kernel_size = 1
-    predictor = make_conv_block(in_channels, out_channels, kernel_size, hyperparams=hyperparams,
-                                with_norm_and_activation=False)[0]
+    predictor = make_conv_block(
+        in_channels,
+        out_channels,
+        kernel_size,
+        hyperparams=hyperparams,
+        with_norm_and_activation=False,
+    )[0]
     nn.init.constant_(predictor.bias, bias_init)
     layers.append(predictor)
     return nn.Sequential(*layers)
@@ -49,23 +64,39 @@ class ConvolutionalBoxPredictor(nn.Module):
     """
 
     def __init__(
-        self, *, in_channels: list[int], num_anchors_per_location: list[int], num_class_slots: int,
-        hyperparams: ConvHyperparams, kernel_size: int = 1, num_layers_before_predictor: int = 0,
-        min_depth: int = 0, max_depth: int = 0, use_dropout: bool = False,
-        dropout_keep_probability: float = 0.8, apply_sigmoid_to_scores: bool = False,
-        class_prediction_bias_init: float = 0.0, use_depthwise: bool = False,
-        box_code_size: int = 4, box_encodings_clip_range: tuple[float, float] | None = None,
+        self,
+        *,
+        in_channels: list[int],
+        num_anchors_per_location: list[int],
+        num_class_slots: int,
+        hyperparams: ConvHyperparams,
+        kernel_size: int = 1,
+        num_layers_before_predictor: int = 0,
+        min_depth: int = 0,
+        max_depth: int = 0,
+        use_dropout: bool = False,
+        dropout_keep_probability: float = 0.8,
+        apply_sigmoid_to_scores: bool = False,
+        class_prediction_bias_init: float = 0.0,
+        use_depthwise: bool = False,
+        box_code_size: int = 4,
+        box_encodings_clip_range: tuple[float, float] | None = None,
     ) -> None:
         super().__init__()
         if len(in_channels) != len(num_anchors_per_location):
-            raise ValueError(f"{len(in_channels)} feature maps but anchors for "
-                             f"{len(num_anchors_per_location)}")
+            raise ValueError(
+                f"{len(in_channels)} feature maps but anchors for {len(num_anchors_per_location)}"
+            )
         self.weight_decay = hyperparams.weight_decay
         self.regularize_depthwise = hyperparams.regularize_depthwise
         self.num_class_slots, self.box_code_size = num_class_slots, box_code_size
         self.apply_sigmoid_to_scores = apply_sigmoid_to_scores
         self.box_encodings_clip_range = box_encodings_clip_range
-        self.towers, self.box_heads, self.class_heads = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
+        self.towers, self.box_heads, self.class_heads = (
+            nn.ModuleList(),
+            nn.ModuleList(),
+            nn.ModuleList(),
+        )
         for channels, num_anchors in zip(in_channels, num_anchors_per_location):
             tower: list[nn.Module] = []
             if num_layers_before_predictor > 0:
@@ -74,13 +105,23 @@ class ConvolutionalBoxPredictor(nn.Module):
                     tower.append(make_conv_block(channels, depth, 1, hyperparams=hyperparams))
                     channels = depth
             self.towers.append(nn.Sequential(*tower))
-            self.box_heads.append(_prediction_layer(
-                channels, num_anchors * box_code_size, kernel_size=kernel_size,
-                use_depthwise=use_depthwise, hyperparams=hyperparams))
+            self.box_heads.append(
+                _prediction_layer(
+                    channels,
+                    num_anchors * box_code_size,
+                    kernel_size=kernel_size,
+                    use_depthwise=use_depthwise,
+                    hyperparams=hyperparams,
+                )
+            )
             class_head = _prediction_layer(
-                channels, num_anchors * num_class_slots, kernel_size=kernel_size,
-                use_depthwise=use_depthwise, hyperparams=hyperparams,
-                bias_init=class_prediction_bias_init)
+                channels,
+                num_anchors * num_class_slots,
+                kernel_size=kernel_size,
+                use_depthwise=use_depthwise,
+                hyperparams=hyperparams,
+                bias_init=class_prediction_bias_init,
+            )
             if use_dropout:
                 class_head = nn.Sequential(nn.Dropout(1.0 - dropout_keep_probability), *class_head)
             self.class_heads.append(class_head)
@@ -107,25 +148,46 @@ class _SharedTower(nn.Module):
     """Convs shared across feature maps, each followed by a per-map batch norm (BN statistics
     differ per resolution, so the OD API does not share them) and the activation."""
 
-    def __init__(self, *, depth: int, num_layers: int, num_maps: int, kernel_size: int,
-                 use_depthwise: bool, hyperparams: ConvHyperparams) -> None:
+    def __init__(
+        self,
+        *,
+        depth: int,
+        num_layers: int,
+        num_maps: int,
+        kernel_size: int,
+        use_depthwise: bool,
+        hyperparams: ConvHyperparams,
+    ) -> None:
         super().__init__()
         use_norm = hyperparams.batch_norm is not None
         self.convs = nn.ModuleList()
         for _ in range(num_layers):
-            conv = make_conv_block(depth, depth, 1 if use_depthwise else kernel_size,
-                                   hyperparams=hyperparams, with_norm_and_activation=False)
+            conv = make_conv_block(
+                depth,
+                depth,
+                1 if use_depthwise else kernel_size,
+                hyperparams=hyperparams,
+                with_norm_and_activation=False,
+            )
             if use_depthwise:
-                depthwise = make_conv_block(depth, depth, kernel_size, groups=depth,
-                                            hyperparams=hyperparams, with_norm_and_activation=False)
+                depthwise = make_conv_block(
+                    depth,
+                    depth,
+                    kernel_size,
+                    groups=depth,
+                    hyperparams=hyperparams,
+                    with_norm_and_activation=False,
+                )
                 conv = nn.Sequential(*depthwise, *conv)
             if use_norm:
                 conv[-1].bias = None  # batch norm supplies the offset
             self.convs.append(conv)
         batch_norm = hyperparams.batch_norm
         self.norms = nn.ModuleList(
-            nn.ModuleList(make_batch_norm(depth, batch_norm) if batch_norm else nn.Identity()
-                          for _ in range(num_maps))
+            nn.ModuleList(
+                make_batch_norm(depth, batch_norm) if batch_norm else nn.Identity()
+                for _ in range(num_maps)
+            )
             for _ in range(num_layers)
         )
         self.activation = make_activation(hyperparams.activation)
@@ -148,34 +210,64 @@ class WeightSharedConvolutionalBoxPredictor(nn.Module):
     """
 
     def __init__(
-        self, *, in_channels: list[int], num_anchors_per_location: list[int], num_class_slots: int,
-        hyperparams: ConvHyperparams, depth: int, num_layers_before_predictor: int = 0,
-        kernel_size: int = 3, class_prediction_bias_init: float = 0.0, use_dropout: bool = False,
-        dropout_keep_probability: float = 0.8, share_prediction_tower: bool = False,
-        use_depthwise: bool = False, box_code_size: int = 4,
+        self,
+        *,
+        in_channels: list[int],
+        num_anchors_per_location: list[int],
+        num_class_slots: int,
+        hyperparams: ConvHyperparams,
+        depth: int,
+        num_layers_before_predictor: int = 0,
+        kernel_size: int = 3,
+        class_prediction_bias_init: float = 0.0,
+        use_dropout: bool = False,
+        dropout_keep_probability: float = 0.8,
+        share_prediction_tower: bool = False,
+        use_depthwise: bool = False,
+        box_code_size: int = 4,
     ) -> None:
         super().__init__()
         if len(set(num_anchors_per_location)) != 1:
-            raise ValueError("a weight-shared predictor needs the same number of anchors per "
-                             f"location on every map, got {num_anchors_per_location}")
+            raise ValueError(
+                "a weight-shared predictor needs the same number of anchors per "
+                f"location on every map, got {num_anchors_per_location}"
+            )
         self.weight_decay = hyperparams.weight_decay
         self.regularize_depthwise = hyperparams.regularize_depthwise
         self.num_class_slots, self.box_code_size = num_class_slots, box_code_size
         num_anchors = num_anchors_per_location[0]
         self.projections = nn.ModuleList(
-            nn.Identity() if channels == depth else make_conv_block(channels, depth, 1, hyperparams=hyperparams)
+            nn.Identity()
+            if channels == depth
+            else make_conv_block(channels, depth, 1, hyperparams=hyperparams)
             for channels in in_channels
         )
-        tower_args = dict(depth=depth, num_layers=num_layers_before_predictor, num_maps=len(in_channels),
-                          kernel_size=kernel_size, use_depthwise=use_depthwise, hyperparams=hyperparams)
+        tower_args = {
+            "depth": depth,
+            "num_layers": num_layers_before_predictor,
+            "num_maps": len(in_channels),
+            "kernel_size": kernel_size,
+            "use_depthwise": use_depthwise,
+            "hyperparams": hyperparams,
+        }
         self.box_tower = _SharedTower(**tower_args)  # type: ignore[arg-type]
         self.class_tower = None if share_prediction_tower else _SharedTower(**tower_args)  # type: ignore[arg-type]
         self.dropout = nn.Dropout(1.0 - dropout_keep_probability) if use_dropout else nn.Identity()
-        self.box_head = _prediction_layer(depth, num_anchors * box_code_size, kernel_size=kernel_size,
-                                          use_depthwise=use_depthwise, hyperparams=hyperparams)
-        self.class_head = _prediction_layer(depth, num_anchors * num_class_slots, kernel_size=kernel_size,
-                                            use_depthwise=use_depthwise, hyperparams=hyperparams,
-                                            bias_init=class_prediction_bias_init)
+        self.box_head = _prediction_layer(
+            depth,
+            num_anchors * box_code_size,
+            kernel_size=kernel_size,
+            use_depthwise=use_depthwise,
+            hyperparams=hyperparams,
+        )
+        self.class_head = _prediction_layer(
+            depth,
+            num_anchors * num_class_slots,
+            kernel_size=kernel_size,
+            use_depthwise=use_depthwise,
+            hyperparams=hyperparams,
+            bias_init=class_prediction_bias_init,
+        )
 
     def forward(self, features: list[Tensor]) -> tuple[Tensor, Tensor]:
         """Feature maps -> ``box_encodings [B, A, code]``, ``class_logits [B, A, K]``."""
@@ -183,8 +275,9 @@ class WeightSharedConvolutionalBoxPredictor(nn.Module):
         for map_index, (feature, projection) in enumerate(zip(features, self.projections)):
             feature = projection(feature)
             box_feature = self.box_tower(feature, map_index)
-            class_tower = self.class_tower if self.class_tower is not None else self.box_tower
-            class_feature = box_feature if self.class_tower is None else class_tower(feature, map_index)
+            class_feature = box_feature  # share_prediction_tower
+            if self.class_tower is not None:
+                class_feature = self.class_tower(feature, map_index)
             boxes.append(_flatten_predictions(self.box_head(box_feature), self.box_code_size))
             class_output = self.class_head(self.dropout(class_feature))
             classes.append(_flatten_predictions(class_output, self.num_class_slots))

@@ -15,11 +15,11 @@ from objdet.errors import ConfigError
 
 
 def _shown(field: FieldDescriptor, value: object) -> str:
-    if field.type == FieldDescriptor.TYPE_ENUM and field.label != FieldDescriptor.LABEL_REPEATED:
+    if field.type == FieldDescriptor.TYPE_ENUM and not field.is_repeated:
         return field.enum_type.values_by_number[value].name  # type: ignore[index]
     if isinstance(value, Message):
         return "{" + " ".join(f"{f.name}: ..." for f, _ in value.ListFields()) + "}"
-    if field.label == FieldDescriptor.LABEL_REPEATED:
+    if field.is_repeated:
         return repr(list(value))  # type: ignore[call-overload]
     return repr(value)
 
@@ -31,8 +31,7 @@ def check_fields(message: Message, path: str, supported: Iterable[str]) -> None:
     for field, value in message.ListFields():
         if field.name in supported:
             continue
-        is_scalar = field.label != FieldDescriptor.LABEL_REPEATED and \
-            field.type != FieldDescriptor.TYPE_MESSAGE
+        is_scalar = not field.is_repeated and field.type != FieldDescriptor.TYPE_MESSAGE
         if is_scalar and value == field.default_value:
             continue
         raise ConfigError(
@@ -49,8 +48,10 @@ def require_equal(message: Message, path: str, name: str, supported_value: objec
         shown_supported = supported_value
         if field.type == FieldDescriptor.TYPE_ENUM:
             shown_supported = field.enum_type.values_by_number[supported_value].name  # type: ignore[index]
-        raise ConfigError(f"{path}.{name}: {_shown(field, value)} is not supported by objdet; "
-                          f"supported: {shown_supported}")
+        raise ConfigError(
+            f"{path}.{name}: {_shown(field, value)} is not supported by objdet; "
+            f"supported: {shown_supported}"
+        )
 
 
 def which_oneof(message: Message, oneof: str, path: str, supported: Iterable[str]) -> str:
@@ -60,8 +61,9 @@ def which_oneof(message: Message, oneof: str, path: str, supported: Iterable[str
     if which is None:
         raise ConfigError(f"{path}: no {oneof} set; expected one of: {', '.join(supported)}")
     if which not in supported:
-        raise ConfigError(f"{path}.{which} is not supported by objdet; "
-                          f"supported: {', '.join(supported)}")
+        raise ConfigError(
+            f"{path}.{which} is not supported by objdet; supported: {', '.join(supported)}"
+        )
     return which
 
 

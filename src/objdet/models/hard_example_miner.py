@@ -41,8 +41,13 @@ class HardExampleMiner:
         self.max_negatives_per_positive = max_negatives_per_positive
         self.min_negatives_per_image = min_negatives_per_image
 
-    def select(self, localization_losses: Tensor, classification_losses: Tensor,
-               boxes: Tensor, matches: Tensor) -> Tensor:
+    def select(
+        self,
+        localization_losses: Tensor,
+        classification_losses: Tensor,
+        boxes: Tensor,
+        matches: Tensor,
+    ) -> Tensor:
         """One image: losses ``[A]``, decoded boxes ``[A, 4]`` (x1, y1, x2, y2), matches ``[A]``
         -> selected anchor indices ``[S]`` int64, in descending mining-loss order."""
         if self.loss_type == "CLASSIFICATION":
@@ -50,8 +55,10 @@ class HardExampleMiner:
         elif self.loss_type == "LOCALIZATION":
             ranking_losses = localization_losses
         else:
-            ranking_losses = (classification_losses * self.classification_weight
-                              + localization_losses * self.localization_weight)
+            ranking_losses = (
+                classification_losses * self.classification_weight
+                + localization_losses * self.localization_weight
+            )
         selected = nms(boxes.detach().float(), ranking_losses.detach().float(), self.iou_threshold)
         if self.num_hard_examples is not None:
             selected = selected[: self.num_hard_examples]
@@ -64,21 +71,32 @@ class HardExampleMiner:
         is_negative = matches[selected] == UNMATCHED
         num_positives = int(is_positive.sum())
         assert self.max_negatives_per_positive is not None
-        max_negatives = max(self.min_negatives_per_image,
-                            int(self.max_negatives_per_positive * num_positives))
+        max_negatives = max(
+            self.min_negatives_per_image, int(self.max_negatives_per_positive * num_positives)
+        )
         within_quota = torch.cumsum(is_negative.long(), dim=0) <= max_negatives
         return selected[is_positive | (is_negative & within_quota)]
 
-    def __call__(self, localization_losses: Tensor, classification_losses: Tensor,
-                 boxes: Tensor, matches: Tensor) -> tuple[Tensor, Tensor]:
+    def __call__(
+        self,
+        localization_losses: Tensor,
+        classification_losses: Tensor,
+        boxes: Tensor,
+        matches: Tensor,
+    ) -> tuple[Tensor, Tensor]:
         """Batch: losses ``[B, A]``, boxes ``[B, A, 4]``, matches ``[B, A]`` -> summed mined
         (localization, classification) losses, scalars."""
         localization_total = localization_losses.new_zeros(())
         classification_total = classification_losses.new_zeros(())
         for image in range(localization_losses.shape[0]):
-            selected = self.select(localization_losses[image], classification_losses[image],
-                                   boxes[image], matches[image])
+            selected = self.select(
+                localization_losses[image],
+                classification_losses[image],
+                boxes[image],
+                matches[image],
+            )
             localization_total = localization_total + localization_losses[image][selected].sum()
-            classification_total = (classification_total
-                                    + classification_losses[image][selected].sum())
+            classification_total = (
+                classification_total + classification_losses[image][selected].sum()
+            )
         return localization_total, classification_total

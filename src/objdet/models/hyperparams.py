@@ -155,8 +155,13 @@ def make_conv_block(
     """
     use_norm = with_norm_and_activation and hyperparams.batch_norm is not None
     conv = nn.Conv2d(
-        in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2,
-        groups=groups, bias=(not use_norm) or hyperparams.force_use_bias,
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride=stride,
+        padding=kernel_size // 2,
+        groups=groups,
+        bias=(not use_norm) or hyperparams.force_use_bias,
     )
     initialize_weight(conv.weight, hyperparams.initializer)
     if conv.bias is not None:

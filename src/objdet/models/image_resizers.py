@@ -13,8 +13,12 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-INTERPOLATIONS = {"BILINEAR": "bilinear", "NEAREST_NEIGHBOR": "nearest", "BICUBIC": "bicubic",
-                  "AREA": "area"}
+INTERPOLATIONS = {
+    "BILINEAR": "bilinear",
+    "NEAREST_NEIGHBOR": "nearest",
+    "BICUBIC": "bicubic",
+    "AREA": "area",
+}
 
 
 class FixedShapeResizer:
@@ -53,8 +57,9 @@ class KeepAspectRatioResizer:
         pad_value: tuple[float, float, float] = (0.0, 0.0, 0.0),
     ) -> None:
         if min_dimension <= 0 or max_dimension < min_dimension:
-            raise ValueError(f"need 0 < min_dimension <= max_dimension, got "
-                             f"{min_dimension}, {max_dimension}")
+            raise ValueError(
+                f"need 0 < min_dimension <= max_dimension, got {min_dimension}, {max_dimension}"
+            )
         self.min_dimension, self.max_dimension = min_dimension, max_dimension
         self.pad_to_max_dimension = pad_to_max_dimension
         self.interpolation = interpolation
@@ -64,10 +69,10 @@ class KeepAspectRatioResizer:
         """Resized (height, width) of an image of ``height x width`` (Python rounding, as the
         OD API's static-shape path)."""
         scale = self.min_dimension / min(height, width)
-        size = (int(round(height * scale)), int(round(width * scale)))
+        size = (round(height * scale), round(width * scale))
         if max(size) > self.max_dimension:
             scale = self.max_dimension / max(height, width)
-            size = (int(round(height * scale)), int(round(width * scale)))
+            size = (round(height * scale), round(width * scale))
         return size
 
     def canvas_size(self, resized_sizes: list[tuple[int, int]]) -> tuple[int, int]:
@@ -91,13 +96,18 @@ class ImageBatch:
     def scales(self) -> Tensor:
         """``[B, 2]`` (y, x) factors: canvas pixel = input pixel * factor."""
         return torch.tensor(
-            [[resized[0] / original[0], resized[1] / original[1]]
-             for resized, original in zip(self.resized_sizes, self.original_sizes)],
-            dtype=torch.float32, device=self.images.device,
+            [
+                [resized[0] / original[0], resized[1] / original[1]]
+                for resized, original in zip(self.resized_sizes, self.original_sizes)
+            ],
+            dtype=torch.float32,
+            device=self.images.device,
         )
 
 
-def batch_images(images: list[Tensor], resizer: ImageResizer, pad_to_multiple: int = 1) -> ImageBatch:
+def batch_images(
+    images: list[Tensor], resizer: ImageResizer, pad_to_multiple: int = 1
+) -> ImageBatch:
     """Resize ``[3, H_i, W_i]`` images and paste them onto one canvas, padded bottom/right
     to a multiple of ``pad_to_multiple``."""
     if not images:
@@ -114,8 +124,12 @@ def batch_images(images: list[Tensor], resizer: ImageResizer, pad_to_multiple: i
     canvas = pad.view(1, 3, 1, 1).repeat(len(images), 1, canvas_height, canvas_width)
     for index, (image, (height, width)) in enumerate(zip(images, resized_sizes)):
         if (height, width) != tuple(image.shape[1:]):
-            image = F.interpolate(image[None], size=(height, width), mode=resizer.interpolation,
-                                  **_align_corners(resizer.interpolation))[0]
+            image = F.interpolate(
+                image[None],
+                size=(height, width),
+                mode=resizer.interpolation,
+                **_align_corners(resizer.interpolation),
+            )[0]
         canvas[index, :, :height, :width] = image
     return ImageBatch(canvas, resized_sizes, original_sizes)
 

@@ -49,7 +49,9 @@ class ArgMaxMatcher:
         """``similarity [num_gt, num_anchors]`` -> match ``[num_anchors]`` int64."""
         num_anchors = similarity.shape[1]
         if similarity.shape[0] == 0:
-            return torch.full((num_anchors,), UNMATCHED, dtype=torch.int64, device=similarity.device)
+            return torch.full(
+                (num_anchors,), UNMATCHED, dtype=torch.int64, device=similarity.device
+            )
         best_values, matches = similarity.max(dim=0)  # [num_anchors]
         if self.matched_threshold is not None and self.unmatched_threshold is not None:
             below = best_values < self.unmatched_threshold
@@ -87,8 +89,7 @@ class BipartiteMatcher:
     def __call__(self, similarity: Tensor) -> Tensor:
         """``similarity [num_gt, num_anchors]`` -> match ``[num_anchors]`` int64."""
         num_gt, num_anchors = similarity.shape
-        matches = torch.full((num_anchors,), UNMATCHED, dtype=torch.int64,
-                             device=similarity.device)
+        matches = torch.full((num_anchors,), UNMATCHED, dtype=torch.int64, device=similarity.device)
         remaining = similarity.detach().clone().float()
         for _ in range(min(num_gt, num_anchors)):
             flat_index = int(remaining.argmax())

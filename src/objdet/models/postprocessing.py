@@ -26,8 +26,9 @@ def convert_scores(class_logits: Tensor, converter: str, logit_scale: float = 1.
     raise ValueError(f"score_converter must be one of {SCORE_CONVERTERS}, got {converter!r}")
 
 
-def _per_class_nms(boxes: Tensor, scores: Tensor, score_threshold: float, iou_threshold: float,
-                   max_per_class: int) -> tuple[Tensor, Tensor]:
+def _per_class_nms(
+    boxes: Tensor, scores: Tensor, score_threshold: float, iou_threshold: float, max_per_class: int
+) -> tuple[Tensor, Tensor]:
     """Exact per-class NMS keeping ``max_per_class`` boxes per class -> (anchor, class) indices.
 
     Greedy NMS decides a box only from higher-scoring boxes, so NMS over a class's top ``M``
@@ -71,7 +72,9 @@ def _grouped_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: f
     kept = []
     start = 0
     for count in counts.tolist():
-        kept.append(nms(boxes[start:start + count], scores[start:start + count], iou_threshold) + start)
+        kept.append(
+            nms(boxes[start : start + count], scores[start : start + count], iou_threshold) + start
+        )
         start += count
     return torch.cat(kept) if kept else groups.new_zeros(0)
 
@@ -93,13 +96,21 @@ class BatchNonMaxSuppression:
     """Per-class (or class-agnostic) NMS with score threshold and per-class/total caps."""
 
     def __init__(
-        self, *, score_threshold: float = 0.0, iou_threshold: float = 0.6,
-        max_detections_per_class: int = 100, max_total_detections: int = 100,
-        use_class_agnostic_nms: bool = False, max_classes_per_detection: int = 1,
-        score_converter: str = "IDENTITY", logit_scale: float = 1.0,
+        self,
+        *,
+        score_threshold: float = 0.0,
+        iou_threshold: float = 0.6,
+        max_detections_per_class: int = 100,
+        max_total_detections: int = 100,
+        use_class_agnostic_nms: bool = False,
+        max_classes_per_detection: int = 1,
+        score_converter: str = "IDENTITY",
+        logit_scale: float = 1.0,
     ) -> None:
         if score_converter not in SCORE_CONVERTERS:
-            raise ValueError(f"score_converter must be one of {SCORE_CONVERTERS}, got {score_converter!r}")
+            raise ValueError(
+                f"score_converter must be one of {SCORE_CONVERTERS}, got {score_converter!r}"
+            )
         if not 0.0 <= iou_threshold <= 1.0:
             raise ValueError(f"iou_threshold must be in [0, 1], got {iou_threshold}")
         self.score_threshold, self.iou_threshold = score_threshold, iou_threshold
@@ -114,16 +125,24 @@ class BatchNonMaxSuppression:
         ``boxes [D, 4]``, ``scores [D]``, ``labels [D]`` (1..K-1)."""
         scores = convert_scores(class_logits, self.score_converter, self.logit_scale)[..., 1:]
         suppress = self._class_agnostic if self.use_class_agnostic_nms else self._per_class
-        return [suppress(image_boxes, image_scores) for image_boxes, image_scores in zip(boxes, scores)]
+        return [
+            suppress(image_boxes, image_scores) for image_boxes, image_scores in zip(boxes, scores)
+        ]
 
     def _per_class(self, boxes: Tensor, scores: Tensor) -> dict[str, Tensor]:
         """``boxes [A, 4]``, ``scores [A, C]`` -> detections."""
-        keep_anchor, keep_class = _per_class_nms(boxes, scores, self.score_threshold,
-                                                 self.iou_threshold, self.max_detections_per_class)
+        keep_anchor, keep_class = _per_class_nms(
+            boxes, scores, self.score_threshold, self.iou_threshold, self.max_detections_per_class
+        )
         kept_scores = scores[keep_anchor, keep_class]
-        order = torch.argsort(kept_scores, descending=True, stable=True)[: self.max_total_detections]
-        return {"boxes": boxes[keep_anchor[order]], "scores": kept_scores[order],
-                "labels": keep_class[order] + 1}
+        order = torch.argsort(kept_scores, descending=True, stable=True)[
+            : self.max_total_detections
+        ]
+        return {
+            "boxes": boxes[keep_anchor[order]],
+            "scores": kept_scores[order],
+            "labels": keep_class[order] + 1,
+        }
 
     def _class_agnostic(self, boxes: Tensor, scores: Tensor) -> dict[str, Tensor]:
         """NMS once over boxes ranked by their best class; each kept box then reports its
@@ -137,7 +156,14 @@ class BatchNonMaxSuppression:
         anchor_index = kept[:, None].expand(-1, top_k).reshape(-1)
         top_scores, top_classes = top_scores.reshape(-1), top_classes.reshape(-1)
         valid = top_scores > self.score_threshold
-        anchor_index, top_scores, top_classes = anchor_index[valid], top_scores[valid], top_classes[valid]
+        anchor_index, top_scores, top_classes = (
+            anchor_index[valid],
+            top_scores[valid],
+            top_classes[valid],
+        )
         order = torch.argsort(top_scores, descending=True, stable=True)[: self.max_total_detections]
-        return {"boxes": boxes[anchor_index[order]], "scores": top_scores[order],
-                "labels": top_classes[order] + 1}
+        return {
+            "boxes": boxes[anchor_index[order]],
+            "scores": top_scores[order],
+            "labels": top_classes[order] + 1,
+        }

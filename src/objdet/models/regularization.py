@@ -17,11 +17,12 @@ from torch import nn
 def _decay_of(module: nn.Module, owner: nn.Module | None) -> float:
     if owner is None or not isinstance(module, (nn.Conv2d, nn.Linear)):
         return 0.0
-    is_depthwise = isinstance(module, nn.Conv2d) and module.groups > 1 and \
-        module.groups == module.in_channels
+    is_depthwise = (
+        isinstance(module, nn.Conv2d) and module.groups > 1 and module.groups == module.in_channels
+    )
     if is_depthwise and not getattr(owner, "regularize_depthwise", False):
         return 0.0
-    return float(getattr(owner, "weight_decay"))
+    return float(owner.weight_decay)
 
 
 def parameter_groups(model: nn.Module) -> list[dict[str, Any]]:

@@ -29,8 +29,9 @@ CLASSIFICATION_LOSS = "Loss/classification_loss"
 
 class AnchorGenerator(Protocol):
     def num_anchors_per_location(self) -> list[int]: ...
-    def __call__(self, feature_map_sizes: list[tuple[int, int]], image_height: int,
-                 image_width: int) -> Tensor: ...
+    def __call__(
+        self, feature_map_sizes: list[tuple[int, int]], image_height: int, image_width: int
+    ) -> Tensor: ...
 
 
 class BoxPredictor(Protocol):
@@ -42,10 +43,15 @@ class SSDLoss:
     number of matched anchors (and the code size for localization) as configured."""
 
     def __init__(
-        self, *, classification_loss: nn.Module, localization_loss: nn.Module,
-        classification_weight: float = 1.0, localization_weight: float = 1.0,
+        self,
+        *,
+        classification_loss: nn.Module,
+        localization_loss: nn.Module,
+        classification_weight: float = 1.0,
+        localization_weight: float = 1.0,
         hard_example_miner: HardExampleMiner | None = None,
-        normalize_loss_by_num_matches: bool = True, normalize_loc_loss_by_codesize: bool = False,
+        normalize_loss_by_num_matches: bool = True,
+        normalize_loc_loss_by_codesize: bool = False,
         code_size: int = 4,
     ) -> None:
         self.classification_loss, self.localization_loss = classification_loss, localization_loss
@@ -56,25 +62,37 @@ class SSDLoss:
         self.normalize_loc_loss_by_codesize = normalize_loc_loss_by_codesize
         self.code_size = code_size
 
-    def __call__(self, box_encodings: Tensor, class_logits: Tensor, targets: AssignedTargets,
-                 decoded_boxes: Tensor) -> dict[str, Tensor]:
+    def __call__(
+        self,
+        box_encodings: Tensor,
+        class_logits: Tensor,
+        targets: AssignedTargets,
+        decoded_boxes: Tensor,
+    ) -> dict[str, Tensor]:
         """Predictions ``[B, A, code]``/``[B, A, K]``, targets, decoded boxes ``[B, A, 4]``
         (for hard mining) -> the two named scalar losses."""
-        localization = self.localization_loss(box_encodings, targets.box_targets,
-                                              targets.box_weights)  # [B, A]
-        classification = self.classification_loss(class_logits, targets.class_targets,
-                                                  targets.class_weights)  # [B, A]
+        localization = self.localization_loss(
+            box_encodings, targets.box_targets, targets.box_weights
+        )  # [B, A]
+        classification = self.classification_loss(
+            class_logits, targets.class_targets, targets.class_weights
+        )  # [B, A]
         if self.hard_example_miner is not None:
             localization_sum, classification_sum = self.hard_example_miner(
-                localization, classification, decoded_boxes, targets.matches)
+                localization, classification, decoded_boxes, targets.matches
+            )
         else:
             localization_sum, classification_sum = localization.sum(), classification.sum()
         normalizer = box_encodings.new_tensor(1.0)
         if self.normalize_loss_by_num_matches:
             normalizer = targets.box_weights.sum().clamp(min=1.0)
-        localization_normalizer = normalizer * (self.code_size if self.normalize_loc_loss_by_codesize else 1)
+        localization_normalizer = normalizer * (
+            self.code_size if self.normalize_loc_loss_by_codesize else 1
+        )
         return {
-            LOCALIZATION_LOSS: self.localization_weight * localization_sum / localization_normalizer,
+            LOCALIZATION_LOSS: self.localization_weight
+            * localization_sum
+            / localization_normalizer,
             CLASSIFICATION_LOSS: self.classification_weight * classification_sum / normalizer,
         }
 
@@ -87,11 +105,19 @@ class SSD(nn.Module):
     """
 
     def __init__(
-        self, *, num_classes: int, image_resizer: ImageResizer,
-        feature_extractor: SSDFeatureExtractor, anchor_generator: AnchorGenerator,
-        box_predictor: BoxPredictor, box_coder: FasterRcnnBoxCoder,
-        target_assigner: TargetAssigner, loss: SSDLoss, postprocessor: BatchNonMaxSuppression,
-        pad_to_multiple: int = 1, freeze_batchnorm: bool = False,
+        self,
+        *,
+        num_classes: int,
+        image_resizer: ImageResizer,
+        feature_extractor: SSDFeatureExtractor,
+        anchor_generator: AnchorGenerator,
+        box_predictor: BoxPredictor,
+        box_coder: FasterRcnnBoxCoder,
+        target_assigner: TargetAssigner,
+        loss: SSDLoss,
+        postprocessor: BatchNonMaxSuppression,
+        pad_to_multiple: int = 1,
+        freeze_batchnorm: bool = False,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
@@ -108,7 +134,11 @@ class SSD(nn.Module):
                 norm.requires_grad_(False)
 
     def _batch_norms(self) -> list[nn.Module]:
-        return [module for module in self.modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)]
+        return [
+            module
+            for module in self.modules()
+            if isinstance(module, nn.modules.batchnorm._BatchNorm)
+        ]
 
     def train(self, mode: bool = True) -> SSD:
         super().train(mode)
@@ -117,8 +147,9 @@ class SSD(nn.Module):
                 norm.eval()
         return self
 
-    def forward(self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None
-                ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
+    def forward(
+        self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None
+    ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
         """Losses in train mode (``targets`` required), detections in eval mode."""
         batch = batch_images(images, self.image_resizer, self.pad_to_multiple)
         predictions = self.predict(batch.images)
@@ -134,12 +165,18 @@ class SSD(nn.Module):
         features = self.feature_extractor(self.feature_extractor.preprocess(images))
         box_encodings, class_logits = self.box_predictor(features)
         feature_map_sizes = [(int(feature.shape[2]), int(feature.shape[3])) for feature in features]
-        anchors = self.anchor_generator(feature_map_sizes, int(images.shape[2]), int(images.shape[3]))
-        return {"box_encodings": box_encodings, "class_logits": class_logits,
-                "anchors": anchors.to(box_encodings)}
+        anchors = self.anchor_generator(
+            feature_map_sizes, int(images.shape[2]), int(images.shape[3])
+        )
+        return {
+            "box_encodings": box_encodings,
+            "class_logits": class_logits,
+            "anchors": anchors.to(box_encodings),
+        }
 
-    def compute_loss(self, predictions: dict[str, Tensor], targets: list[dict[str, Tensor]],
-                     batch: ImageBatch) -> dict[str, Tensor]:
+    def compute_loss(
+        self, predictions: dict[str, Tensor], targets: list[dict[str, Tensor]], batch: ImageBatch
+    ) -> dict[str, Tensor]:
         """Predictions + per-image targets (input-image pixels) -> named scalar losses."""
         if len(targets) != len(batch.original_sizes):
             raise DataError(f"{len(targets)} targets for {len(batch.original_sizes)} images")
@@ -153,24 +190,38 @@ class SSD(nn.Module):
             gt_weights.append(weights)
         assigned = self.target_assigner.assign(anchors, gt_boxes, gt_classes, gt_weights)
         decoded = self.box_coder.decode(predictions["box_encodings"], anchors[None])
-        return self.loss(predictions["box_encodings"], predictions["class_logits"], assigned, decoded)
+        return self.loss(
+            predictions["box_encodings"], predictions["class_logits"], assigned, decoded
+        )
 
-    def _checked_target(self, index: int, target: dict[str, Tensor], anchors: Tensor
-                        ) -> tuple[Tensor, Tensor, Tensor]:
+    def _checked_target(
+        self, index: int, target: dict[str, Tensor], anchors: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
         boxes = torch.as_tensor(target["boxes"]).to(anchors).reshape(-1, 4)
         labels = torch.as_tensor(target["labels"], device=anchors.device).long().reshape(-1)
         if labels.shape[0] != boxes.shape[0]:
-            raise DataError(f"targets[{index}]: {boxes.shape[0]} boxes but {labels.shape[0]} labels")
+            raise DataError(
+                f"targets[{index}]: {boxes.shape[0]} boxes but {labels.shape[0]} labels"
+            )
         if labels.numel() and (labels.min() < 1 or labels.max() > self.num_classes):
-            raise DataError(f"targets[{index}]: labels must be label-map ids in 1..{self.num_classes}, "
-                            f"found {sorted(set(labels.tolist()))}")
+            raise DataError(
+                f"targets[{index}]: labels must be label-map ids in 1..{self.num_classes}, "
+                f"found {sorted(set(labels.tolist()))}"
+            )
         weights = target.get("weights")
-        weights = torch.ones_like(labels, dtype=anchors.dtype) if weights is None else \
-            torch.as_tensor(weights).to(anchors).reshape(-1)
+        weights = (
+            torch.ones_like(labels, dtype=anchors.dtype)
+            if weights is None
+            else torch.as_tensor(weights).to(anchors).reshape(-1)
+        )
         return boxes, labels, weights
 
-    def postprocess(self, predictions: dict[str, Tensor], resized_sizes: list[tuple[int, int]],
-                    original_sizes: list[tuple[int, int]]) -> list[dict[str, Tensor]]:
+    def postprocess(
+        self,
+        predictions: dict[str, Tensor],
+        resized_sizes: list[tuple[int, int]],
+        original_sizes: list[tuple[int, int]],
+    ) -> list[dict[str, Tensor]]:
         """Raw predictions -> per-image detections in input-image pixels. Boxes are clipped to
         the resized image (not its padding) before NMS, as the OD API's clip window does."""
         boxes = self.box_coder.decode(predictions["box_encodings"], predictions["anchors"][None])
@@ -181,6 +232,7 @@ class SSD(nn.Module):
         detections = self.postprocessor(torch.stack(clipped), predictions["class_logits"])
         for detection, resized, original in zip(detections, resized_sizes, original_sizes):
             factors = detection["boxes"].new_tensor(
-                [original[1] / resized[1], original[0] / resized[0]] * 2)
+                [original[1] / resized[1], original[0] / resized[0]] * 2
+            )
             detection["boxes"] = detection["boxes"] * factors
         return detections

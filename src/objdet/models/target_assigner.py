@@ -68,15 +68,21 @@ class TargetAssigner:
         box_targets = self.box_coder.encode(gt_boxes[gt_index], anchors)  # [A, 4]
         box_targets = torch.where(matched[:, None], box_targets, torch.zeros_like(box_targets))
         unmatched_label = self.unmatched_class_label.to(anchors)
-        class_targets = torch.where(matched[:, None], gt_classes[gt_index].to(anchors),
-                                    unmatched_label[None, :].expand(anchors.shape[0], -1))
+        class_targets = torch.where(
+            matched[:, None],
+            gt_classes[gt_index].to(anchors),
+            unmatched_label[None, :].expand(anchors.shape[0], -1),
+        )
         matched_weights = gt_weights[gt_index].to(anchors)
         box_weights = torch.where(matched, matched_weights, torch.zeros_like(matched_weights))
         class_weights = torch.where(
-            matched, matched_weights,
-            torch.where(matches == UNMATCHED,
-                        torch.full_like(matched_weights, self.negative_class_weight),
-                        torch.zeros_like(matched_weights)),
+            matched,
+            matched_weights,
+            torch.where(
+                matches == UNMATCHED,
+                torch.full_like(matched_weights, self.negative_class_weight),
+                torch.zeros_like(matched_weights),
+            ),
         )
         return class_targets, class_weights, box_targets, box_weights, matches
 

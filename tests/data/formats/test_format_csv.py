@@ -152,7 +152,9 @@ def test_skip_flag_counts_skipped_boxes_and_images(
     assert len(list(read_tfrecord_samples(tmp_path / "out.record"))) == 1
 
 
-def test_raccoon_train_split_indexes_every_row(raccoon_dir: Path, raccoon_label_map: LabelMap) -> None:
+def test_raccoon_train_split_indexes_every_row(
+    raccoon_dir: Path, raccoon_label_map: LabelMap
+) -> None:
     csv_path = raccoon_dir / "train_labels.csv"
     reader = CsvReader(csv_path, raccoon_dir / "images", raccoon_label_map)
     expected = csv_boxes(csv_path)

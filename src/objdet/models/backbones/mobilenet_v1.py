@@ -13,8 +13,19 @@ from objdet.models.hyperparams import ConvHyperparams, make_conv_block
 
 # (stride, base channels) of the 13 depthwise-separable blocks after the 3x3 stem (32 ch, s2).
 _SEPARABLE_BLOCKS = (
-    (1, 64), (2, 128), (1, 128), (2, 256), (1, 256), (2, 512),
-    (1, 512), (1, 512), (1, 512), (1, 512), (1, 512), (2, 1024), (1, 1024),
+    (1, 64),
+    (2, 128),
+    (1, 128),
+    (2, 256),
+    (1, 256),
+    (2, 512),
+    (1, 512),
+    (1, 512),
+    (1, 512),
+    (1, 512),
+    (1, 512),
+    (2, 1024),
+    (1, 1024),
 )
 _STEM_CHANNELS = 32
 

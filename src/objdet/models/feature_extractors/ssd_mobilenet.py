@@ -69,15 +69,18 @@ class TorchvisionMobileNetTaps(nn.Module):
     def __init__(self, *, features: nn.Sequential, tap_index: int, weight_decay: float) -> None:
         super().__init__()
         tap_block = features[tap_index]
-        body = getattr(tap_block, "conv", None) or getattr(tap_block, "block")
+        body = getattr(tap_block, "conv", None) or tap_block.block
         if getattr(tap_block, "use_res_connect", True):
             raise ValueError(f"block {tap_index} has a residual; it cannot be split")
         self.before_tap = features[:tap_index]
         self.expansion = body[0]
-        self.after_tap = nn.Sequential(*body[1:], *features[tap_index + 1:])
+        self.after_tap = nn.Sequential(*body[1:], *features[tap_index + 1 :])
         self.weight_decay = weight_decay
         self.regularize_depthwise = True  # slim's MobileNet scopes regularize depthwise
-        self.out_channels = [_last_conv(self.expansion).out_channels, _last_conv(features).out_channels]
+        self.out_channels = [
+            _last_conv(self.expansion).out_channels,
+            _last_conv(features).out_channels,
+        ]
 
     def forward(self, images: Tensor) -> list[Tensor]:
         expanded = self.expansion(self.before_tap(images))
@@ -102,14 +105,15 @@ class SSDExtraLayers(nn.Module):
         self.regularize_depthwise = params.hyperparams.regularize_depthwise
         self.blocks = nn.ModuleList()
         self.out_channels: list[int] = []
-        for layer_depth in EXTRA_LAYER_DEPTHS[2:params.num_layers]:
+        for layer_depth in EXTRA_LAYER_DEPTHS[2 : params.num_layers]:
             middle = scaled_depth(layer_depth // 2, params.depth_multiplier, params.min_depth)
             out = scaled_depth(layer_depth, params.depth_multiplier, params.min_depth)
             hyper = params.hyperparams
             layers = [make_conv_block(in_channels, middle, 1, hyperparams=hyper)]
             if params.use_depthwise:
-                layers.append(make_conv_block(middle, middle, 3, stride=2, groups=middle,
-                                              hyperparams=hyper))
+                layers.append(
+                    make_conv_block(middle, middle, 3, stride=2, groups=middle, hyperparams=hyper)
+                )
                 layers.append(make_conv_block(middle, out, 1, hyperparams=hyper))
             else:
                 layers.append(make_conv_block(middle, out, 3, stride=2, hyperparams=hyper))
@@ -174,19 +178,23 @@ def _torchvision_norm() -> Callable[..., nn.Module]:
 
 def build_ssd_mobilenet_v2(params: FeatureExtractorParams) -> SSDFeatureExtractor:
     """SSD MobileNet v2: taps ``layer_15/expansion_output`` (576 ch) and ``layer_19``."""
-    network = mobilenetv2.MobileNetV2(width_mult=params.depth_multiplier,
-                                      norm_layer=_torchvision_norm())
-    base = TorchvisionMobileNetTaps(features=network.features, tap_index=14,
-                                    weight_decay=_BASE_WEIGHT_DECAY)
+    network = mobilenetv2.MobileNetV2(
+        width_mult=params.depth_multiplier, norm_layer=_torchvision_norm()
+    )
+    base = TorchvisionMobileNetTaps(
+        features=network.features, tap_index=14, weight_decay=_BASE_WEIGHT_DECAY
+    )
     return _assemble(base, params)
 
 
-def _build_ssd_mobilenet_v3(arch: str, tap_index: int,
-                            params: FeatureExtractorParams) -> SSDFeatureExtractor:
+def _build_ssd_mobilenet_v3(
+    arch: str, tap_index: int, params: FeatureExtractorParams
+) -> SSDFeatureExtractor:
     setting, last_channel = mobilenetv3._mobilenet_v3_conf(arch, width_mult=params.depth_multiplier)
     network = mobilenetv3.MobileNetV3(setting, last_channel, norm_layer=_torchvision_norm())
-    base = TorchvisionMobileNetTaps(features=network.features, tap_index=tap_index,
-                                    weight_decay=_BASE_WEIGHT_DECAY)
+    base = TorchvisionMobileNetTaps(
+        features=network.features, tap_index=tap_index, weight_decay=_BASE_WEIGHT_DECAY
+    )
     return _assemble(base, params)
 
 

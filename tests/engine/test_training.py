@@ -1,0 +1,117 @@
+"""``objdet train`` / ``objdet eval`` end to end on the tiny SSD and the raccoon record."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import objdet.config
+from objdet.cli.main import main
+from objdet.engine.checkpoint import CheckpointManager
+from objdet.engine.training import TrainOptions, train
+
+SHARED_RACCOON = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "raccoon"
+REPO_RACCOON = Path(__file__).resolve().parents[2] / "datasets" / "raccoon"
+
+
+def quiet(**overrides: object) -> TrainOptions:
+    return TrainOptions(num_workers=0, show_progress=False, **overrides)  # type: ignore[arg-type]
+
+
+def test_train_evaluates_and_keeps_checkpoints(tiny_config_path: Path, tmp_path: Path) -> None:
+    result = train(tiny_config_path, tmp_path / "model", quiet(num_train_steps=4, checkpoint_every_n=2, eval_every_n=2))
+    assert result.step == 4
+    assert [step for step, _ in result.eval_history] == [2, 4]
+    metrics = result.eval_history[-1][1]
+    assert 0.0 <= metrics["PascalBoxes_Precision/mAP@0.5IOU"] <= 1.0
+    assert "DetectionBoxes_Recall/AR@100" in metrics
+    index = CheckpointManager(tmp_path / "model").read_index()
+    assert index.checkpoints == ["ckpt-2.pt", "ckpt-4.pt"]
+    assert index.best_metric == "PascalBoxes_Precision/mAP@0.5IOU"
+    assert objdet.config.load(tmp_path / "model" / "pipeline.config").train_config.batch_size == 4
+    assert list((tmp_path / "model" / "train").glob("events.out.tfevents.*"))
+
+
+def test_resume_after_kill_continues_with_identical_state(tiny_config_path: Path, tmp_path: Path) -> None:
+    straight = train(tiny_config_path, tmp_path / "straight", quiet(num_train_steps=6, checkpoint_every_n=2))
+    assert straight.step == 6
+
+    command = [sys.executable, "-m", "objdet", "train", "--pipeline_config_path", str(tiny_config_path),
+               "--model_dir", str(tmp_path / "killed"), "--num_train_steps", "60",
+               "--checkpoint_every_n", "2", "--num_workers", "0", "--no_progress"]
+    # One intra-op thread, as in this process (conftest): float sums depend on the split.
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.monotonic() + 240
+        while not (tmp_path / "killed" / "ckpt-4.pt").exists():
+            assert process.poll() is None, "training exited before its 2nd checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint within 240 s"
+            time.sleep(0.2)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    latest = CheckpointManager(tmp_path / "killed").latest_path()
+    assert latest is not None
+    killed_at = int(CheckpointManager.load(latest)["step"])
+    assert killed_at >= 4 and killed_at % 2 == 0
+
+    straight_to_kill = train(tiny_config_path, tmp_path / "reference", quiet(num_train_steps=killed_at + 2, checkpoint_every_n=2))
+    resumed = train(tiny_config_path, tmp_path / "killed", quiet(num_train_steps=killed_at + 2, checkpoint_every_n=2))
+    assert resumed.step == straight_to_kill.step == killed_at + 2
+    expected = CheckpointManager.load(tmp_path / "reference" / f"ckpt-{killed_at + 2}.pt")
+    actual = CheckpointManager.load(tmp_path / "killed" / f"ckpt-{killed_at + 2}.pt")
+    for section in ("model", "ema"):
+        for name, tensor in expected[section].items():
+            assert torch.equal(tensor, actual[section][name]), f"{section}.{name} differs after resume"
+    assert expected["samples_seen"] == actual["samples_seen"]
+    assert expected["optimizer"]["state"][0]["exp_avg"].equal(actual["optimizer"]["state"][0]["exp_avg"])
+
+
+def test_objdet_eval_cli_run_once(tiny_config_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    train(tiny_config_path, tmp_path / "model", quiet(num_train_steps=1))
+    code = main(["eval", "--pipeline_config_path", str(tiny_config_path), "--checkpoint_dir",
+                 str(tmp_path / "model"), "--run_once"])
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["step"] == 1
+    saved = json.loads((tmp_path / "model" / "eval" / "metrics.json").read_text())
+    assert saved == printed
+
+
+def test_eval_without_checkpoint_is_a_clear_error(tiny_config_path: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "empty").mkdir()
+    code = main(["eval", "--pipeline_config_path", str(tiny_config_path), "--checkpoint_dir",
+                 str(tmp_path / "empty"), "--run_once"])
+    assert code == 2
+    assert "no checkpoint found" in capsys.readouterr().err
+
+
+def test_the_raccoon_config_from_the_od_api_trains(tmp_path: Path) -> None:
+    """The shared ssd_mobilenet_v1_pets.config, unchanged but for its gs:// paths."""
+    record = str(REPO_RACCOON / "tfrecord" / "test.record")
+    label_map = str(REPO_RACCOON / "object-detection.pbtxt")
+    config = objdet.config.load(
+        SHARED_RACCOON / "ssd_mobilenet_v1_pets.config",
+        overrides=[
+            f"train_input_reader.tf_record_input_reader.input_path=['{record}']",
+            f"train_input_reader.label_map_path='{label_map}'",
+            f"eval_input_reader[0].tf_record_input_reader.input_path=['{record}']",
+            f"eval_input_reader[0].label_map_path='{label_map}'",
+            "train_config.fine_tune_checkpoint=''",
+            "train_config.batch_size=2",
+            "eval_config.num_examples=2",
+        ],
+    )
+    result = train(config, tmp_path / "model", quiet(num_train_steps=1))
+    assert result.step == 1
+    assert "DetectionBoxes_Precision/mAP" in result.eval_history[-1][1]  # the OD API's default metrics
