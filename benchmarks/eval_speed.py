@@ -162,11 +162,12 @@ def main() -> int:
     if not args.no_append:
         section = [
             "", f"## COCO bbox evaluation speed ({datetime.date.today().isoformat()})", "",
-            f"{args.images} images, 80 classes, ~7 GT (3% crowd) and 100 detections per image "
-            f"(`benchmarks/eval_speed.py`, seed 0). Whole process each: JSON loading included.",
+            (f"{args.images} images, 80 classes, ~7 GT (3% crowd) and 100 detections per image "
+             f"(`benchmarks/eval_speed.py`, seed 0). Whole process each: JSON loading "
+             "included."),
             f"Machine: {machine()}; {versions()}. Shared, loaded CPU: compare ratios.", "",
-            "| tool | wall s | peak RSS MiB | vs faster-coco-eval | vs pycocotools | "
-            "12 stats vs pycocotools |",
+            ("| tool | wall s | peak RSS MiB | vs faster-coco-eval | vs pycocotools | "
+             "12 stats vs pycocotools |"),
             "| --- | --- | --- | --- | --- | --- |", *lines, "",
         ]
         with RESULTS.open("a") as handle:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -33,3 +34,14 @@ def test_atomic_directory(tmp_path: Path) -> None:
             raise RuntimeError("crash")
     assert sorted(p.name for p in target.iterdir()) == ["a"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
+
+
+def test_outputs_get_the_usual_permissions(tmp_path: Path) -> None:
+    with atomic_write(tmp_path / "f", "w") as handle:
+        handle.write("x")
+    with atomic_directory(tmp_path / "d"):
+        pass
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "f").stat().st_mode & 0o777 == 0o666 & ~mask
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o777 & ~mask

@@ -14,7 +14,7 @@ from objdet import config as cfg
 from objdet.errors import ConfigError, ObjdetError
 from objdet.export.checkpoint_weights import model_weights_from_checkpoint
 from objdet.export.exporter import export_inference_graph
-from objdet.export.graph import load_graph
+from objdet.inference.predictor import Predictor
 from objdet.structures.label_map import load_label_map
 
 EXPECTED_FILES = {
@@ -37,14 +37,15 @@ def test_export_directory_is_complete(exported: Callable[[str], Path], tiny_trai
         assert torch.equal(weights[name], value), name  # the EMA weights, not the raw ones
 
 
-def test_signature_describes_inputs_and_graph(exported: Callable[[str], Path]) -> None:
+def test_signature_describes_inputs_and_graph(
+    exported: Callable[[str], Path], predictor_for: Callable[[str], Predictor]
+) -> None:
     signature = json.loads((exported("image_tensor") / "signature.json").read_text())
     assert signature["inputs"] == {"input_tensor": {"dtype": "uint8", "shape": [1, -1, -1, 3]}}
     assert signature["outputs"]["detection_boxes"]["shape"] == [1, MAX_DETECTIONS, 4]
     assert set(signature["outputs"]) == {
         "detection_boxes", "detection_scores", "detection_classes", "num_detections"}
-    graph = load_graph(exported("image_tensor") / "model.pt2")
-    raw = graph(torch.rand(1, 3, 64, 64))
+    raw = predictor_for("image_tensor").network(torch.rand(1, 3, 64, 64))  # model.pt2
     for name, spec in signature["graph"]["outputs"].items():
         assert list(raw[name].shape) == spec["shape"], name
 
@@ -61,13 +62,19 @@ def test_failing_export_leaves_no_partial_directory(
 
     monkeypatch.setattr("objdet.export.exporter.export_network", small_program)
     monkeypatch.setattr("objdet.export.exporter._write_json", fail_while_writing)
+    previous = tmp_path / "exported"
+    previous.mkdir()
+    (previous / "model.pt2").write_bytes(b"previous export")
     with pytest.raises(OSError, match="disk full"):
         export_inference_graph(
             pipeline_config_path=tiny_training.config_path,
             trained_checkpoint_dir=tiny_training.checkpoint_dir,
             output_directory=tmp_path / "exported",
         )
-    assert list(tmp_path.iterdir()) == []  # neither the target nor a staging directory
+    # The previous export is intact and no staging directory is left behind.
+    assert list(tmp_path.iterdir()) == [previous]
+    assert [p.name for p in previous.iterdir()] == ["model.pt2"]
+    assert (previous / "model.pt2").read_bytes() == b"previous export"
 
 
 def test_missing_checkpoint_dir_is_a_clear_error(tiny_training: TinyTraining, tmp_path: Path) -> None:

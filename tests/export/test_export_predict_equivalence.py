@@ -76,8 +76,8 @@ def test_detections_json_has_both_layouts(predictor_for: Callable[[str], Predict
     detections = predictor_for("image_tensor").detect(IMAGE, min_score=0.5)
     document = detections.to_json()
     first = document["detections"][0]
-    x1, y1, x2, y2 = first["box_xyxy"]
-    ymin, xmin, ymax, xmax = first["box_normalized_yxyx"]
+    x1, _, _, y2 = first["box_xyxy"]
+    _, xmin, ymax, _ = first["box_normalized_yxyx"]
     assert (document["image_height"], document["image_width"]) == IMAGE.shape[:2]
     assert x1 == pytest.approx(xmin * IMAGE.shape[1], abs=1e-3)
     assert y2 == pytest.approx(ymax * IMAGE.shape[0], abs=1e-3)

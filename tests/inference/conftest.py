@@ -13,11 +13,10 @@ _EXPORT_TESTS = str(Path(__file__).resolve().parents[1] / "export")
 if _EXPORT_TESTS not in sys.path:
     sys.path.insert(0, _EXPORT_TESTS)
 
-from tiny_detector import write_tiny_training  # noqa: E402
+import pytest
+from tiny_detector import write_tiny_training
 
-import pytest  # noqa: E402
-
-from objdet.export.exporter import export_inference_graph  # noqa: E402
+from objdet.export.exporter import export_inference_graph
 
 
 @pytest.fixture(scope="session")
@@ -34,3 +33,11 @@ def exported_image_tensor(tiny_training, tmp_path_factory: pytest.TempPathFactor
         output_directory=output, input_type="image_tensor",
     )
     return output
+
+
+@pytest.fixture(scope="session")
+def predictor(exported_image_tensor: Path):  # type: ignore[no-untyped-def]
+    """A Predictor over the image_tensor export (loaded once)."""
+    from objdet.inference.predictor import Predictor
+
+    return Predictor.from_export(exported_image_tensor)

@@ -278,11 +278,9 @@ class CocoKeypointEvaluator(_CocoEvaluatorBase):
             is_crowd=None if ground_truth.is_crowd is None else ground_truth.is_crowd[keep],
             areas=None if ground_truth.areas is None else ground_truth.areas[keep])
         points = self._kept_keypoints(ground_truth.keypoints, keep, image_id, "ground truth")
-        if ground_truth.keypoint_visibilities is None:
-            visible = np.isfinite(points).all(axis=2)
-        else:
-            visible = ground_truth.keypoint_visibilities[keep][:, self._keypoint_ids]
-            visible = visible & np.isfinite(points).all(axis=2)
+        visible = np.asarray(np.isfinite(points).all(axis=2), dtype=bool)  # [N, K]
+        if ground_truth.keypoint_visibilities is not None and keep.any():
+            visible &= ground_truth.keypoint_visibilities[keep][:, self._keypoint_ids]
         # COCO's (x, y, v) with v = 2 (labeled, visible) or 0 (not labeled).
         coco = np.concatenate([np.nan_to_num(points), 2.0 * visible[:, :, None]], axis=2)
         self._add_boxes(image_id, chosen, keypoints=coco, no_keypoints=~visible.any(axis=1))

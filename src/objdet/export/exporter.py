@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 import objdet
 from objdet import config as cfg
@@ -116,7 +115,7 @@ def configured_label_map_path(config: TrainEvalPipelineConfig) -> Path | None:
     return None
 
 
-def _signature(model: nn.Module, input_type: str, canvas_size: tuple[int, int]) -> dict[str, Any]:
+def _signature(model: Any, input_type: str, canvas_size: tuple[int, int]) -> dict[str, Any]:
     with torch.no_grad():
         raw = model.predict(torch.zeros(1, 3, *canvas_size))
     num_anchors, num_class_slots = raw["class_logits"].shape[1:]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -35,7 +36,7 @@ class NetworkGraph(nn.Module):
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        self.model = model
+        self.model: Any = model  # an SSD-like model: predict(canvas) -> dict of tensors
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``[1, 3, H_c, W_c]`` canvas -> (box_encodings, class_logits, anchors)."""
@@ -53,7 +54,7 @@ def check_exportable(model: nn.Module) -> None:
         )
 
 
-def fixed_canvas_size(model: nn.Module) -> tuple[int, int]:
+def fixed_canvas_size(model: Any) -> tuple[int, int]:
     """(height, width) of the canvas every image is resized onto, padding included."""
     from objdet.models.image_resizers import KeepAspectRatioResizer, batch_images
 
@@ -96,7 +97,7 @@ def load_graph(path: str | os.PathLike[str]) -> GraphFunction:
         module = torch.export.load(os.fspath(path)).module()
     except FileNotFoundError:
         raise ObjdetError(f"{path}: exported graph not found") from None
-    except Exception as error:  # torch raises many types for a corrupt archive
+    except Exception as error:  # noqa: BLE001 - torch raises many types for a corrupt archive
         raise ObjdetError(f"{path}: cannot load the exported graph: {error}") from None
 
     def run(images: Tensor) -> dict[str, Tensor]:

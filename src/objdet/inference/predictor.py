@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from objdet import config as cfg
 from objdet.errors import ObjdetError
@@ -48,19 +48,19 @@ class Predictor:
     """Detections for one image at a time from a model with a predict/postprocess split."""
 
     def __init__(
-        self, *, model: nn.Module, network: Network, input_type: str = "image_tensor",
+        self, *, model: Any, network: Network, input_type: str = "image_tensor",
         label_map: LabelMap | None = None, canvas_size: tuple[int, int] | None = None,
         device: str | torch.device = "cpu",
     ) -> None:
         """``model`` supplies the resizer and post-processing; ``network`` maps the canvas
         ``[1, 3, H_c, W_c]`` to the raw outputs; ``canvas_size`` is checked when given."""
-        self.model = model.eval()
+        self.model: Any = model.eval()  # SSD-like: image_resizer, postprocess, postprocessor
         self.network = network
         self.input_type = check_input_type(input_type)
         self.label_map = label_map
         self.canvas_size = canvas_size
         self.device = torch.device(device)
-        self.max_detections = int(model.postprocessor.max_total_detections)
+        self.max_detections = int(self.model.postprocessor.max_total_detections)
 
     @classmethod
     def from_export(
@@ -151,7 +151,7 @@ class Predictor:
         )
 
 
-def _eager_network(model: nn.Module) -> Network:
+def _eager_network(model: Any) -> Network:
     return model.predict  # type: ignore[no-any-return]
 
 
