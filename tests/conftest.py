@@ -36,3 +36,57 @@ def tiny_config_path(tmp_path: Path) -> Path:
     path = tmp_path / "tiny_ssd.config"
     path.write_text(text)
     return path
+
+
+# -- a tiny trained checkpoint and its exports, built once per session (export, inference) --
+@pytest.fixture(scope="session")
+def tiny_training(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    from tiny_detector import write_tiny_training
+
+    return write_tiny_training(tmp_path_factory.mktemp("tiny_training"))
+
+
+@pytest.fixture(scope="session")
+def exported(tiny_training, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """input_type -> the export directory of the tiny checkpoint (exported on first use)."""
+    from objdet.export.exporter import export_inference_graph
+
+    directories: dict[str, Path] = {}
+
+    def export(input_type: str) -> Path:
+        if input_type not in directories:
+            output = tmp_path_factory.mktemp("exports") / input_type
+            export_inference_graph(
+                pipeline_config_path=tiny_training.config_path,
+                trained_checkpoint_dir=tiny_training.checkpoint_dir,
+                output_directory=output, input_type=input_type,
+            )
+            directories[input_type] = output
+        return directories[input_type]
+
+    return export
+
+
+@pytest.fixture(scope="session")
+def predictor_for(exported):  # type: ignore[no-untyped-def]
+    """input_type -> a Predictor over that export (loaded once)."""
+    from objdet.inference.predictor import Predictor
+
+    predictors: dict[str, Predictor] = {}
+
+    def load(input_type: str) -> Predictor:
+        if input_type not in predictors:
+            predictors[input_type] = Predictor.from_export(exported(input_type))
+        return predictors[input_type]
+
+    return load
+
+
+@pytest.fixture(scope="session")
+def exported_image_tensor(exported) -> Path:  # type: ignore[no-untyped-def]
+    return exported("image_tensor")
+
+
+@pytest.fixture(scope="session")
+def predictor(predictor_for):  # type: ignore[no-untyped-def]
+    return predictor_for("image_tensor")

@@ -9,7 +9,8 @@ from pathlib import Path
 import torch
 
 from objdet.data.example import ExampleDecoder
-from objdet.data.tfrecord import count_records, read_records_with_source
+from objdet.data.tfrecord import read_records_with_source
+from objdet.data.tfrecord_index import count_records
 from objdet.structures.label_map import load_label_map
 
 

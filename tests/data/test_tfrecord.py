@@ -13,17 +13,15 @@ import google_crc32c
 import pytest
 
 from objdet.data.tfrecord import (
-    IndexedTFRecords,
     ReadReport,
-    TFRecordIndex,
     TFRecordWriter,
-    count_records,
     masked_crc32c,
     read_records,
     read_records_with_source,
     verify,
     write_sharded,
 )
+from objdet.data.tfrecord_index import IndexedTFRecords, TFRecordIndex, count_records
 from objdet.errors import DataError
 
 RECORDS = [b"", b"a", b"hello world", bytes(range(256)) * 40, os.urandom(70_000)]
@@ -261,7 +259,7 @@ def test_index_of_many_small_records(tmp_path: Path) -> None:
 
 def test_tfrecord_module_does_not_import_torch() -> None:
     code = (
-        "import sys, objdet.data.tfrecord, objdet.data.input_paths; "
+        "import sys, objdet.data.tfrecord, objdet.data.tfrecord_index, objdet.data.input_paths; "
         "assert 'torch' not in sys.modules, 'torch was imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

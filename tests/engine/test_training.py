@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import objdet.config
 from objdet.cli.main import main
@@ -27,7 +28,8 @@ def quiet(**overrides: object) -> TrainOptions:
 
 
 def test_train_evaluates_and_keeps_checkpoints(tiny_config_path: Path, tmp_path: Path) -> None:
-    result = train(tiny_config_path, tmp_path / "model", quiet(num_train_steps=4, checkpoint_every_n=2, eval_every_n=2))
+    result = train(tiny_config_path, tmp_path / "model",
+                   quiet(num_train_steps=4, checkpoint_every_n=2, eval_every_n=2, log_every_n=1))
     assert result.step == 4
     assert [step for step, _ in result.eval_history] == [2, 4]
     metrics = result.eval_history[-1][1]
@@ -37,7 +39,14 @@ def test_train_evaluates_and_keeps_checkpoints(tiny_config_path: Path, tmp_path:
     assert index.checkpoints == ["ckpt-2.pt", "ckpt-4.pt"]
     assert index.best_metric == "PascalBoxes_Precision/mAP@0.5IOU"
     assert objdet.config.load(tmp_path / "model" / "pipeline.config").train_config.batch_size == 4
-    assert list((tmp_path / "model" / "train").glob("events.out.tfevents.*"))
+    train_events = EventAccumulator(str(tmp_path / "model" / "train"))
+    train_events.Reload()
+    assert {"Loss/total_loss", "Loss/classification_loss", "learning_rate"} <= set(train_events.Tags()["scalars"])
+    assert len(train_events.Scalars("Loss/total_loss")) == 4
+    eval_events = EventAccumulator(str(tmp_path / "model" / "eval"))
+    eval_events.Reload()
+    assert "eval/PascalBoxes_Precision/mAP@0.5IOU" in eval_events.Tags()["scalars"]
+    assert "eval_side_by_side_0" in eval_events.Tags()["images"]  # drawn detections
 
 
 def test_resume_after_kill_continues_with_identical_state(tiny_config_path: Path, tmp_path: Path) -> None:

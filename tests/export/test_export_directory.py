@@ -12,7 +12,7 @@ from tiny_detector import MAX_DETECTIONS, STEP, TinyTraining
 
 from objdet import config as cfg
 from objdet.errors import ConfigError, ObjdetError
-from objdet.export.checkpoint_weights import model_weights_from_checkpoint
+from objdet.engine.restore import model_weights_from_checkpoint
 from objdet.export.exporter import export_inference_graph
 from objdet.inference.predictor import Predictor
 from objdet.structures.label_map import load_label_map

@@ -8,7 +8,7 @@ from objdet.errors import ConfigError
 from objdet.models import build_model, parameter_groups
 from objdet.models.box_predictors import ConvolutionalBoxPredictor
 from objdet.models.ssd import SSD
-from tests.models.ssd_configs import parse_model, ssd_config_text
+from ssd_configs import parse_model, ssd_config_text
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / ".." / "shared" / "data" / "odapi" / "configs" / "tf1_samples"

@@ -5,7 +5,7 @@ from objdet.errors import DataError
 from objdet.models import build_model
 from objdet.models.feature_extractors.ssd_mobilenet import SSD_FEATURE_EXTRACTORS
 from objdet.models.ssd import CLASSIFICATION_LOSS, LOCALIZATION_LOSS
-from tests.models.ssd_configs import (
+from ssd_configs import (
     FOCAL,
     KEEP_RATIO_RESIZER,
     MULTISCALE_ANCHORS,

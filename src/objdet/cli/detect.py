@@ -69,12 +69,7 @@ def _drawing_paths(args: argparse.Namespace) -> list[Path]:
 
 
 def _save_drawing(pixels: Any, detections: Any, predictor: Any, path: Path) -> None:
-    from objdet.atomic import atomic_write
-    from objdet.viz.draw import draw_detections
+    from objdet.viz.draw import save_drawing
 
-    drawn = draw_detections(
-        pixels, detections.boxes, detections.classes, detections.scores,
-        predictor.label_map, min_score=0.0,  # already filtered by --min_score
-    )
-    with atomic_write(path, "wb") as handle:
-        drawn.save(handle, format="PNG")
+    # min_score 0: the detections are already filtered by --min_score
+    save_drawing(pixels, detections.boxes, detections.classes, detections.scores, path, predictor.label_map)

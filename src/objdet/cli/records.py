@@ -40,7 +40,7 @@ def register(subcommands: Any) -> None:
 
 def run_count(args: argparse.Namespace) -> int:
     from objdet.data.input_paths import expand_input_paths
-    from objdet.data.tfrecord import count_records
+    from objdet.data.tfrecord_index import count_records
 
     total = 0
     for path in expand_input_paths(args.pattern):

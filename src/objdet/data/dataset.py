@@ -48,7 +48,8 @@ from objdet.data.augment import AugmentationPipeline, select_objects
 from objdet.data.augment_builder import build_augmentations
 from objdet.data.collate import collate_samples
 from objdet.data.example import ExampleDecoder
-from objdet.data.tfrecord import IndexedTFRecords
+from objdet.data.resize import Resizer, resize_sample
+from objdet.data.tfrecord_index import IndexedTFRecords
 from objdet.errors import ConfigError, DataError
 from objdet.protos import input_reader_pb2
 from objdet.structures.label_map import load_label_map
@@ -81,6 +82,8 @@ class TFRecordDetectionDataset(Dataset[tuple[int, Sample]]):
         num_keypoints: expected keypoints per object when > 0 (checked).
         shuffle, num_epochs: how a training loader should iterate (see ``build_data_loader``).
         seed: base seed of shuffling and augmentation.
+        image_resizer: the model's resizer, applied after augmentation (see
+            ``objdet.data.resize``); None keeps the decoded size.
     """
 
     def __init__(
@@ -95,6 +98,7 @@ class TFRecordDetectionDataset(Dataset[tuple[int, Sample]]):
         shuffle: bool = True,
         num_epochs: int = 0,
         seed: int = 0,
+        image_resizer: Resizer | None = None,
     ) -> None:
         if sample_1_of_n_examples < 1:
             raise ValueError(f"sample_1_of_n_examples must be >= 1, got {sample_1_of_n_examples}")
@@ -107,6 +111,7 @@ class TFRecordDetectionDataset(Dataset[tuple[int, Sample]]):
         self.shuffle = shuffle
         self.num_epochs = num_epochs
         self.seed = seed
+        self.image_resizer = image_resizer
         self.truncated_images = 0  # per process: each DataLoader worker counts its own
 
     def __len__(self) -> int:
@@ -133,7 +138,8 @@ class TFRecordDetectionDataset(Dataset[tuple[int, Sample]]):
         if self.augmentation is not None and len(self.augmentation):
             generator = torch.Generator().manual_seed(derive_seed(self.seed, position))
             sample = self.augmentation(sample, generator)
-        return self._limit_boxes(sample, source)
+        sample = self._limit_boxes(sample, source)
+        return sample if self.image_resizer is None else resize_sample(sample, self.image_resizer)
 
     def _check_keypoints(self, sample: Sample, source: str) -> None:
         if self.num_keypoints > 0 and sample.keypoints is not None:
@@ -339,6 +345,7 @@ def build_dataset(
     training: bool,
     augmentation_steps: Sequence[Any] = (),
     seed: int = 0,
+    image_resizer: Resizer | None = None,
 ) -> TFRecordDetectionDataset:
     """A dataset from an ``objdet.protos.input_reader_pb2.InputReader`` message.
 
@@ -348,6 +355,7 @@ def build_dataset(
         augmentation_steps: ``train_config.data_augmentation_options`` (PreprocessingStep
             messages), built by ``build_augmentations``.
         seed: base seed of shuffling and augmentation.
+        image_resizer: the model's resizer, to resize in the loader workers (training).
 
     Missing input files raise ``DataError``; unsupported fields and steps ``ConfigError``.
     """
@@ -372,4 +380,5 @@ def build_dataset(
         shuffle=config.shuffle,
         num_epochs=config.num_epochs,
         seed=seed,
+        image_resizer=image_resizer,
     )

@@ -10,16 +10,13 @@ Decisions, following the OD API's ``TfExampleDecoder`` where it has one:
 * With a label map, ``class/text`` decides the id over ``class/label`` (a text missing from
   the label map is a ``LabelMapError``, where the OD API silently used -1). ``class/label``
   ids must be in the label map when one is given.
-* Box coordinates must be normalized: values outside ``[0, 1]`` by more than
-  ``COORDINATE_TOLERANCE`` (1e-3, rounding of converters) are a ``DataError``; values
-  within the tolerance are clipped to ``[0, 1]``. ``xmin > xmax`` or ``ymin > ymax`` is an
-  error; zero-size boxes are kept.
 * An optional per-object list that is absent or empty is ``None``; any other length that is
   not the number of boxes is an error naming the key.
-* ``image/object/mask`` is PNG strings (bytes_list, one per object) or numerical floats
-  (float_list of ``N*H*W``); the feature kind tells which. Masks are ``mask > 0``.
-* Keypoints: ``len(keypoint/x) / num_objects`` per object; visibility is ``visibility > 0``
-  (``~isnan(x)`` when the key is absent); coordinates are kept as stored.
+* Boxes, masks and keypoints are coded as ``objdet.data.example_features`` describes
+  (normalized coordinates checked within a tolerance, PNG or float masks).
+
+This module holds the Sample-level mapping (image, size, class ids, which fields are
+read or written); the typed feature access it is built on lives in ``example_features``.
 
 Every error names the record (``source``, e.g. ``file.record#17 (offset 12345)``).
 """
@@ -29,90 +26,30 @@ from __future__ import annotations
 import hashlib
 import io
 from collections import Counter
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from google.protobuf.message import DecodeError
 from torch import Tensor
-from torchvision.io import ImageReadMode, decode_image, encode_png
+from torchvision.io import ImageReadMode, decode_image
 
+from objdet.data.example_features import (
+    FeatureReader,
+    FeatureWriter,
+    read_keypoints,
+    read_masks,
+    read_normalized_boxes,
+)
 from objdet.errors import DataError, LabelMapError
-from objdet.protos import example_pb2, feature_pb2
-from objdet.structures.boxes import normalized_yxyx_to_xyxy, xyxy_to_normalized_yxyx
+from objdet.protos import example_pb2
+from objdet.structures.boxes import normalized_yxyx_to_xyxy
 from objdet.structures.label_map import LabelMap
 from objdet.structures.sample import Sample
 
-COORDINATE_TOLERANCE = 1e-3
 _BOX = "image/object/bbox/"
 _DETECTION_BOX = "image/detection/bbox/"
 _OBJECT_FLAGS = {"difficult": "difficult", "is_crowd": "is_crowd", "group_of": "group_of"}
-
-
-class _Features:
-    """Kind-checked access to one Example's feature map; errors name the record and key."""
-
-    def __init__(self, features: Mapping[str, feature_pb2.Feature], source: str) -> None:
-        self.features = features
-        self.source = source
-
-    def kind(self, key: str) -> str | None:
-        feature = self.features.get(key)
-        return None if feature is None else feature.WhichOneof("kind")
-
-    def values(self, key: str, kind: str) -> object | None:
-        """The feature's repeated values, or None when absent or empty."""
-        feature = self.features.get(key)
-        found = None if feature is None else feature.WhichOneof("kind")
-        if found is None:
-            return None
-        if found != kind:
-            raise DataError(f"{self.source}: feature {key!r} is a {found}, expected a {kind}")
-        values = getattr(feature, kind).value
-        return values if len(values) else None
-
-    def floats(self, key: str) -> np.ndarray | None:
-        values = self.values(key, "float_list")
-        return None if values is None else np.fromiter(values, np.float32)  # type: ignore[call-overload]
-
-    def ints(self, key: str) -> np.ndarray | None:
-        values = self.values(key, "int64_list")
-        return None if values is None else np.fromiter(values, np.int64)  # type: ignore[call-overload]
-
-    def byte_strings(self, key: str) -> list[bytes] | None:
-        values = self.values(key, "bytes_list")
-        return None if values is None else list(values)  # type: ignore[call-overload]
-
-    def texts(self, key: str) -> list[str] | None:
-        values = self.byte_strings(key)
-        try:
-            return None if values is None else [value.decode("utf-8") for value in values]
-        except UnicodeDecodeError as error:
-            raise DataError(f"{self.source}: feature {key!r} is not UTF-8 text: {error}") from None
-
-    def single(self, key: str, kind: str) -> object | None:
-        values = self.values(key, kind)
-        if values is not None and len(values) != 1:  # type: ignore[arg-type]
-            raise DataError(f"{self.source}: feature {key!r} has {len(values)} values, expected 1")  # type: ignore[arg-type]
-        return None if values is None else values[0]  # type: ignore[index]
-
-    def text(self, key: str) -> str:
-        value = self.single(key, "bytes_list")
-        try:
-            return "" if value is None else value.decode("utf-8")  # type: ignore[attr-defined]
-        except UnicodeDecodeError as error:
-            raise DataError(f"{self.source}: feature {key!r} is not UTF-8 text: {error}") from None
-
-    def per_object(self, key: str, count: int, kind: str) -> np.ndarray | None:
-        """A list with one value per box (None when absent or empty) of length ``count``."""
-        values = self.floats(key) if kind == "float_list" else self.ints(key)
-        if values is not None and len(values) != count:
-            raise DataError(
-                f"{self.source}: {key} has {len(values)} values for {count} boxes; "
-                "per-object lists must have equal lengths"
-            )
-        return values
 
 
 @dataclass(frozen=True)
@@ -151,10 +88,10 @@ class ExampleDecoder:
             example.ParseFromString(serialized)
         except DecodeError as error:
             raise DataError(f"{source}: not a serialized tf.Example ({error})") from None
-        features = _Features(example.features.feature, source)
+        features = FeatureReader(example.features.feature, source)
         encoded = features.single("image/encoded", "bytes_list")
         image, height, width = self._image_and_size(features, encoded)  # type: ignore[arg-type]
-        boxes = _normalized_boxes(features, _BOX)  # [N, 4] (ymin, xmin, ymax, xmax)
+        boxes = read_normalized_boxes(features, _BOX)  # [N, 4] (ymin, xmin, ymax, xmax)
         num_objects = len(boxes)
         labels, texts = self._class_ids(features, "image/object/class/", num_objects)
         sample = Sample(
@@ -172,9 +109,11 @@ class ExampleDecoder:
         )
         _add_object_fields(sample, features, num_objects)
         if self.with_masks:
-            sample.masks = _masks(features, num_objects, height, width)
+            sample.masks = read_masks(features, num_objects, height, width)
         if self.with_keypoints:
-            _add_keypoints(sample, features, num_objects)
+            keypoints = read_keypoints(features, num_objects, height, width)
+            if keypoints is not None:
+                sample.keypoints, sample.keypoint_visibilities = keypoints
         if self.with_image_labels:
             self._add_image_labels(sample, features)
         if self.with_detections:
@@ -182,7 +121,7 @@ class ExampleDecoder:
         return sample
 
     def _image_and_size(
-        self, features: _Features, encoded: bytes | None
+        self, features: FeatureReader, encoded: bytes | None
     ) -> tuple[Tensor | None, int, int]:
         """The decoded image (or None) and the image size, checked against each other."""
         source = features.source
@@ -208,7 +147,7 @@ class ExampleDecoder:
         return image, int(height), int(width)  # type: ignore[call-overload]
 
     def _class_ids(
-        self, features: _Features, prefix: str, count: int | None
+        self, features: FeatureReader, prefix: str, count: int | None
     ) -> tuple[Tensor, list[str] | None]:
         """Label-map ids from ``{prefix}text`` (with a label map) or ``{prefix}label``."""
         source = features.source
@@ -242,7 +181,7 @@ class ExampleDecoder:
             return self.label_map.id_for(text, self.use_display_name, context=source)
         return class_id
 
-    def _add_image_labels(self, sample: Sample, features: _Features) -> None:
+    def _add_image_labels(self, sample: Sample, features: FeatureReader) -> None:
         if features.kind("image/class/label") or features.kind("image/class/text"):
             labels, _ = self._class_ids(features, "image/class/", None)
             sample.image_labels = labels
@@ -253,8 +192,8 @@ class ExampleDecoder:
             features.ints("image/not_exhaustive_category_ids")
         )
 
-    def _add_detections(self, sample: Sample, features: _Features) -> None:
-        boxes = _normalized_boxes(features, _DETECTION_BOX)
+    def _add_detections(self, sample: Sample, features: FeatureReader) -> None:
+        boxes = read_normalized_boxes(features, _DETECTION_BOX)
         scores = features.per_object("image/detection/score", len(boxes), "float_list")
         labels = features.per_object("image/detection/label", len(boxes), "int64_list")
         if len(boxes) == 0 and scores is None and labels is None:
@@ -316,94 +255,13 @@ def _size_from_header(encoded: bytes | None, source: str) -> tuple[int, int]:
         raise DataError(f"{source}: image/encoded is not a readable image: {error}") from None
 
 
-def _normalized_boxes(features: _Features, prefix: str) -> np.ndarray:
-    """``[N, 4]`` float32 (ymin, xmin, ymax, xmax) in [0, 1], validated; see the module doc."""
-    keys = [prefix + name for name in ("ymin", "xmin", "ymax", "xmax")]
-    columns = [features.floats(key) for key in keys]
-    lengths = [0 if column is None else len(column) for column in columns]
-    if len(set(lengths)) > 1:
-        found = ", ".join(f"{key}: {n}" for key, n in zip(keys, lengths, strict=True))
-        raise DataError(f"{features.source}: box coordinate lists differ in length ({found})")
-    if lengths[0] == 0:
-        return np.zeros((0, 4), np.float32)
-    boxes = np.stack(columns, axis=1)  # type: ignore[arg-type]
-    inside = (boxes >= -COORDINATE_TOLERANCE) & (boxes <= 1 + COORDINATE_TOLERANCE)
-    inverted = (boxes[:, 0] > boxes[:, 2]) | (boxes[:, 1] > boxes[:, 3])
-    for bad, expected in (
-        (~inside.all(axis=1), "normalized coordinates in [0, 1]"),
-        (inverted, "ymin <= ymax and xmin <= xmax"),
-    ):
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            values = ", ".join(f"{key}={boxes[i, k]:.6g}" for k, key in enumerate(keys))
-            raise DataError(f"{features.source}: object {i}: expected {expected}, found {values}")
-    return np.clip(boxes, 0.0, 1.0)
-
-
-def _add_object_fields(sample: Sample, features: _Features, num_objects: int) -> None:
+def _add_object_fields(sample: Sample, features: FeatureReader, num_objects: int) -> None:
     """The optional per-object flags, weights and areas."""
     for key, attribute in _OBJECT_FLAGS.items():
         values = features.per_object(f"image/object/{key}", num_objects, "int64_list")
         setattr(sample, attribute, None if values is None else torch.from_numpy(values != 0))
     sample.weights = _tensor(features.per_object("image/object/weight", num_objects, "float_list"))
     sample.areas = _tensor(features.per_object("image/object/area", num_objects, "float_list"))
-
-
-def _masks(features: _Features, num_objects: int, height: int, width: int) -> Tensor | None:
-    """``uint8 [N, H, W]`` 0/1 masks from PNG strings or a float list of ``N*H*W``."""
-    key, source = "image/object/mask", features.source
-    kind = features.kind(key)
-    if kind == "bytes_list":
-        pngs = features.byte_strings(key)
-        if pngs is None:
-            return None
-        if len(pngs) != num_objects:
-            raise DataError(f"{source}: {key} has {len(pngs)} PNG masks for {num_objects} objects")
-        masks = [_decode_mask(png, f"{source}: {key}[{i}]") for i, png in enumerate(pngs)]
-        for i, mask in enumerate(masks):
-            if tuple(mask.shape) != (height, width):
-                raise DataError(
-                    f"{source}: {key}[{i}] is {mask.shape[0]}x{mask.shape[1]}, "
-                    f"the image is {height}x{width}"
-                )
-        return torch.stack(masks) if masks else torch.zeros((0, height, width), dtype=torch.uint8)
-    values = features.floats(key) if kind else None
-    if values is None:
-        return None
-    if len(values) != num_objects * height * width:
-        raise DataError(
-            f"{source}: {key} has {len(values)} floats, expected "
-            f"{num_objects}*{height}*{width} (objects*height*width)"
-        )
-    return torch.from_numpy(values.reshape(num_objects, height, width) > 0).to(torch.uint8)
-
-
-def _decode_mask(png: bytes, where: str) -> Tensor:
-    try:
-        mask = decode_image(torch.frombuffer(bytearray(png), dtype=torch.uint8), ImageReadMode.GRAY)
-    except (RuntimeError, ValueError) as error:
-        raise DataError(f"{where}: mask does not decode as PNG: {error}") from None
-    return (mask[0] > 0).to(torch.uint8)
-
-
-def _add_keypoints(sample: Sample, features: _Features, num_objects: int) -> None:
-    """``keypoints [N, K, 2]`` absolute (x, y) and ``keypoint_visibilities [N, K]``."""
-    xs, ys = features.floats("image/object/keypoint/x"), features.floats("image/object/keypoint/y")
-    visibility = features.ints("image/object/keypoint/visibility")
-    if xs is None and ys is None:
-        return
-    count = len(xs if xs is not None else ys)  # type: ignore[arg-type]
-    other = [len(v) for v in (xs, ys, visibility) if v is not None]
-    if xs is None or ys is None or set(other) != {count} or num_objects == 0 or count % num_objects:
-        raise DataError(
-            f"{features.source}: image/object/keypoint/x, y (and visibility) must have equal "
-            f"lengths that are a multiple of the {num_objects} objects; found lengths {other}"
-        )
-    per_object = count // num_objects
-    points = np.stack([xs * sample.width, ys * sample.height], axis=1)  # [N*K, 2]
-    visible = visibility > 0 if visibility is not None else ~np.isnan(xs)
-    sample.keypoints = torch.from_numpy(points.reshape(num_objects, per_object, 2))
-    sample.keypoint_visibilities = torch.from_numpy(visible.reshape(num_objects, per_object))
 
 
 # -- encoding -----------------------------------------------------------------------------
@@ -419,7 +277,7 @@ def encode_sample(sample: Sample) -> bytes:
             f"{name}: encode_sample needs sample.encoded_image (objdet never re-encodes)"
         )
     example = example_pb2.Example()
-    put = _FeatureWriter(example.features.feature)
+    put = FeatureWriter(example.features.feature)
     put.bytes("image/encoded", [sample.encoded_image])
     put.bytes("image/format", [sample.image_format.encode()])
     put.ints("image/height", [sample.height])
@@ -436,12 +294,8 @@ def encode_sample(sample: Sample) -> bytes:
         put.ints(f"image/object/{key}", getattr(sample, attribute))
     put.floats("image/object/weight", sample.weights)
     put.floats("image/object/area", sample.areas)
-    if sample.masks is not None:
-        put.bytes(
-            "image/object/mask",
-            [encode_png(m[None].to(torch.uint8)).numpy().tobytes() for m in sample.masks],
-        )
-    _put_keypoints(put, sample)
+    put.masks(sample.masks)
+    put.keypoints(sample.keypoints, sample.keypoint_visibilities, sample.height, sample.width)
     put.ints("image/class/label", sample.image_labels)
     put.floats("image/class/confidence", sample.image_label_confidences)
     put.ints("image/neg_category_ids", sample.neg_category_ids)
@@ -451,39 +305,3 @@ def encode_sample(sample: Sample) -> bytes:
         put.floats("image/detection/score", sample.detection_scores)
         put.ints("image/detection/label", sample.detection_labels)
     return example.SerializeToString()
-
-
-class _FeatureWriter:
-    """Adds lists to a feature map; ``None`` values are skipped (optional fields)."""
-
-    def __init__(self, features: Mapping[str, feature_pb2.Feature]) -> None:
-        self.features = features
-
-    def bytes(self, key: str, values: list[bytes]) -> None:
-        self.features[key].bytes_list.value.extend(values)
-
-    def ints(self, key: str, values: Tensor | list[int] | None) -> None:
-        if values is not None:
-            self.features[key].int64_list.value.extend(torch.as_tensor(values).long().tolist())
-
-    def floats(self, key: str, values: Tensor | None) -> None:
-        if values is not None:
-            self.features[key].float_list.value.extend(values.float().flatten().tolist())
-
-    def boxes(self, prefix: str, boxes: Tensor, height: int, width: int) -> None:
-        normalized = xyxy_to_normalized_yxyx(boxes, height, width)  # [N, 4] ymin, xmin, ymax, xmax
-        for column, name in enumerate(("ymin", "xmin", "ymax", "xmax")):
-            self.floats(prefix + name, normalized[:, column])
-
-
-def _put_keypoints(put: _FeatureWriter, sample: Sample) -> None:
-    if sample.keypoints is None:
-        return
-    points = sample.keypoints.reshape(-1, 2).double()  # [N*K, 2] absolute (x, y)
-    put.floats("image/object/keypoint/x", (points[:, 0] / sample.width).float())
-    put.floats("image/object/keypoint/y", (points[:, 1] / sample.height).float())
-    if sample.keypoint_visibilities is not None:
-        # 2 = labeled and visible, 0 = not labeled (COCO's convention, which the OD API uses).
-        put.ints(
-            "image/object/keypoint/visibility", sample.keypoint_visibilities.flatten().long() * 2
-        )

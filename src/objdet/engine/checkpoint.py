@@ -119,14 +119,3 @@ class CheckpointManager:
         with atomic_write(self.model_dir / INDEX_NAME, "w") as handle:
             json.dump(index.__dict__, handle, indent=2)
 
-
-def model_weights(state: dict[str, Any], use_moving_average: bool) -> dict[str, torch.Tensor]:
-    """The model state_dict a checkpoint holds: its moving average when asked and present.
-
-    The EMA entry is an ``AveragedModel`` state_dict (keys prefixed ``module.`` plus the
-    ``n_averaged`` counter); it is returned with the model's own key names.
-    """
-    ema = state.get("ema")
-    if use_moving_average and ema:
-        return {k[len("module."):]: v for k, v in ema.items() if k.startswith("module.")}
-    return state["model"]

@@ -18,11 +18,11 @@ import torch
 
 from objdet.atomic import atomic_write
 from objdet.data.dataset import build_data_loader, build_dataset
-from objdet.engine.checkpoint import CheckpointManager, model_weights
+from objdet.engine.checkpoint import CheckpointManager
 from objdet.engine.evaluate import evaluate_detector
+from objdet.engine.restore import restore_model
 from objdet.errors import ConfigError, ObjdetError
 from objdet.evaluation.registry import build_evaluators_from_eval_config
-from objdet.models import build_model
 from objdet.structures.label_map import load_label_map
 
 logger = logging.getLogger(__name__)
@@ -33,18 +33,15 @@ def evaluate_checkpoint(config: Any, checkpoint_path: Path, *, device: str = "cp
     if not config.eval_input_reader:
         raise ConfigError("eval_input_reader: none configured; objdet eval needs one")
     reader = config.eval_input_reader[0]
-    state = CheckpointManager.load(checkpoint_path)
-    model = build_model(config.model)
-    use_ema = config.train_config.optimizer.use_moving_average
-    model.load_state_dict(model_weights(state, use_ema))
-    model.to(device)
+    restored = restore_model(config, checkpoint_path)
+    model = restored.model.to(device)
     loader = build_data_loader(build_dataset(reader, training=False), batch_size=1,
                                num_workers=num_workers, training=False)
     categories = load_label_map(reader.label_map_path).categories() if reader.label_map_path else []
     evaluators = build_evaluators_from_eval_config(config.eval_config, categories)
     metrics = evaluate_detector(model, loader, evaluators, device=device,
                                 max_images=config.eval_config.num_examples or None)
-    return int(state["step"]), metrics
+    return restored.step, metrics
 
 
 def write_metrics(eval_dir: Path, step: int, metrics: dict[str, float]) -> Path:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -23,10 +23,13 @@ def ground_truth_from_target(target: dict[str, Tensor]) -> GroundTruth:
 def evaluate_detector(
     model: nn.Module, batches: Iterable[Batch], evaluators: Sequence[DetectionEvaluator],
     device: torch.device | str = "cpu", max_images: int | None = None,
+    on_prediction: Callable[[int, Tensor, dict[str, Tensor]], None] | None = None,
 ) -> dict[str, float]:
     """Predict every image of ``batches`` (eval mode), then compute each evaluator's metrics.
 
     Images are numbered in iteration order; metrics of all evaluators are merged into one dict.
+    ``on_prediction(image_id, image, output)`` sees each image and its detections (e.g. to
+    draw a few for TensorBoard).
     """
     was_training = model.training
     model.eval()
@@ -36,7 +39,9 @@ def evaluate_detector(
     try:
         for images, targets in batches:
             outputs = model([image.to(device) for image in images])
-            for target, output in zip(targets, outputs):
+            for image, target, output in zip(images, targets, outputs):
+                if on_prediction is not None:
+                    on_prediction(image_id, image, output)
                 ground_truth = ground_truth_from_target(target)
                 detections = ImageDetections.from_model_output({k: v.cpu() for k, v in output.items()})
                 for evaluator in evaluators:

@@ -57,6 +57,7 @@ class TrainOptions:
     show_progress: bool = True
     log_every_n: int = 10
     device: str | None = None  # None: cuda if available, else cpu
+    extra_hooks: Sequence[Hook] = ()  # run after the built-in ones, on the main process
 
 
 def default_device(context: DistributedContext) -> torch.device:
@@ -97,7 +98,8 @@ def train(config_or_path: Any, model_dir: str | os.PathLike[str], options: Train
     if state is not None:
         trainer.load_state_dict(state)
         logger.info("resuming from step %d", trainer.step)
-    trainer.batches = _train_batches(config, options, context, trainer.samples_seen)
+    trainer.batches = _train_batches(config, options, context, trainer.samples_seen,
+                                     getattr(model, "image_resizer", None))
     eval_hook = _eval_hook(config, options, manager, model_dir, trainer, device) if context.is_main else None
     trainer.hooks = _hooks(options, manager, model_dir, context, eval_hook)
     trainer.train()
@@ -130,11 +132,17 @@ def _maybe_distributed(model: nn.Module, context: DistributedContext, device: to
     return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
 
-def _train_batches(config: Any, options: TrainOptions, context: DistributedContext, samples_seen: int) -> Iterator[Batch]:
-    """Endless training batches, continuing after the ``samples_seen`` this rank consumed."""
+def _train_batches(config: Any, options: TrainOptions, context: DistributedContext, samples_seen: int,
+                   image_resizer: Any) -> Iterator[Batch]:
+    """Endless training batches, continuing after the ``samples_seen`` this rank consumed.
+
+    The model's image resizer runs in the loader workers (as the OD API's input pipeline
+    runs the model's preprocess), so the main process only trains.
+    """
     dataset = build_dataset(
         config.train_input_reader, training=True,
         augmentation_steps=config.train_config.data_augmentation_options, seed=options.seed,
+        image_resizer=image_resizer,
     )
     loader = build_data_loader(
         dataset, per_rank_batch_size(config.train_config.batch_size, context), options.num_workers,
@@ -155,13 +163,42 @@ def _eval_hook(config: Any, options: TrainOptions, manager: CheckpointManager, m
     evaluators = build_evaluators_from_eval_config(config.eval_config, categories)
     max_images = config.eval_config.num_examples or None
     writer = _summary_writer(model_dir / "eval")
+    num_images_to_draw = config.eval_config.num_visualizations
 
     def evaluate(current: Trainer) -> dict[str, float]:
         model = current.ema.module if current.ema is not None else current.model
-        return evaluate_detector(model, loader, evaluators, device=device, max_images=max_images)
+        drawings = DetectionDrawings(num_images_to_draw, categories)
+        metrics = evaluate_detector(model, loader, evaluators, device=device, max_images=max_images,
+                                    on_prediction=drawings.add)
+        drawings.write(writer, current.step)
+        return metrics
 
     return EvalHook(evaluate, options.eval_every_n, manager=manager, writer=writer,
                     best_metric=primary_metric(config.eval_config))
+
+
+class DetectionDrawings:
+    """The first ``count`` eval images with their detections drawn, for TensorBoard."""
+
+    def __init__(self, count: int, categories: Sequence[dict[str, Any]], min_score: float = 0.2) -> None:
+        self.count = count
+        self.category_index = {int(c["id"]): c for c in categories}
+        self.min_score = min_score
+        self.images: list[Any] = []
+
+    def add(self, image_id: int, image: torch.Tensor, output: dict[str, torch.Tensor]) -> None:
+        if image_id >= self.count:
+            return
+        from objdet.viz.draw import draw_detections
+
+        self.images.append(draw_detections(image, output["boxes"], output["labels"], output["scores"],
+                                           self.category_index, min_score=self.min_score))
+
+    def write(self, writer: Any, step: int) -> None:
+        import numpy as np
+
+        for index, drawing in enumerate(self.images):
+            writer.add_image(f"eval_side_by_side_{index}", np.asarray(drawing), step, dataformats="HWC")
 
 
 def primary_metric(eval_config: Any) -> str:
@@ -185,7 +222,7 @@ def _hooks(options: TrainOptions, manager: CheckpointManager, model_dir: Path,
     ]
     if eval_hook is not None:
         hooks.append(eval_hook)
-    return hooks
+    return hooks + list(options.extra_hooks)
 
 
 def _summary_writer(log_dir: Path) -> Any:

@@ -8,7 +8,8 @@
 - ``objdet.export.exporter``: the directory layout and ``export_inference_graph``.
 - ``objdet.export.signature``: inputs and outputs in OD API terms (``signature.json``).
 - ``objdet.export.graph``: the network as a ``torch.export`` program (``model.pt2``).
-- ``objdet.export.checkpoint_weights``: weights (raw or EMA) from a training checkpoint.
+
+Models are restored from checkpoints (raw or EMA weights) by ``objdet.engine.restore``.
 
 Importing this package does not import torch; the names below load on first use.
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["export_inference_graph", "model_weights_from_checkpoint"]
+__all__ = ["export_inference_graph"]
 
 
 def __getattr__(name: str) -> Any:
@@ -25,8 +26,4 @@ def __getattr__(name: str) -> Any:
         from objdet.export.exporter import export_inference_graph
 
         return export_inference_graph
-    if name == "model_weights_from_checkpoint":
-        from objdet.export.checkpoint_weights import model_weights_from_checkpoint
-
-        return model_weights_from_checkpoint
     raise AttributeError(f"module 'objdet.export' has no attribute {name!r}")

@@ -102,7 +102,7 @@ class Predictor:
         device: str | torch.device = "cpu",
     ) -> Predictor:
         """The latest checkpoint of ``checkpoint_dir`` (EMA weights when configured)."""
-        from objdet.export.checkpoint_weights import restore_model
+        from objdet.engine.restore import restore_model
 
         check_input_type(input_type)
         config = cfg.load(pipeline_config_path, overrides)

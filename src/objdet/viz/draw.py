@@ -118,3 +118,15 @@ def _draw_label(
     brightness = 0.299 * color[0] + 0.587 * color[1] + 0.114 * color[2]
     text_color = (0, 0, 0) if brightness > 140 else (255, 255, 255)
     draw.text((x + 2 - left, y + 2 - top), text, fill=text_color, font=font)
+
+
+def save_drawing(
+    image: Any, boxes_xyxy: Any, labels: Any, scores: Any, path: Any,
+    category_index: CategoryIndex | None = None, min_score: float = 0.0,
+) -> None:
+    """``draw_detections`` written atomically to ``path`` as PNG."""
+    from objdet.atomic import atomic_write
+
+    drawn = draw_detections(image, boxes_xyxy, labels, scores, category_index, min_score=min_score)
+    with atomic_write(path, "wb") as handle:
+        drawn.save(handle, format="PNG")

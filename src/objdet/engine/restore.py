@@ -1,4 +1,4 @@
-"""Model weights from a training checkpoint: the raw weights or their moving average (EMA).
+"""Models restored from training checkpoints: the raw weights or their moving average (EMA).
 
 The trainer's checkpoints (``objdet.engine.checkpoint``) hold ``"model"`` (a state_dict) and
 ``"ema"`` (the state_dict of a ``torch.optim.swa_utils.AveragedModel``: every key prefixed

@@ -24,7 +24,7 @@ from objdet.models import build_model
 from objdet.structures.label_map import LabelMap
 from objdet.structures.sample import Sample
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 BASE_CONFIG = SHARED_DATA / "odapi" / "configs" / "tf1_samples" / "ssd_mobilenet_v2_coco.config"
 MAX_DETECTIONS = 20
 STEP = 7
