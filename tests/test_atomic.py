@@ -11,10 +11,9 @@ from objdet.atomic import atomic_directory, atomic_write
 def test_atomic_write_replaces_only_on_success(tmp_path: Path) -> None:
     target = tmp_path / "out.txt"
     target.write_text("old")
-    with pytest.raises(RuntimeError):
-        with atomic_write(target, "w") as handle:
-            handle.write("half")
-            raise RuntimeError("crash")
+    with pytest.raises(RuntimeError), atomic_write(target, "w") as handle:
+        handle.write("half")
+        raise RuntimeError("crash")
     assert target.read_text() == "old"
     assert list(tmp_path.iterdir()) == [target]
     with atomic_write(target, "w") as handle:
@@ -28,10 +27,9 @@ def test_atomic_directory(tmp_path: Path) -> None:
         (staging / "a").write_text("1")
         assert not target.exists()
     assert (target / "a").read_text() == "1"
-    with pytest.raises(RuntimeError):
-        with atomic_directory(target) as staging:
-            (staging / "b").write_text("2")
-            raise RuntimeError("crash")
+    with pytest.raises(RuntimeError), atomic_directory(target) as staging:
+        (staging / "b").write_text("2")
+        raise RuntimeError("crash")
     assert sorted(p.name for p in target.iterdir()) == ["a"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
 

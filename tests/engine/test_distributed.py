@@ -15,13 +15,13 @@ from objdet.engine.checkpoint import CheckpointManager
 def test_two_process_ddp_training(tiny_config_path: Path, tmp_path: Path) -> None:
     model_dir = tmp_path / "model"
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=0",
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
         "-m", "objdet", "train", "--pipeline_config_path", str(tiny_config_path),
         "--model_dir", str(model_dir), "--num_train_steps", "2", "--checkpoint_every_n", "2",
         "--num_workers", "0", "--no_progress",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    completed = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=180, env=env, check=False)
     assert completed.returncode == 0, completed.stderr[-3000:]
     state = CheckpointManager.load(model_dir / "ckpt-2.pt")
     assert state["step"] == 2

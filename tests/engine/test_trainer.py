@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from objdet.data.dataset import EpochSampler
 from objdet.engine.checkpoint import CheckpointManager
 from objdet.engine.ema import build_ema
 from objdet.engine.hooks import CheckpointHook, EvalHook
-from objdet.data.dataset import EpochSampler
 from objdet.engine.trainer import Trainer, TrainingDiverged
 
 

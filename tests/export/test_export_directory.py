@@ -11,8 +11,8 @@ import torch
 from tiny_detector import MAX_DETECTIONS, STEP, TinyTraining
 
 from objdet import config as cfg
-from objdet.errors import ConfigError, ObjdetError
 from objdet.engine.restore import model_weights_from_checkpoint
+from objdet.errors import ConfigError, ObjdetError
 from objdet.export.exporter import export_inference_graph
 from objdet.inference.predictor import Predictor
 from objdet.structures.label_map import load_label_map

@@ -2,13 +2,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from ssd_configs import parse_model, ssd_config_text
 
 from objdet import config as cfg
 from objdet.errors import ConfigError
 from objdet.models import build_model, parameter_groups
 from objdet.models.box_predictors import ConvolutionalBoxPredictor
 from objdet.models.ssd import SSD
-from ssd_configs import parse_model, ssd_config_text
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / ".." / "shared" / "data" / "odapi" / "configs" / "tf1_samples"

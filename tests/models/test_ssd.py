@@ -1,10 +1,5 @@
 import pytest
 import torch
-
-from objdet.errors import DataError
-from objdet.models import build_model
-from objdet.models.feature_extractors.ssd_mobilenet import SSD_FEATURE_EXTRACTORS
-from objdet.models.ssd import CLASSIFICATION_LOSS, LOCALIZATION_LOSS
 from ssd_configs import (
     FOCAL,
     KEEP_RATIO_RESIZER,
@@ -14,6 +9,11 @@ from ssd_configs import (
     parse_model,
     ssd_config_text,
 )
+
+from objdet.errors import DataError
+from objdet.models import build_model
+from objdet.models.feature_extractors.ssd_mobilenet import SSD_FEATURE_EXTRACTORS
+from objdet.models.ssd import CLASSIFICATION_LOSS, LOCALIZATION_LOSS
 
 IMAGES = [
     torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0)),

@@ -8,7 +8,9 @@ the best one by an eval metric.
 from __future__ import annotations
 
 import json
+import math
 import os
+import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,14 +94,14 @@ class CheckpointManager:
             return torch.load(path, map_location=map_location, weights_only=False)
         except FileNotFoundError:
             raise ObjdetError(f"{path}: checkpoint not found") from None
-        except Exception as error:  # torch raises many types for a corrupt file
+        except (RuntimeError, EOFError, ValueError, OSError, pickle.UnpicklingError) as error:
             raise ObjdetError(f"{path}: cannot load checkpoint: {error}") from None
 
     def _update_best(
         self, index: CheckpointIndex, name: str, metric: tuple[str, float], higher_is_better: bool
     ) -> None:
         metric_name, value = metric
-        if value != value:  # NaN never wins
+        if math.isnan(value):  # NaN never wins
             return
         better = (
             index.best_value is None

@@ -11,6 +11,7 @@ fine_tune_checkpoint_type (the OD API TF2 names):
 from __future__ import annotations
 
 import os
+import pickle
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
         data = torch.load(path, map_location="cpu", weights_only=False)
     except FileNotFoundError:
         raise ObjdetError(f"fine_tune_checkpoint {path}: file not found") from None
-    except Exception as error:
+    except (RuntimeError, EOFError, ValueError, OSError, pickle.UnpicklingError) as error:
         raise ObjdetError(f"fine_tune_checkpoint {path}: cannot load: {error}") from None
     if isinstance(data, dict) and "model" in data and isinstance(data["model"], dict):
         data = data["model"]

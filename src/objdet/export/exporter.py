@@ -25,8 +25,8 @@ import torch
 import objdet
 from objdet import config as cfg
 from objdet.atomic import atomic_directory
-from objdet.errors import ConfigError
 from objdet.engine.restore import restore_model
+from objdet.errors import ConfigError
 from objdet.export.graph import check_exportable, export_network, fixed_canvas_size
 from objdet.export.signature import build_signature, check_input_type
 from objdet.protos.pipeline_pb2 import TrainEvalPipelineConfig
