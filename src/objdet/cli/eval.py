@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from objdet.cli.train import add_config_flags, load_config
+from objdet.cli._pipeline_flags import add_config_flags, load_config
 
 
 def register(subcommands: Any) -> None:

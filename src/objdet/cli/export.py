@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from objdet.cli._pipeline_flags import add_config_flags
+
 
 def register(subcommands: Any) -> None:
     parser = subcommands.add_parser("export", help="export a trained checkpoint for inference")
@@ -18,20 +20,12 @@ def register(subcommands: Any) -> None:
         help="image_tensor (uint8 [1, H, W, 3]), encoded_image_string_tensor (JPEG/PNG bytes) "
         "or tf_example (serialized tf.Example); default image_tensor",
     )
-    parser.add_argument("--pipeline_config_path", required=True, help="pipeline.config file")
+    add_config_flags(parser)
     parser.add_argument(
         "--trained_checkpoint_dir", required=True,
         help="model directory (its latest checkpoint is exported) or a ckpt-<step>.pt file",
     )
     parser.add_argument("--output_directory", required=True, help="export directory to write")
-    parser.add_argument(
-        "--config_override", default=None, metavar="TEXT",
-        help="text-format TrainEvalPipelineConfig snippet merged into the config (OD API flag)",
-    )
-    parser.add_argument(
-        "--override", action="append", default=[], metavar="KEY=VALUE",
-        help="set a config field by dotted path; repeatable",
-    )
     parser.set_defaults(run=run)
 
 

@@ -69,8 +69,11 @@ def default_device(context: DistributedContext) -> torch.device:
 def train(config_or_path: Any, model_dir: str | os.PathLike[str], options: TrainOptions | None = None) -> TrainResult:
     """Train (or resume training of) the model a pipeline config describes, in ``model_dir``."""
     options = options or TrainOptions()
-    config = objdet.config.load(config_or_path) if isinstance(config_or_path, (str, os.PathLike)) else config_or_path
-    objdet.config.validate(config, str(config_or_path) if not hasattr(config_or_path, "model") else "<config>")
+    if isinstance(config_or_path, (str, os.PathLike)):
+        source, config = os.fspath(config_or_path), objdet.config.load(config_or_path)
+    else:
+        source, config = "<config>", config_or_path
+    objdet.config.validate(config, source)
     context = init_distributed()
     model_dir = Path(model_dir)
     device = torch.device(options.device) if options.device else default_device(context)
