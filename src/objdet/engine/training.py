@@ -103,7 +103,7 @@ def train(config_or_path: Any, model_dir: str | os.PathLike[str], options: Train
         logger.info("resuming from step %d", trainer.step)
     trainer.batches = _train_batches(config, options, context, trainer.samples_seen,
                                      getattr(model, "image_resizer", None))
-    eval_hook = _eval_hook(config, options, manager, model_dir, trainer, device) if context.is_main else None
+    eval_hook = _eval_hook(config, options, manager, model_dir, device) if context.is_main else None
     trainer.hooks = _hooks(options, manager, model_dir, context, eval_hook)
     trainer.train()
     return TrainResult(
@@ -155,7 +155,7 @@ def _train_batches(config: Any, options: TrainOptions, context: DistributedConte
 
 
 def _eval_hook(config: Any, options: TrainOptions, manager: CheckpointManager, model_dir: Path,
-               trainer: Trainer, device: torch.device) -> EvalHook | None:
+               device: torch.device) -> EvalHook | None:
     """Interleaved evaluation on the first eval_input_reader, when there is one."""
     if not config.eval_input_reader:
         return None
