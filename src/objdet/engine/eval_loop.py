@@ -17,30 +17,22 @@ from typing import Any
 import torch
 
 from objdet.atomic import atomic_write
-from objdet.data.dataset import build_data_loader, build_dataset
 from objdet.engine.checkpoint import CheckpointManager
-from objdet.engine.evaluate import evaluate_detector
+from objdet.engine.evaluate import build_eval_inputs, evaluate_detector
 from objdet.engine.restore import restore_model
 from objdet.errors import ConfigError, ObjdetError
-from objdet.evaluation.registry import build_evaluators_from_eval_config
-from objdet.structures.label_map import load_label_map
 
 logger = logging.getLogger(__name__)
 
 
 def evaluate_checkpoint(config: Any, checkpoint_path: Path, *, device: str = "cpu", num_workers: int = 0) -> tuple[int, dict[str, float]]:
     """(step, metrics) of one checkpoint on the first eval_input_reader."""
-    if not config.eval_input_reader:
+    inputs = build_eval_inputs(config, num_workers)
+    if inputs is None:
         raise ConfigError("eval_input_reader: none configured; objdet eval needs one")
-    reader = config.eval_input_reader[0]
     restored = restore_model(config, checkpoint_path)
-    model = restored.model.to(device)
-    loader = build_data_loader(build_dataset(reader, training=False), batch_size=1,
-                               num_workers=num_workers, training=False)
-    categories = load_label_map(reader.label_map_path).categories() if reader.label_map_path else []
-    evaluators = build_evaluators_from_eval_config(config.eval_config, categories)
-    metrics = evaluate_detector(model, loader, evaluators, device=device,
-                                max_images=config.eval_config.num_examples or None)
+    metrics = evaluate_detector(restored.model.to(device), inputs.loader, inputs.evaluators,
+                                device=device, max_images=inputs.max_images)
     return restored.step, metrics
 
 

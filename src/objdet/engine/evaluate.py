@@ -3,14 +3,43 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from objdet.engine.trainer import Batch
 from objdet.evaluation.base import DetectionEvaluator, GroundTruth, ImageDetections
 
-Batch = tuple[list[Tensor], list[dict[str, Tensor]]]
 _OPTIONAL_GT_FIELDS = ("difficult", "is_crowd", "group_of")
+
+
+@dataclass
+class EvalInputs:
+    """What evaluating on the first eval_input_reader needs, built from the config once."""
+
+    loader: Iterable[Batch]
+    categories: list[dict[str, Any]]
+    evaluators: list[DetectionEvaluator]
+    max_images: int | None  # eval_config.num_examples (0: all)
+
+
+def build_eval_inputs(config: Any, num_workers: int = 0) -> EvalInputs | None:
+    """Loader, categories and metrics_set evaluators of a pipeline config; None without an
+    eval_input_reader."""
+    from objdet.data.dataset import build_data_loader, build_dataset
+    from objdet.evaluation.registry import build_evaluators_from_eval_config
+    from objdet.structures.label_map import load_label_map
+
+    if not config.eval_input_reader:
+        return None
+    reader = config.eval_input_reader[0]
+    loader = build_data_loader(build_dataset(reader, training=False), batch_size=1,
+                               num_workers=num_workers, training=False)
+    categories = load_label_map(reader.label_map_path).categories() if reader.label_map_path else []
+    evaluators = build_evaluators_from_eval_config(config.eval_config, categories)
+    return EvalInputs(loader, categories, evaluators, config.eval_config.num_examples or None)
 
 
 def ground_truth_from_target(target: dict[str, Tensor]) -> GroundTruth:

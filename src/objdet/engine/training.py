@@ -22,16 +22,14 @@ from objdet.data.dataset import build_data_loader, build_dataset
 from objdet.engine.checkpoint import CheckpointManager
 from objdet.engine.distributed import DistributedContext, init_distributed, per_rank_batch_size
 from objdet.engine.ema import build_ema
-from objdet.engine.evaluate import evaluate_detector
+from objdet.engine.evaluate import build_eval_inputs, evaluate_detector
 from objdet.engine.fine_tune import load_fine_tune_checkpoint, select_trainable
 from objdet.engine.hooks import CheckpointHook, EvalHook, Hook, ProgressHook
 from objdet.engine.optim import build_optimizer
 from objdet.engine.trainer import Batch, Trainer
 from objdet.errors import ConfigError
-from objdet.evaluation.registry import build_evaluators_from_eval_config
 from objdet.models import build_model
 from objdet.models.regularization import parameter_groups
-from objdet.structures.label_map import load_label_map
 
 logger = logging.getLogger(__name__)
 
@@ -157,22 +155,17 @@ def _train_batches(config: Any, options: TrainOptions, context: DistributedConte
 def _eval_hook(config: Any, options: TrainOptions, manager: CheckpointManager, model_dir: Path,
                device: torch.device) -> EvalHook | None:
     """Interleaved evaluation on the first eval_input_reader, when there is one."""
-    if not config.eval_input_reader:
+    inputs = build_eval_inputs(config)
+    if inputs is None:
         return None
-    reader = config.eval_input_reader[0]
-    dataset = build_dataset(reader, training=False)
-    loader = build_data_loader(dataset, batch_size=1, num_workers=0, training=False)
-    categories = load_label_map(reader.label_map_path).categories() if reader.label_map_path else []
-    evaluators = build_evaluators_from_eval_config(config.eval_config, categories)
-    max_images = config.eval_config.num_examples or None
     writer = _summary_writer(model_dir / "eval")
     num_images_to_draw = config.eval_config.num_visualizations
 
     def evaluate(current: Trainer) -> dict[str, float]:
         model = current.ema.module if current.ema is not None else current.model
-        drawings = DetectionDrawings(num_images_to_draw, categories)
-        metrics = evaluate_detector(model, loader, evaluators, device=device, max_images=max_images,
-                                    on_prediction=drawings.add)
+        drawings = DetectionDrawings(num_images_to_draw, inputs.categories)
+        metrics = evaluate_detector(model, inputs.loader, inputs.evaluators, device=device,
+                                    max_images=inputs.max_images, on_prediction=drawings.add)
         drawings.write(writer, current.step)
         return metrics
 
