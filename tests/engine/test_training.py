@@ -124,3 +124,25 @@ def test_the_raccoon_config_from_the_od_api_trains(tmp_path: Path) -> None:
     result = train(config, tmp_path / "model", quiet(num_train_steps=1))
     assert result.step == 1
     assert "DetectionBoxes_Precision/mAP" in result.eval_history[-1][1]  # the OD API's default metrics
+
+
+def test_slow_batch_norm_decay_from_scratch_is_warned(caplog: pytest.LogCaptureFixture) -> None:
+    from ssd_configs import parse_model, ssd_config_text
+
+    from objdet.engine.training import warn_slow_batch_norm
+    from objdet.models import build_model
+
+    text = ssd_config_text(extractor="ssd_mobilenet_v1")
+    model = build_model(parse_model(text))  # the base keeps slim's slow batch norm decay
+    with caplog.at_level("WARNING", logger="objdet.engine.training"):
+        slow = warn_slow_batch_norm(model, num_steps=360)
+    assert slow and all(name.startswith("feature_extractor.base.") for name in slow)
+    assert "override_base_feature_extractor_hyperparams" in caplog.text
+    # Long enough to forget the initial statistics: no warning.
+    assert warn_slow_batch_norm(model, num_steps=10_000) == []
+    overridden = build_model(parse_model(text.replace(
+        "use_depthwise: true", "use_depthwise: true override_base_feature_extractor_hyperparams: true", 1)))
+    assert warn_slow_batch_norm(overridden, num_steps=360) == []
+    # torchvision's MobileNets use its SSDlite's momentum 0.03: nothing to warn about.
+    v3 = build_model(parse_model(ssd_config_text(extractor="ssd_mobilenet_v3_small")))
+    assert warn_slow_batch_norm(v3, num_steps=360) == []

@@ -131,3 +131,22 @@ def test_parameter_groups_cover_every_parameter_once() -> None:
     assert any(p is pointwise_conv for p in decayed["params"])
     assert any(p is norm for p in no_decay["params"])
     assert any(p is depthwise_conv for p in no_decay["params"])
+
+
+def test_built_models_compute_in_channels_last_with_unchanged_results() -> None:
+    model = build_model(parse_model(ssd_config_text(extractor="ssd_mobilenet_v3_large"))).eval()
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(
+        conv.weight.is_contiguous(memory_format=torch.channels_last) for conv in convs
+    )
+    contiguous = build_model(parse_model(ssd_config_text(extractor="ssd_mobilenet_v3_large")))
+    contiguous.load_state_dict(model.state_dict())
+    contiguous = contiguous.to(memory_format=torch.contiguous_format).eval()
+    assert all(
+        m.weight.is_contiguous() for m in contiguous.modules() if isinstance(m, torch.nn.Conv2d)
+    )
+    images = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        fast, reference = model.predict(images), contiguous.predict(images)
+    for key in ("box_encodings", "class_logits"):
+        torch.testing.assert_close(fast[key], reference[key], rtol=1e-5, atol=1e-5)

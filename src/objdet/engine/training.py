@@ -87,6 +87,8 @@ def train(config_or_path: Any, model_dir: str | os.PathLike[str], options: Train
     ema = build_ema(model, setup.moving_average_decay) if setup.moving_average_decay else None
     manager = CheckpointManager(model_dir, keep_last=options.keep_checkpoints)
     state = _resume_or_fine_tune(model, manager, train_config)
+    if state is None and not train_config.fine_tune_checkpoint and context.is_main:
+        warn_slow_batch_norm(model, num_steps)
     if context.is_main:
         model_dir.mkdir(parents=True, exist_ok=True)
         objdet.config.save(config, model_dir / "pipeline.config")
@@ -124,6 +126,32 @@ def _resume_or_fine_tune(model: nn.Module, manager: CheckpointManager, train_con
         logger.info("fine_tune_checkpoint %s (%s): %s", train_config.fine_tune_checkpoint,
                     checkpoint_type, report.summary())
     return None
+
+
+def warn_slow_batch_norm(model: nn.Module, num_steps: int) -> list[str]:
+    """Warn about batch norms whose moving averages cannot forget their initial values (mean
+    0, variance 1) within ``num_steps`` from scratch; returns the layers named in the warning.
+
+    A pretrained base keeps slim's slow decay (0.997 and up) unless
+    ``override_base_feature_extractor_hyperparams`` gives it the config's. Trained from
+    scratch, such layers still hold over 1% of their initial statistics at the end, and
+    in eval mode the stale variances shrink the signal layer after layer until every image
+    gives the same detections.
+    """
+    slow = [
+        name for name, module in model.named_modules()
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.track_running_stats
+        and module.momentum is not None and (1.0 - module.momentum) ** num_steps > 0.01
+    ]
+    if slow:
+        logger.warning(
+            "training from scratch for %d steps, but %d batch norm layers (e.g. %s) have a "
+            "moving-average decay too slow to forget their initial statistics; evaluation will "
+            "use stale statistics. Set override_base_feature_extractor_hyperparams: true (the "
+            "config's batch_norm decay then applies to the base) or fine-tune from a checkpoint.",
+            num_steps, len(slow), slow[0],
+        )
+    return slow
 
 
 def _maybe_distributed(model: nn.Module, context: DistributedContext, device: torch.device) -> nn.Module:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import nn
 
 from objdet.errors import ConfigError
@@ -77,10 +78,13 @@ _LOSS_FIELDS = {
 def build_model(model_config: model_pb2.DetectionModel) -> nn.Module:
     """``DetectionModel`` -> a model following the DESIGN.md model contract.
 
-    Raises ConfigError naming the field for anything unsupported.
+    Raises ConfigError naming the field for anything unsupported. The model's weights are
+    in channels-last memory format: convolutions then run ~1.8x faster on the CPU
+    (benchmarks/RESULTS.md) and as fast or faster on GPUs; results are unchanged.
     """
     kind = which_oneof(model_config, "model", "model", META_ARCHITECTURES)
-    return META_ARCHITECTURES[kind](getattr(model_config, kind))
+    model = META_ARCHITECTURES[kind](getattr(model_config, kind))
+    return model.to(memory_format=torch.channels_last)
 
 
 def build_ssd(config: ssd_pb2.Ssd, path: str = "model.ssd") -> SSD:
