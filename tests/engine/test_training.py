@@ -146,3 +146,15 @@ def test_slow_batch_norm_decay_from_scratch_is_warned(caplog: pytest.LogCaptureF
     # torchvision's MobileNets use its SSDlite's momentum 0.03: nothing to warn about.
     v3 = build_model(parse_model(ssd_config_text(extractor="ssd_mobilenet_v3_small")))
     assert warn_slow_batch_norm(v3, num_steps=360) == []
+
+
+def test_the_main_job_config_has_no_batch_norm_too_slow_for_its_steps() -> None:
+    """Every batch norm of the shipped model forgets its initial statistics within its run
+    (part 1 of the recipe search evaluated a collapsed model for want of this)."""
+    from objdet.engine.training import warn_slow_batch_norm
+    from objdet.models import build_model
+
+    config = objdet.config.load(
+        Path(__file__).resolve().parents[2] / "configs" / "ssdlite_mobilenet_v3_large_raccoon.config"
+    )
+    assert warn_slow_batch_norm(build_model(config.model), config.train_config.num_steps) == []
