@@ -132,9 +132,9 @@ def warn_slow_batch_norm(model: nn.Module, num_steps: int) -> list[str]:
     """Warn about batch norms whose moving averages cannot forget their initial values (mean
     0, variance 1) within ``num_steps`` from scratch; returns the layers named in the warning.
 
-    A pretrained base keeps slim's slow decay (0.997 and up) unless
-    ``override_base_feature_extractor_hyperparams`` gives it the config's. Trained from
-    scratch, such layers still hold over 1% of their initial statistics at the end, and
+    E.g. MobileNet v1's base keeps a slow decay (0.999), made for a pretrained base,
+    unless ``override_base_feature_extractor_hyperparams`` gives it the config's. Trained
+    from scratch, such layers still hold over 1% of their initial statistics at the end, and
     in eval mode the stale variances shrink the signal layer after layer until every image
     gives the same detections.
     """

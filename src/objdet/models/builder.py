@@ -79,8 +79,8 @@ def build_model(model_config: model_pb2.DetectionModel) -> nn.Module:
     """``DetectionModel`` -> a model following the DESIGN.md model contract.
 
     Raises ConfigError naming the field for anything unsupported. The model's weights are
-    in channels-last memory format: convolutions then run ~1.8x faster on the CPU
-    (benchmarks/RESULTS.md) and as fast or faster on GPUs; results are unchanged.
+    in channels-last memory format: training steps then run ~1.8x faster on the CPU
+    (measured, benchmarks/RESULTS.md); results are unchanged.
     """
     kind = which_oneof(model_config, "model", "model", META_ARCHITECTURES)
     model = META_ARCHITECTURES[kind](getattr(model_config, kind))
