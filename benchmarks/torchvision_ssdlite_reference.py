@@ -20,9 +20,8 @@ from pathlib import Path
 import torch
 from torchvision.models.detection import ssdlite320_mobilenet_v3_large
 
-import objdet.config
 from objdet.data.dataset import build_data_loader, build_dataset
-from objdet.demo import AP50, convert_raccoon
+from objdet.demo import AP50, convert_raccoon, load_raccoon_config
 from objdet.engine.evaluate import build_eval_inputs, evaluate_detector
 from objdet.protos import preprocessor_pb2
 
@@ -42,13 +41,7 @@ def main() -> None:
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         records = convert_raccoon(RACCOON, Path(tmp))
-        label_map = RACCOON / "object-detection.pbtxt"
-        config = objdet.config.load(CONFIG, overrides=[
-            f"train_input_reader.tf_record_input_reader.input_path=['{records['train']}']",
-            f"train_input_reader.label_map_path='{label_map}'",
-            f"eval_input_reader[0].tf_record_input_reader.input_path=['{records['test']}']",
-            f"eval_input_reader[0].label_map_path='{label_map}'",
-        ])
+        config = load_raccoon_config(CONFIG, records, RACCOON)
         flip = preprocessor_pb2.PreprocessingStep()
         flip.random_horizontal_flip.SetInParent()
         dataset = build_dataset(config.train_input_reader, training=True, augmentation_steps=[flip])

@@ -11,6 +11,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from objdet.errors import ObjdetError
 
@@ -44,13 +45,26 @@ def convert_raccoon(dataset_dir: Path, data_dir: Path) -> dict[str, Path]:
     return records
 
 
+def load_raccoon_config(config_path: Path, records: dict[str, Path], dataset_dir: Path) -> Any:
+    """The main job's config with its placeholder inputs set to ``records`` (from
+    :func:`convert_raccoon`) and the dataset's label map."""
+    import objdet.config
+
+    label_map_path = dataset_dir / "object-detection.pbtxt"
+    return objdet.config.load(config_path, overrides=[
+        f"train_input_reader.tf_record_input_reader.input_path=['{records['train']}']",
+        f"train_input_reader.label_map_path='{label_map_path}'",
+        f"eval_input_reader[0].tf_record_input_reader.input_path=['{records['test']}']",
+        f"eval_input_reader[0].label_map_path='{label_map_path}'",
+    ])
+
+
 def run_demo(
     output_dir: Path = Path("out/demo"), config_path: Path = DEFAULT_CONFIG,
     dataset_dir: Path = DEFAULT_DATASET, num_train_steps: int | None = None,
     num_workers: int = 1, num_drawings: int = 4,
 ) -> DemoResult:
     """Run the main job into ``output_dir`` (its model is retrained from scratch)."""
-    import objdet.config
     from objdet.engine.training import TrainOptions, train
     from objdet.export.exporter import export_inference_graph
 
@@ -61,13 +75,7 @@ def run_demo(
     records = convert_raccoon(dataset_dir, output_dir / "data")
     seconds["convert"] = time.perf_counter() - start
 
-    label_map_path = dataset_dir / "object-detection.pbtxt"
-    config = objdet.config.load(config_path, overrides=[
-        f"train_input_reader.tf_record_input_reader.input_path=['{records['train']}']",
-        f"train_input_reader.label_map_path='{label_map_path}'",
-        f"eval_input_reader[0].tf_record_input_reader.input_path=['{records['test']}']",
-        f"eval_input_reader[0].label_map_path='{label_map_path}'",
-    ])
+    config = load_raccoon_config(config_path, records, dataset_dir)
     model_dir = output_dir / "model"
     shutil.rmtree(model_dir, ignore_errors=True)  # the demo always trains from scratch
     stage = time.perf_counter()
