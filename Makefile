@@ -26,7 +26,7 @@ protos: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/mypy src/objdet/structures src/objdet/data src/objdet/evaluation
+	$(BIN)/mypy src/objdet
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -44,8 +44,9 @@ def build_eval_inputs(config: Any, num_workers: int = 0) -> EvalInputs | None:
 
 def ground_truth_from_target(target: dict[str, Tensor]) -> GroundTruth:
     """A collated target dict (boxes [N, 4] x1y1x2y2 pixels, labels [N], flags) -> GroundTruth."""
-    optional = {name: target[name] for name in _OPTIONAL_GT_FIELDS if name in target}
-    return GroundTruth(boxes=target["boxes"], labels=target["labels"], **optional)
+    optional = {name: target[name].cpu().numpy() for name in _OPTIONAL_GT_FIELDS if name in target}
+    return GroundTruth(boxes=target["boxes"].cpu().numpy(), labels=target["labels"].cpu().numpy(),
+                       **optional)
 
 
 @torch.no_grad()

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel
 
 from objdet.errors import ObjdetError
 
@@ -45,7 +46,7 @@ class Trainer:
     def __init__(
         self, *, model: nn.Module, optimizer: torch.optim.Optimizer,
         scheduler: torch.optim.lr_scheduler.LRScheduler, batches: Iterator[Batch], num_steps: int,
-        ema: nn.Module | None = None, gradient_clip_norm: float = 0.0,
+        ema: AveragedModel | None = None, gradient_clip_norm: float = 0.0,
         hooks: Sequence[Hook] = (), device: torch.device | str = "cpu",
     ) -> None:
         self.model = model

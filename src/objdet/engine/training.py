@@ -104,7 +104,7 @@ def train(config_or_path: Any, model_dir: str | os.PathLike[str], options: Train
     trainer.batches = _train_batches(config, options, context, trainer.samples_seen,
                                      getattr(model, "image_resizer", None))
     eval_hook = _eval_hook(config, options, manager, model_dir, device) if context.is_main else None
-    trainer.hooks = _hooks(options, manager, model_dir, context, eval_hook)
+    trainer.hooks = list(_hooks(options, manager, model_dir, context, eval_hook))
     trainer.train()
     return TrainResult(
         step=trainer.step, model_dir=model_dir,

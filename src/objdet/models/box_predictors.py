@@ -51,6 +51,7 @@ def _prediction_layer(
         hyperparams=hyperparams,
         with_norm_and_activation=False,
     )[0]
+    assert isinstance(predictor, nn.Conv2d) and predictor.bias is not None
     nn.init.constant_(predictor.bias, bias_init)
     layers.append(predictor)
     return nn.Sequential(*layers)
@@ -180,7 +181,9 @@ class _SharedTower(nn.Module):
                 )
                 conv = nn.Sequential(*depthwise, *conv)
             if use_norm:
-                conv[-1].bias = None  # batch norm supplies the offset
+                last = conv[-1]
+                assert isinstance(last, nn.Conv2d)
+                last.bias = None  # batch norm supplies the offset
             self.convs.append(conv)
         batch_norm = hyperparams.batch_norm
         self.norms = nn.ModuleList(
@@ -194,6 +197,7 @@ class _SharedTower(nn.Module):
 
     def forward(self, feature: Tensor, map_index: int) -> Tensor:
         for conv, norms in zip(self.convs, self.norms):
+            assert isinstance(norms, nn.ModuleList)
             feature = self.activation(norms[map_index](conv(feature)))
         return feature
 

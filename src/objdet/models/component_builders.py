@@ -31,6 +31,7 @@ from objdet.protos import (
     losses_pb2,
     matcher_pb2,
     post_processing_pb2,
+    ssd_anchor_generator_pb2,
 )
 
 
@@ -183,7 +184,7 @@ def build_anchor_generator(
 
 
 def _per_layer_pairs(
-    values: object, first: str, second: str, path: str
+    values: ssd_anchor_generator_pb2.SsdAnchorGenerator, first: str, second: str, path: str
 ) -> list[tuple[float, float]] | None:
     heights, widths = list(getattr(values, first)), list(getattr(values, second))
     if not heights and not widths:

@@ -9,7 +9,7 @@ tree decides; parameters outside every component get no decay.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from torch import nn
 
@@ -22,7 +22,7 @@ def _decay_of(module: nn.Module, owner: nn.Module | None) -> float:
     )
     if is_depthwise and not getattr(owner, "regularize_depthwise", False):
         return 0.0
-    return float(owner.weight_decay)
+    return float(cast(float, owner.weight_decay))  # set by the modules that own conv layers
 
 
 def parameter_groups(model: nn.Module) -> list[dict[str, Any]]:

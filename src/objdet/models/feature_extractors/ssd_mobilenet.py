@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import TypeAlias, cast
 
 from torch import Tensor, nn
 from torchvision.models import mobilenetv2, mobilenetv3
@@ -47,9 +48,9 @@ class MobileNetV1Taps(nn.Module):
     def __init__(self, *, network: MobileNetV1) -> None:
         super().__init__()
         self.network = network
-        self.weight_decay = network.weight_decay
-        self.regularize_depthwise = network.regularize_depthwise
-        self.out_channels = [
+        self.weight_decay: float = network.weight_decay
+        self.regularize_depthwise: bool = network.regularize_depthwise
+        self.out_channels: list[int] = [
             network.endpoint_channels("Conv2d_11_pointwise"),
             network.endpoint_channels("Conv2d_13_pointwise"),
         ]
@@ -69,15 +70,16 @@ class TorchvisionMobileNetTaps(nn.Module):
     def __init__(self, *, features: nn.Sequential, tap_index: int, weight_decay: float) -> None:
         super().__init__()
         tap_block = features[tap_index]
-        body = getattr(tap_block, "conv", None) or tap_block.block
+        # torchvision's MobileNetV2 blocks hold ``conv``, MobileNetV3's ``block``
+        body = cast(nn.Sequential, getattr(tap_block, "conv", None) or tap_block.block)
         if getattr(tap_block, "use_res_connect", True):
             raise ValueError(f"block {tap_index} has a residual; it cannot be split")
         self.before_tap = features[:tap_index]
         self.expansion = body[0]
         self.after_tap = nn.Sequential(*body[1:], *features[tap_index + 1 :])
-        self.weight_decay = weight_decay
-        self.regularize_depthwise = True  # slim's MobileNet scopes regularize depthwise
-        self.out_channels = [
+        self.weight_decay: float = weight_decay
+        self.regularize_depthwise: bool = True  # slim's MobileNet scopes regularize depthwise
+        self.out_channels: list[int] = [
             _last_conv(self.expansion).out_channels,
             _last_conv(features).out_channels,
         ]
@@ -90,6 +92,9 @@ class TorchvisionMobileNetTaps(nn.Module):
 def _last_conv(module: nn.Module) -> nn.Conv2d:
     convs = [layer for layer in module.modules() if isinstance(layer, nn.Conv2d)]
     return convs[-1]
+
+
+BaseTaps: TypeAlias = MobileNetV1Taps | TorchvisionMobileNetTaps
 
 
 class SSDExtraLayers(nn.Module):
@@ -136,7 +141,7 @@ class SSDFeatureExtractor(nn.Module):
     ``out_channels`` lists the channels of each returned map (at most 6 maps).
     """
 
-    def __init__(self, *, base: nn.Module, extra_layers: SSDExtraLayers, num_layers: int) -> None:
+    def __init__(self, *, base: BaseTaps, extra_layers: SSDExtraLayers, num_layers: int) -> None:
         super().__init__()
         if not 1 <= num_layers <= len(EXTRA_LAYER_DEPTHS):
             raise ValueError(f"num_layers must be in 1..6, got {num_layers}")
@@ -156,7 +161,7 @@ class SSDFeatureExtractor(nn.Module):
         return maps[: self.num_layers]
 
 
-def _assemble(base: nn.Module, params: FeatureExtractorParams) -> SSDFeatureExtractor:
+def _assemble(base: BaseTaps, params: FeatureExtractorParams) -> SSDFeatureExtractor:
     if params.override_base_hyperparams:
         apply_to_base(base, params.hyperparams)
         base.weight_decay = params.hyperparams.weight_decay
