@@ -236,7 +236,7 @@ class RandomPadImage:
         top = random_integer(generator, 0, canvas_height - height) if canvas_height > height else 0
         left = random_integer(generator, 0, canvas_width - width) if canvas_width > width else 0
         if self.pad_color is None:
-            color = image.float().mean(dim=(1, 2))  # [C]
+            color = image.mean(dim=(1, 2), dtype=torch.float32)  # [C], no float copy of the image
         else:
             color = torch.tensor(self.pad_color, dtype=torch.float32)
         if not image.is_floating_point():

@@ -32,8 +32,9 @@ def resize_sample(sample: Sample, resizer: Resizer) -> Sample:
     height, width = resizer.output_size(sample.height, sample.width)
     if (height, width) == (sample.height, sample.width):
         return sample
+    # one float copy, scaled in place (the largest image of the pipeline: a crop of a padded canvas)
     image = (
-        sample.image.float() / 255.0 if sample.image.dtype == torch.uint8 else sample.image.float()
+        sample.image.float().div_(255.0) if sample.image.dtype == torch.uint8 else sample.image.float()
     )
     corners = {"align_corners": False} if resizer.interpolation in ("bilinear", "bicubic") else {}
     image = F.interpolate(image[None], size=(height, width), mode=resizer.interpolation, **corners)[
