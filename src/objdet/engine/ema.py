@@ -22,7 +22,6 @@ class ExponentialMovingAverage(AveragedModel):
         if not 0.0 < decay < 1.0:
             raise ValueError(f"moving_average_decay must be in (0, 1), got {decay}")
         super().__init__(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=False)
-        self.decay = decay
 
     @torch.no_grad()
     def update_parameters(self, model: nn.Module) -> None:

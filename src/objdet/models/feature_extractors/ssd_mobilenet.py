@@ -178,7 +178,7 @@ def build_ssd_mobilenet_v1(params: FeatureExtractorParams) -> SSDFeatureExtracto
 
 def _torchvision_norm() -> Callable[..., nn.Module]:
     """Batch norm of the torchvision bases: epsilon 0.001 and momentum 0.03 (decay 0.97), as
-    torchvision's SSDlite. (The OD API keeps slim's decay 0.9997 for a pretrained base; from
+    torchvision's SSDlite. (The OD API keeps slim's decay 0.997 for a pretrained base; from
     scratch, such slow averages still hold their initial statistics after thousands of steps
     and the eval-mode network collapses to one output for every image — benchmarks/RESULTS.md,
     "main job recipe search, part 2". ``override_base_feature_extractor_hyperparams`` sets
