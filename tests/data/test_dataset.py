@@ -149,6 +149,34 @@ def test_results_do_not_depend_on_the_number_of_workers(raccoon_dir: Path) -> No
     assert in_process == with_workers
 
 
+def test_worker_batches_arrive_packed_and_equal_to_in_process_ones(raccoon_dir: Path) -> None:
+    config = reader_config(raccoon_dir, "shuffle: true num_epochs: 1 sample_1_of_n_examples: 8")
+    steps = augmentation_steps(FLIP_AND_CROP)
+    dataset = build_dataset(config, training=True, augmentation_steps=steps, seed=3)
+    in_process = list(build_data_loader(dataset, batch_size=2, num_workers=0, training=True))
+    from_worker = list(build_data_loader(dataset, batch_size=2, num_workers=1, training=True))
+    assert len(in_process) == len(from_worker) == 2
+    for (images, targets), (worker_images, worker_targets) in zip(in_process, from_worker):
+        for image, worker_image in zip(images, worker_images):
+            assert worker_image.dtype == image.dtype and torch.equal(image, worker_image)
+        for target, worker_target in zip(targets, worker_targets):
+            assert target.keys() == worker_target.keys()
+            for name, value in target.items():
+                assert value.dtype == worker_target[name].dtype, name
+                assert torch.equal(value, worker_target[name]), name
+        # one shared-memory buffer per dtype: the float images and boxes, the int64 labels
+        buffers = {
+            tensor.dtype: {tensor.untyped_storage().data_ptr() for tensor in group}
+            for group in (worker_images, [t["boxes"] for t in worker_targets],
+                          [t["labels"] for t in worker_targets])
+            for tensor in group
+        }
+        assert all(len(pointers) == 1 for pointers in buffers.values())
+        assert worker_images[0].untyped_storage().data_ptr() == (
+            worker_targets[0]["boxes"].untyped_storage().data_ptr())
+        assert worker_images[0].is_shared()
+
+
 def test_sample_1_of_n_keeps_every_nth_record(raccoon_dir: Path) -> None:
     dataset = build_dataset(reader_config(raccoon_dir, "sample_1_of_n_examples: 3"), training=False)
     assert len(dataset) == 14

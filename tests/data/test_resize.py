@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 import torch
 
 from objdet.data.resize import resize_sample
@@ -37,12 +38,21 @@ def test_same_size_is_untouched_and_input_not_mutated() -> None:
     assert sample.boxes.tolist() == [[1.0, 2.0, 3.0, 4.0]] and sample.image.dtype == torch.uint8
 
 
-def test_pre_resized_image_is_what_the_model_would_compute() -> None:
+@pytest.mark.parametrize("interpolation", ["bilinear", "nearest", "bicubic", "area"])
+def test_pre_resized_image_is_what_the_model_would_compute(interpolation: str) -> None:
+    # Loader workers run on one thread, the model on several: the values must not depend on it.
     generator = torch.Generator().manual_seed(0)
-    image = torch.randint(0, 256, (3, 75, 130), dtype=torch.uint8, generator=generator)
-    sample = Sample(height=75, width=130, image=image)
-    for resizer in (FixedShapeResizer(height=64, width=64),
-                    KeepAspectRatioResizer(min_dimension=40, max_dimension=64)):
-        in_model = batch_images([image.float() / 255.0], resizer).images
-        in_loader = batch_images([resize_sample(sample, resizer).image], resizer).images
-        assert torch.allclose(in_model, in_loader, atol=1e-6)
+    image = torch.randint(0, 256, (3, 700, 900), dtype=torch.uint8, generator=generator)
+    sample = Sample(height=700, width=900, image=image)
+    threads = torch.get_num_threads()
+    try:
+        for resizer in (FixedShapeResizer(height=300, width=512, interpolation=interpolation),
+                        KeepAspectRatioResizer(min_dimension=400, max_dimension=1024,
+                                               interpolation=interpolation)):
+            torch.set_num_threads(2)
+            in_model = batch_images([image.float() / 255.0], resizer).images
+            torch.set_num_threads(1)
+            in_loader = batch_images([resize_sample(sample, resizer).image], resizer).images
+            assert torch.equal(in_model, in_loader)
+    finally:
+        torch.set_num_threads(threads)

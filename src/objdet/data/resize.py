@@ -3,8 +3,8 @@
 As in the OD API (whose inputs.py runs the model's ``preprocess`` inside the tf.data
 pipeline), training images are resized by the data loader workers, so the main process
 receives small ``[3, h, w]`` images and the model's own resize becomes a no-op. The
-interpolation is the model's (``torch.nn.functional.interpolate`` on float images), so a
-resized image is exactly what the model would have computed itself.
+resize is the model's (``objdet.models.image_resizers.resize_image`` on float images), so a
+resized image is exactly what the model would have computed itself, bit for bit.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Protocol
 import torch
 from torch.nn import functional as F
 
+from objdet.models.image_resizers import resize_image
 from objdet.structures.sample import Sample
 
 
@@ -32,17 +33,14 @@ def resize_sample(sample: Sample, resizer: Resizer) -> Sample:
     height, width = resizer.output_size(sample.height, sample.width)
     if (height, width) == (sample.height, sample.width):
         return sample
-    # one float copy, scaled in place (the largest image of the pipeline: a crop of a padded canvas)
+    # one float copy in one pass (the largest image of the pipeline: a crop of a padded canvas)
     image = (
-        sample.image.float().div_(255.0) if sample.image.dtype == torch.uint8 else sample.image.float()
+        sample.image.div(255.0) if sample.image.dtype == torch.uint8 else sample.image.float()
     )
-    corners = {"align_corners": False} if resizer.interpolation in ("bilinear", "bicubic") else {}
-    image = F.interpolate(image[None], size=(height, width), mode=resizer.interpolation, **corners)[
-        0
-    ]
+    image = resize_image(image, (height, width), resizer.interpolation)
     scale_y, scale_x = height / sample.height, width / sample.width
     changes: dict[str, object] = {
-        "image": image.clamp_(0.0, 1.0),
+        "image": image,  # not clamped: bicubic overshoot is what the model sees too
         "height": height,
         "width": width,
         "boxes": sample.boxes * torch.tensor([scale_x, scale_y, scale_x, scale_y]),

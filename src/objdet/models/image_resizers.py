@@ -85,6 +85,20 @@ class KeepAspectRatioResizer:
 ImageResizer = FixedShapeResizer | KeepAspectRatioResizer
 
 
+def resize_image(image: Tensor, size: tuple[int, int], interpolation: str) -> Tensor:
+    """``[C, H, W]`` float -> ``[C, height, width]`` with ``F.interpolate`` (``interpolation``
+    one of ``INTERPOLATIONS``' values; half-pixel centres for bilinear and bicubic).
+
+    The channels are resized as a batch of one-channel images. Resizing them as one
+    ``[1, C, H, W]`` image takes another bilinear kernel on one thread than on several (its
+    results differ by up to 3e-5), so the loader workers (one thread each) would not compute
+    what the model computes; this layout gives the same values on any number of threads and
+    is ~3x faster on one.
+    """
+    corners = {"align_corners": False} if interpolation in ("bilinear", "bicubic") else {}
+    return F.interpolate(image[:, None], size=size, mode=interpolation, **corners)[:, 0]
+
+
 @dataclass
 class ImageBatch:
     """Images resized onto one canvas."""
@@ -124,15 +138,6 @@ def batch_images(
     canvas = pad.view(1, 3, 1, 1).repeat(len(images), 1, canvas_height, canvas_width)
     for index, (image, (height, width)) in enumerate(zip(images, resized_sizes)):
         if (height, width) != tuple(image.shape[1:]):
-            image = F.interpolate(
-                image[None],
-                size=(height, width),
-                mode=resizer.interpolation,
-                **_align_corners(resizer.interpolation),
-            )[0]
+            image = resize_image(image, (height, width), resizer.interpolation)
         canvas[index, :, :height, :width] = image
     return ImageBatch(canvas, resized_sizes, original_sizes)
-
-
-def _align_corners(mode: str) -> dict[str, bool]:
-    return {"align_corners": False} if mode in ("bilinear", "bicubic") else {}
