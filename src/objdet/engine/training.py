@@ -25,6 +25,7 @@ from objdet.engine.ema import build_ema
 from objdet.engine.evaluate import build_eval_inputs, evaluate_detector
 from objdet.engine.fine_tune import load_fine_tune_checkpoint, select_trainable
 from objdet.engine.hooks import CheckpointHook, EvalHook, Hook, ProgressHook
+from objdet.engine.host_memory import retain_freed_memory
 from objdet.engine.optim import build_optimizer
 from objdet.engine.trainer import Batch, Trainer
 from objdet.errors import ConfigError
@@ -55,6 +56,8 @@ class TrainOptions:
     show_progress: bool = True
     log_every_n: int = 10
     device: str | None = None  # None: cuda if available, else cpu
+    # keep freed host memory for reuse (objdet.engine.host_memory); None: when training on the CPU
+    retain_freed_memory: bool | None = None
     extra_hooks: Sequence[Hook] = ()  # run after the built-in ones, on the main process
 
 
@@ -75,6 +78,8 @@ def train(config_or_path: Any, model_dir: str | os.PathLike[str], options: Train
     context = init_distributed()
     model_dir = Path(model_dir)
     device = torch.device(options.device) if options.device else default_device(context)
+    if options.retain_freed_memory or (options.retain_freed_memory is None and device.type == "cpu"):
+        retain_freed_memory()
     torch.manual_seed(options.seed + context.rank)
     train_config = config.train_config
     num_steps = options.num_train_steps or train_config.num_steps
