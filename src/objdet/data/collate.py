@@ -89,7 +89,7 @@ def pack_into_shared_memory(tensors: Sequence[Tensor]) -> list[Tensor]:
     totals: dict[torch.dtype, int] = {}
     for tensor in tensors:
         totals[tensor.dtype] = totals.get(tensor.dtype, 0) + tensor.numel()
-    buffers = {
+    buffers = {  # allocated in shared memory directly, as torch's default_collate does in workers
         dtype: torch.empty(0, dtype=dtype).set_(
             torch.UntypedStorage._new_shared(max(total, 1) * dtype.itemsize), 0, (total,), (1,)
         )

@@ -6,7 +6,7 @@ training step allocates and frees its large activations and gradients every step
 step faults in (and the kernel zeroes) the same few hundred MiB again: on the main job, ~107k
 page faults per step. ``retain_freed_memory`` makes malloc serve large blocks from its heap and
 keep what is freed there, so the next step reuses the same pages: ~7k faults per step and
-steps ~13% faster (``benchmarks/RESULTS.md``, "host memory"). The price is that the process
+steps 10-13% faster (``benchmarks/RESULTS.md``, "host memory"). The price is that the process
 keeps its peak memory until it exits instead of shrinking between steps.
 
 The setting is process-wide and takes effect for later allocations; DataLoader workers
