@@ -29,8 +29,9 @@ TRIM_THRESHOLD = 2**31 - 1  # bytes (mallopt takes an int): trim only when ~2 Gi
 
 def retain_freed_memory() -> bool:
     """Serve large allocations from malloc's heap and never trim it (glibc); True when set."""
-    if platform.libc_ver()[0] != "glibc":
-        logger.debug("retain_freed_memory: not glibc (%s), nothing done", platform.libc_ver()[0] or "unknown")
+    libc_name = platform.libc_ver()[0]
+    if libc_name != "glibc":
+        logger.debug("retain_freed_memory: not glibc (%s), nothing done", libc_name or "unknown")
         return False
     libc = ctypes.CDLL(None)
     libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
