@@ -62,6 +62,28 @@ def test_keypoints_match_pycocotools(tmp_path: Path, with_boxes: bool) -> None:
     assert len(result.stats) == 10
 
 
+@pytest.mark.parametrize("iou_type", ["bbox", "segm"])
+def test_detections_of_unknown_categories_are_dropped_like_pycocotools(
+    tmp_path: Path, iou_type: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Category ids the ground truth does not list (5: a gap, 90: above the largest), as a
+    model with more classes predicts them: pycocotools ignores them; so does objdet, with
+    one warning saying how many."""
+    ground_truth, results = make_dataset(12, num_images=40)
+    rng = np.random.default_rng(12)
+    relabelled = rng.random(len(results)) < 0.3
+    for result, unknown in zip(results, relabelled, strict=True):
+        if unknown:
+            result["category_id"] = int(rng.choice([5, 90]))
+    gt_path, dt_path = write_dataset(tmp_path, ground_truth, results)
+    result, _ = evaluate_coco_files(gt_path, dt_path, iou_type)
+    _assert_identical(pycocotools_eval(gt_path, dt_path, iou_type), result)
+    assert max(result.stats) > 0.02 and relabelled.sum() > 100
+    [message] = [r.getMessage() for r in caplog.records if "not among the" in r.getMessage()]
+    assert f"dt.json: dropped {relabelled.sum()} detections of category ids [5, 90], " in message
+    assert "not among the 5 categories of " in message
+
+
 def test_ground_truth_id_zero_counts_as_unmatched_like_pycocotools(tmp_path: Path) -> None:
     ground_truth, results = make_dataset(7, num_images=30)
     annotations = ground_truth["annotations"]
@@ -119,7 +141,7 @@ def test_empty_detections_and_empty_ground_truth(tmp_path: Path) -> None:
     ("change", "message"),
     [
         (lambda r: r[0].update(image_id=123456), "image_id 123456 is not in the ground truth"),
-        (lambda r: r[0].update(category_id=77), "category_id 77"),
+        (lambda r: r[0].update(category_id=None), "category_id None"),
         (lambda r: r[0].update(score=float("nan")), "score must be finite"),
         (lambda r: r[0].update(bbox=[1, 2, -3, 4]), "w, h >= 0"),
         (lambda r: r[0].pop("score"), "'score'"),

@@ -13,13 +13,14 @@ from pycocotools.cocoeval import COCOeval
 from test_coco_data import make_dataset
 
 from objdet.errors import DataError
-from objdet.evaluation.base import GroundTruth, ImageDetections
+from objdet.evaluation.base import GroundTruth
 from objdet.evaluation.coco import (
     CocoDetectionEvaluator,
     CocoKeypointEvaluator,
     CocoMaskEvaluator,
 )
 from objdet.evaluation.coco_run import DETECTION_STAT_NAMES, KEYPOINT_STAT_NAMES
+from objdet.structures.detections import Detections
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 CATEGORIES = [{"id": c, "name": f"class{c}"} for c in (1, 3, 4, 7, 9)]
@@ -84,7 +85,7 @@ def _feed(evaluator, ground_truth: dict, results: list, masks: bool = False) -> 
         if masks:
             det_masks = np.stack([coco_mask.decode(r["segmentation"]) for r in detections]) \
                 if detections else np.zeros((0, *sizes[image_id]), dtype=np.uint8)
-        evaluator.add_detections(image_id, ImageDetections(
+        evaluator.add_detections(image_id, Detections(
             boxes=det_boxes, scores=[r["score"] for r in detections],
             labels=[r["category_id"] for r in detections], masks=det_masks))
         for index, (result, xyxy) in enumerate(zip(detections, det_boxes.tolist())):
@@ -148,7 +149,7 @@ def test_keypoint_evaluator_matches_pycocotools() -> None:
         detections = [r for r in results if r["image_id"] == image_id]
         det_points = np.array([r["keypoints"] for r in detections]).reshape(-1, 17, 3)
         det_boxes = np.array([_xyxy(r["bbox"]) for r in detections]).reshape(-1, 4)
-        evaluator.add_detections(image_id, ImageDetections(
+        evaluator.add_detections(image_id, Detections(
             boxes=det_boxes, scores=[r["score"] for r in detections],
             labels=[r["category_id"] for r in detections], keypoints=det_points[:, :, :2]))
         exported_dt += [{"image_id": image_id, "category_id": 1, "score": r["score"],
@@ -168,7 +169,7 @@ def test_evaluator_rejects_bad_order_and_labels() -> None:
     evaluator = CocoDetectionEvaluator(CATEGORIES)
     one_box = GroundTruth(boxes=[[0, 0, 10, 10]], labels=[1])
     with pytest.raises(DataError, match="before its ground truth"):
-        evaluator.add_detections("a", ImageDetections(boxes=[[0, 0, 1, 1]], scores=[1],
+        evaluator.add_detections("a", Detections(boxes=[[0, 0, 1, 1]], scores=[1],
                                                       labels=[1]))
     evaluator.add_ground_truth("a", one_box)
     with pytest.raises(DataError, match="already added"):
@@ -176,7 +177,7 @@ def test_evaluator_rejects_bad_order_and_labels() -> None:
     with pytest.raises(DataError, match="label 2 is not among"):
         evaluator.add_ground_truth("b", GroundTruth(boxes=[[0, 0, 10, 10]], labels=[2]))
     evaluator.add_ground_truth("b", one_box)  # the failed add left no trace
-    evaluator.add_detections("a", ImageDetections(boxes=[[0, 0, 10, 10]], scores=[1],
+    evaluator.add_detections("a", Detections(boxes=[[0, 0, 10, 10]], scores=[1],
                                                   labels=[1]))
     metrics = evaluator.evaluate()
     # One of the two objects found at precision 1: recall points 0..0.5 score 1.

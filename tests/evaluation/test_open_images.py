@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from objdet.errors import DataError
-from objdet.evaluation.base import GroundTruth, ImageDetections
+from objdet.evaluation.base import GroundTruth
 from objdet.evaluation.open_images import (
     LabelHierarchy,
     OpenImagesDetectionChallengeEvaluator,
@@ -18,6 +18,7 @@ from objdet.evaluation.open_images import (
     OpenImagesInstanceSegmentationChallengeEvaluator,
     expand_annotations_csv,
 )
+from objdet.structures.detections import Detections
 
 CATEGORIES = [{"id": 1, "name": "person"}, {"id": 2, "name": "car"}, {"id": 3, "name": "tree"}]
 
@@ -38,7 +39,7 @@ def feed(evaluator: object) -> None:
     )
     evaluator.add_detections(
         "A",
-        ImageDetections(  # type: ignore[attr-defined]
+        Detections(  # type: ignore[attr-defined]
             boxes=[
                 [10, 10, 30, 30],
                 [40, 40, 60, 60],
@@ -62,7 +63,7 @@ def feed(evaluator: object) -> None:
     )
     evaluator.add_detections(
         "B",
-        ImageDetections(  # type: ignore[attr-defined]
+        Detections(  # type: ignore[attr-defined]
             boxes=[[0, 0, 10, 10], [0, 0, 10, 10]],
             scores=[0.95, 0.99],
             labels=[2, 1],
@@ -118,7 +119,7 @@ def test_oid_challenge_segmentation_ignores_objects_without_masks() -> None:
     det_masks[2, :2, :2] = 1
     evaluator.add_detections(
         "A",
-        ImageDetections(
+        Detections(
             boxes=[[0, 0, 5, 10], [5, 0, 10, 10], [0, 0, 2, 2]],
             scores=[0.9, 0.8, 0.95],
             labels=[1, 1, 1],

@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 
 from objdet.errors import DataError
-from objdet.evaluation.base import GroundTruth, ImageDetections
+from objdet.evaluation.base import GroundTruth
 from objdet.evaluation.pascal_voc import (
     PascalDetectionEvaluator,
     PascalInstanceSegmentationEvaluator,
     WeightedPascalDetectionEvaluator,
 )
+from objdet.structures.detections import Detections
 
 CATEGORIES = [
     {"id": 1, "name": "cat"},
@@ -40,7 +41,7 @@ def feed(evaluator: object) -> None:
     )
     evaluator.add_detections(
         "A",
-        ImageDetections(  # type: ignore[attr-defined]
+        Detections(  # type: ignore[attr-defined]
             boxes=[
                 [0, 0, 10, 10],
                 [20, 0, 30, 10],
@@ -61,7 +62,7 @@ def feed(evaluator: object) -> None:
     )
     evaluator.add_detections(
         "B",
-        ImageDetections(  # type: ignore[attr-defined]
+        Detections(  # type: ignore[attr-defined]
             boxes=[[40, 40, 50, 50], [0, 0, 20, 10]],
             scores=[0.85, 0.95],
             labels=[1, 2],
@@ -99,14 +100,14 @@ def test_weighted_pascal_pools_classes_with_ground_truth() -> None:
 def test_no_ground_truth_at_all_gives_nan_map() -> None:
     evaluator = PascalDetectionEvaluator(CATEGORIES)
     evaluator.add_ground_truth(1, GroundTruth(boxes=np.zeros((0, 4)), labels=[]))
-    evaluator.add_detections(1, ImageDetections(boxes=[[0, 0, 1, 1]], scores=[0.3], labels=[1]))
+    evaluator.add_detections(1, Detections(boxes=[[0, 0, 1, 1]], scores=[0.3], labels=[1]))
     assert math.isnan(evaluator.evaluate()["PascalBoxes_Precision/mAP@0.5IOU"])
 
 
 def test_class_without_detections_has_zero_ap() -> None:
     evaluator = PascalDetectionEvaluator(CATEGORIES)
     evaluator.add_ground_truth(1, GroundTruth(boxes=[[0, 0, 1, 1]], labels=[2]))
-    evaluator.add_detections(1, ImageDetections(boxes=np.zeros((0, 4)), scores=[], labels=[]))
+    evaluator.add_detections(1, Detections(boxes=np.zeros((0, 4)), scores=[], labels=[]))
     assert evaluator.evaluate()["PascalBoxes_PerformanceByCategory/AP@0.5IOU/dog"] == 0.0
 
 
@@ -130,7 +131,7 @@ def test_mask_evaluator_matches_masks_not_boxes() -> None:
     det_masks[1, :4] = 1
     evaluator.add_detections(
         "m",
-        ImageDetections(
+        Detections(
             boxes=[[0, 0, 8, 8], [0, 0, 8, 4]],
             scores=[0.9, 0.5],
             labels=[1, 1],
@@ -144,10 +145,10 @@ def test_mask_evaluator_matches_masks_not_boxes() -> None:
     "make_input, message",
     [
         (
-            lambda: ImageDetections(boxes=[[0, 0, 1, 1]], scores=[float("nan")], labels=[1]),
+            lambda: Detections(boxes=[[0, 0, 1, 1]], scores=[float("nan")], labels=[1]),
             "score 0 is nan",
         ),
-        (lambda: ImageDetections(boxes=[[5, 0, 1, 1]], scores=[0.5], labels=[1]), "inverted"),
+        (lambda: Detections(boxes=[[5, 0, 1, 1]], scores=[0.5], labels=[1]), "inverted"),
         (lambda: GroundTruth(boxes=[[0, 0, 1, 1]], labels=[1, 2]), "1 boxes but 2 labels"),
         (lambda: GroundTruth(boxes=[[0, 0, 1]], labels=[1]), r"\[N, 4\]"),
     ],
@@ -159,7 +160,7 @@ def test_malformed_inputs_are_data_errors(make_input: object, message: str) -> N
 
 def test_protocol_misuse_is_reported() -> None:
     evaluator = PascalDetectionEvaluator(CATEGORIES)
-    detections = ImageDetections(boxes=[[0, 0, 1, 1]], scores=[0.5], labels=[1])
+    detections = Detections(boxes=[[0, 0, 1, 1]], scores=[0.5], labels=[1])
     with pytest.raises(DataError, match="before its ground truth"):
         evaluator.add_detections("x", detections)
     evaluator.add_ground_truth("x", GroundTruth(boxes=[[0, 0, 1, 1]], labels=[1]))
@@ -170,13 +171,15 @@ def test_protocol_misuse_is_reported() -> None:
         evaluator.add_detections("x", detections)
 
 
-def test_unknown_class_ids_are_named() -> None:
+def test_unknown_class_ids_are_named_in_ground_truth_and_dropped_from_detections() -> None:
     evaluator = PascalDetectionEvaluator(CATEGORIES)
-    with pytest.raises(DataError, match=r"class ids \[7, 9\]"):
+    with pytest.raises(DataError, match=r"ground truth class ids \[7, 9\]"):
         evaluator.add_ground_truth("x", GroundTruth(boxes=np.zeros((3, 4)), labels=[9, 1, 7]))
-    evaluator.add_ground_truth("y", GroundTruth(boxes=np.zeros((0, 4)), labels=[]))
-    with pytest.raises(DataError, match=r"detections class ids \[0\]"):
-        evaluator.add_detections("y", ImageDetections(boxes=[[0, 0, 1, 1]], scores=[1], labels=[0]))
+    evaluator.add_ground_truth("y", GroundTruth(boxes=[[0, 0, 1, 1]], labels=[1]))
+    evaluator.add_detections("y", Detections(
+        boxes=[[0, 0, 1, 1]] * 3, scores=[0.9, 0.8, 0.7], labels=[0, 1, 9]))
+    assert evaluator.unknown_class_detections.counts == {0: 1, 9: 1}
+    assert evaluator.evaluate()["PascalBoxes_Precision/mAP@0.5IOU"] == 1.0
 
 
 def test_mask_evaluator_requires_masks() -> None:
@@ -189,7 +192,7 @@ def test_zero_area_detections_are_dropped_and_counted() -> None:
     evaluator = PascalDetectionEvaluator(CATEGORIES)
     evaluator.add_ground_truth("x", GroundTruth(boxes=[[0, 0, 10, 10]], labels=[1]))
     evaluator.add_detections(
-        "x", ImageDetections(boxes=[[3, 3, 3, 8], [0, 0, 10, 10]], scores=[0.9, 0.8], labels=[1, 1])
+        "x", Detections(boxes=[[3, 3, 3, 8], [0, 0, 10, 10]], scores=[0.9, 0.8], labels=[1, 1])
     )
     assert evaluator.evaluate()["PascalBoxes_Precision/mAP@0.5IOU"] == 1.0
     assert evaluator.num_degenerate_detections == 1

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from objdet.errors import DataError
-from objdet.evaluation.base import GroundTruth, ImageDetections
+from objdet.evaluation.base import GroundTruth
 from objdet.evaluation.per_image import (
     box_ioa,
     box_iou,
@@ -15,6 +15,7 @@ from objdet.evaluation.per_image import (
     match_class,
     match_image,
 )
+from objdet.structures.detections import Detections
 
 
 def boxes(*rows: list[float]) -> np.ndarray:
@@ -37,6 +38,20 @@ def test_mask_iou_and_ioa_match_pixel_counts() -> None:
     gt[1] = 1
     np.testing.assert_allclose(mask_iou(det, gt), [[4 / 12, 8 / 16]], rtol=1e-6)
     np.testing.assert_allclose(mask_ioa(det, gt), [[0.5, 1.0]], rtol=1e-6)
+
+
+def test_mask_ioa_of_exactly_half_reaches_the_threshold_as_in_the_odapi() -> None:
+    """np_mask_ops computes in float32, where 22 + 1e-7 == 22: 11 of 22 pixels is 0.5, so
+    the detection is folded into its group-of box (float64 gives 0.49999999773)."""
+    det = np.zeros((1, 4, 11), np.uint8)
+    det[0, :2] = 1  # 22 pixels
+    group = np.zeros((1, 4, 11), np.uint8)
+    group[0, 0] = 1  # 11 of them
+    assert mask_ioa(det, group)[0, 0] == 0.5
+    _, tp = match_class(
+        boxes([0, 0, 11, 2]), np.array([0.9]), boxes([0, 0, 11, 1]), np.zeros(1, bool),
+        np.ones(1, bool), det_masks=det, gt_masks=group)
+    assert tp.size == 0  # ignored (group-of weight 0), not a false positive
 
 
 def test_mask_size_mismatch_is_an_error() -> None:
@@ -133,7 +148,7 @@ def test_mask_mode_objects_without_mask_are_ignore_regions() -> None:
 
 def test_match_image_counts_degenerate_detections_and_localizes() -> None:
     gt = GroundTruth(boxes=[[0, 0, 10, 10]], labels=[1])
-    det = ImageDetections(
+    det = Detections(
         boxes=[[0, 0, 10, 10], [5, 5, 5, 9], [0, 0, 3, 3]],
         scores=[0.9, 0.95, 0.4],
         labels=[1, 1, 2],

@@ -59,22 +59,23 @@ def test_graph_and_eager_weights_and_checkpoint_agree(
     exported: Callable[[str], Path], tiny_training: TinyTraining,
     predictor_for: Callable[[str], Predictor],
 ) -> None:
-    from_graph = predictor_for("image_tensor").detect(IMAGE)
+    predictor = predictor_for("image_tensor")
+    from_graph = predictor.detect(IMAGE)
     eager = Predictor.from_export(exported("image_tensor"), use_graph=False).detect(IMAGE)
     checkpoint = Predictor.from_checkpoint(
         tiny_training.config_path, tiny_training.checkpoint_dir).detect(Image.fromarray(IMAGE))
     for other in (eager, checkpoint):
         np.testing.assert_allclose(from_graph.boxes, other.boxes, atol=TOLERANCE * 100)  # pixels
         np.testing.assert_allclose(from_graph.scores, other.scores, atol=TOLERANCE)
-        np.testing.assert_array_equal(from_graph.classes, other.classes)
-    assert set(from_graph.class_names) <= {"raccoon", "fox"}
+        np.testing.assert_array_equal(from_graph.labels, other.labels)
+    assert set(from_graph.class_names(predictor.label_map)) <= {"raccoon", "fox"}
     strong = from_graph.above(0.5)
     assert len(strong) and (strong.scores >= 0.5).all()
 
 
 def test_detections_json_has_both_layouts(predictor_for: Callable[[str], Predictor]) -> None:
-    detections = predictor_for("image_tensor").detect(IMAGE, min_score=0.5)
-    document = detections.to_json()
+    predictor = predictor_for("image_tensor")
+    document = predictor.detect(IMAGE, min_score=0.5).to_json(predictor.label_map)
     first = document["detections"][0]
     x1, _, _, y2 = first["box_xyxy"]
     _, xmin, ymax, _ = first["box_normalized_yxyx"]

@@ -6,14 +6,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tiny_detector import example_bytes, sample_image
+from tiny_detector import TinyTraining, example_bytes, sample_image
 
 from objdet.cli.main import main
-from objdet.data.example import decode_example
+from objdet.data.example import DETECTION_KEYS, decode_example
 from objdet.data.tfrecord import TFRecordWriter, read_records
 from objdet.errors import DataError
+from objdet.evaluation.offline import run_offline_evaluation, skip_reason
 from objdet.inference.predictor import Predictor
 from objdet.inference.tfrecords import infer_detections
+from objdet.protos import example_pb2
 
 IMAGES = [sample_image(height=40 + 8 * i, width=64, seed=i) for i in range(3)]
 
@@ -41,7 +43,7 @@ def test_records_get_the_predictor_detections_and_keep_ground_truth(
         assert len(expected) > 0
         np.testing.assert_allclose(output.detection_boxes.numpy(), expected.boxes, atol=1e-3)
         np.testing.assert_allclose(output.detection_scores.numpy(), expected.scores, atol=1e-6)
-        np.testing.assert_array_equal(output.detection_labels.numpy(), expected.classes)
+        np.testing.assert_array_equal(output.detection_labels.numpy(), expected.labels)
         assert np.array_equal(output.image.permute(1, 2, 0).numpy(), image)
         assert output.boxes.tolist() == original.boxes.tolist()  # ground truth kept
         assert output.label_texts == ["raccoon"] and output.filename == original.filename
@@ -77,3 +79,32 @@ def test_undecodable_record_names_it_and_writes_nothing(predictor: Predictor, tm
         infer_detections(path, tmp_path / "out.record", predictor)
     assert not (tmp_path / "out.record").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["bad.record"]
+
+
+def test_an_image_without_detections_gets_present_empty_lists(
+    tiny_training: TinyTraining, tmp_path: Path
+) -> None:
+    """The tiny model with a score threshold no sigmoid score reaches finds nothing: the six
+    image/detection/* lists are written present and empty, so offline evaluation counts the
+    images' objects as missed (the OD API skips only records whose lists are absent)."""
+    predictor = Predictor.from_checkpoint(
+        tiny_training.config_path, tiny_training.checkpoint_dir,
+        overrides=["model.ssd.post_processing.batch_non_max_suppression.score_threshold=1.0"],
+    )
+    inputs = write_inputs(tmp_path)
+    report = infer_detections(",".join(map(str, inputs)), tmp_path / "out.record", predictor)
+    assert (report.records, report.detections) == (3, 0)
+    for record in read_records(tmp_path / "out.record"):
+        features = example_pb2.Example.FromString(record).features.feature
+        for key in DETECTION_KEYS:
+            assert features[key].WhichOneof("kind") is not None, key  # present ...
+        assert skip_reason(features) is None
+        sample = decode_example(record, decode_image=False)
+        assert sample.detection_scores is not None and len(sample.detection_scores) == 0  # ... empty
+    eval_config, input_config = tmp_path / "eval.config", tmp_path / "input.config"
+    eval_config.write_text('metrics_set: "pascal_voc_detection_metrics"\n')
+    input_config.write_text(f'label_map_path: "{tiny_training.label_map_path}"\n'
+                            f'tf_record_input_reader {{ input_path: "{tmp_path / "out.record"}" }}\n')
+    result = run_offline_evaluation(tmp_path / "eval", eval_config, input_config)
+    assert (result.num_images, result.num_skipped) == (3, 0)
+    assert result.metrics["PascalBoxes_PerformanceByCategory/AP@0.5IOU/raccoon"] == 0.0  # all missed

@@ -40,8 +40,8 @@ def test_every_input_form_decodes_to_the_same_pixels(input_type: str, value: obj
         ("image_tensor", IMAGE.astype(np.float32), "must be uint8 .* got float32 \\[12, 20, 3\\]"),
         ("image_tensor", IMAGE[..., :2], "must be uint8 .* got uint8 \\[12, 20, 2\\]"),
         ("image_tensor", png_bytes(IMAGE), "use input_type encoded_image_string_tensor"),
-        ("encoded_image_string_tensor", b"not an image", "does not decode as an image"),
-        ("encoded_image_string_tensor", b"", "image bytes are empty"),
+        ("encoded_image_string_tensor", b"not an image", "not an image file"),
+        ("encoded_image_string_tensor", b"", "the image is empty"),
         ("encoded_image_string_tensor", [b"a", b"b"], "shape \\[1\\], got 2 values"),
         ("encoded_image_string_tensor", IMAGE, "got 12 values|expected bytes"),
         ("tf_example", b"\xff\xff\xff", "not a serialized tf.Example"),
@@ -69,7 +69,7 @@ def test_image_files(tmp_path) -> None:  # type: ignore[no-untyped-def]
     assert torch.equal(read_image_file(good), CHW)
     bad = tmp_path / "b.jpg"
     bad.write_bytes(b"GIF89a truncated")
-    with pytest.raises(DataError, match=f"{bad}: does not decode as an image"):
+    with pytest.raises(DataError, match=f"{bad}: not an image file"):
         read_image_file(bad)
     with pytest.raises(DataError, match="cannot read image file"):
         read_image_file(tmp_path / "missing.jpg")

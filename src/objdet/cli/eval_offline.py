@@ -12,7 +12,10 @@ def register(subcommands: Any) -> None:
         help="evaluate detections stored in TFRecords (image/detection/*); writes metrics.csv",
         description=(
             "Evaluate precomputed detections stored in TFRecords next to the ground truth "
-            "(the OD API's offline_eval_map_corloc.py). Writes EVAL_DIR/metrics.csv."
+            "(the OD API's offline_eval_map_corloc.py). Writes EVAL_DIR/metrics.csv. As there, "
+            "a record is evaluated when its image/source_id, ground truth and "
+            "image/detection/* lists are all present (empty lists included) and skipped "
+            "otherwise; skips are counted and reported."
         ),
     )
     parser.add_argument("--eval_dir", required=True, help="directory to write metrics.csv to")
@@ -36,8 +39,9 @@ def run(args: argparse.Namespace) -> int:
         if "PerformanceByCategory" not in name:
             print(f"{name}: {value:.4f}")
     print(per_category_table(result.metrics), end="")
+    skipped = f" ({result.skip_summary()})" if result.num_skipped else ""
     print(
-        f"evaluated {result.num_images} images, skipped {result.num_skipped} without "
-        f"detections; wrote {args.eval_dir}/metrics.csv"
+        f"evaluated {result.num_images} images, skipped {result.num_skipped} records{skipped}; "
+        f"wrote {args.eval_dir}/metrics.csv"
     )
     return 0

@@ -10,7 +10,8 @@ import torch
 from torch import Tensor, nn
 
 from objdet.engine.trainer import Batch
-from objdet.evaluation.base import DetectionEvaluator, GroundTruth, ImageDetections
+from objdet.evaluation.base import DetectionEvaluator, GroundTruth
+from objdet.structures.detections import Detections
 
 _OPTIONAL_GT_FIELDS = ("difficult", "is_crowd", "group_of")
 
@@ -35,8 +36,8 @@ def build_eval_inputs(config: Any, num_workers: int = 0) -> EvalInputs | None:
     if not config.eval_input_reader:
         return None
     reader = config.eval_input_reader[0]
-    loader = build_data_loader(build_dataset(reader, training=False), batch_size=1,
-                               num_workers=num_workers, training=False)
+    dataset = build_dataset(reader, training=False, config_field="eval_input_reader[0]")
+    loader = build_data_loader(dataset, batch_size=1, num_workers=num_workers, training=False)
     categories = load_label_map(reader.label_map_path).categories() if reader.label_map_path else []
     evaluators = build_evaluators_from_eval_config(config.eval_config, categories)
     return EvalInputs(loader, categories, evaluators, config.eval_config.num_examples or None)
@@ -73,7 +74,7 @@ def evaluate_detector(
                 if on_prediction is not None:
                     on_prediction(image_id, image, output)
                 ground_truth = ground_truth_from_target(target)
-                detections = ImageDetections.from_model_output({k: v.cpu() for k, v in output.items()})
+                detections = Detections.from_model_output({k: v.cpu() for k, v in output.items()})
                 for evaluator in evaluators:
                     evaluator.add_ground_truth(image_id, ground_truth)
                     evaluator.add_detections(image_id, detections)

@@ -1,15 +1,30 @@
 """Precision/recall curves, average precision variants and CorLoc.
 
-The numbers follow the OD API's ``utils/metrics.py``; the one deliberate difference is the
-order of tied scores. The OD API sorts with numpy's unstable quicksort and reverses, so its
-order among equal scores depends on the machine. Here the sort is stable on descending score:
-ties keep insertion order (image order, then the order within the image), so results are
-reproducible everywhere. With no tied scores the two agree exactly.
+The numbers follow the OD API's ``utils/metrics.py``, tied scores included: detections are
+ranked by ``odapi_score_order``, the very numpy call the OD API makes (see there).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+
+def odapi_score_order(scores: np.ndarray) -> np.ndarray:
+    """Indices ``[K]`` that rank ``scores [K]`` best first, exactly as the OD API ranks them.
+
+    The OD API ranks with ``np.argsort(scores)[::-1]``: per image and class before matching
+    (``np_box_list_ops.sort_by_field`` inside its non-max suppression) and per class over
+    all images before the precision/recall curve (``metrics.compute_precision_recall``).
+    numpy's default sort is not stable: among equal scores the order is whatever its
+    introsort (or SIMD sort) leaves for this particular array, reversed. Tied scores are
+    common (rounded or saturated scores), and their order decides which detection is the
+    true positive and where ties sit on the curve; so this copies the call itself, not a
+    tidier rule, for tie parity with the OD API. It gives the OD API's order when ``scores``
+    holds the same values in the same order as the OD API's array (float64: its offline
+    parser and evaluators hold float64) and numpy is the same version on the same kind of
+    CPU; the tie order of either may differ elsewhere.
+    """
+    return np.argsort(np.asarray(scores, dtype=np.float64))[::-1]
 
 
 def precision_recall(
@@ -18,7 +33,9 @@ def precision_recall(
     """Precision and recall ``[K]`` after each of K detections, best score first.
 
     Args:
-        scores: ``[K]`` detection (or group-of entry) scores.
+        scores: ``[K]`` detection (or group-of entry) scores, in the OD API's order (image
+            by image as added; in each image, class entries as ``per_image.match_image``
+            returns them): ties are ranked by ``odapi_score_order`` on this exact array.
         tp_weights: ``[K]`` true-positive weights; an entry ``<= 0`` is a false positive.
         num_ground_truth: number of (weighted) ground truth objects of the class.
 
@@ -29,7 +46,7 @@ def precision_recall(
         raise ValueError(f"scores {scores.shape} and tp_weights {tp_weights.shape} must be [K]")
     if num_ground_truth == 0:
         return None
-    order = np.argsort(-scores, kind="stable")
+    order = odapi_score_order(scores)
     weights = tp_weights[order].astype(np.float64)
     cumulative_tp = np.cumsum(weights)
     cumulative_fp = np.cumsum(weights <= 0)

@@ -1,19 +1,22 @@
-"""The evaluator interface shared by every metrics_set, and the per-image inputs it takes.
+"""The evaluator interface shared by every metrics_set, and the ground truth it takes.
 
 An evaluator is fed one image at a time::
 
     evaluator.add_ground_truth(image_id, GroundTruth.from_sample(sample))
-    evaluator.add_detections(image_id, ImageDetections.from_model_output(output))
+    evaluator.add_detections(image_id, Detections.from_model_output(output))
     metrics = evaluator.evaluate()   # {'PascalBoxes_Precision/mAP@0.5IOU': 0.71, ...}
+    evaluator.headline_metric        # HeadlineMetric('PascalBoxes_Precision/mAP@0.5IOU')
 
 Inputs are numpy arrays in objdet's box convention: ``(x1, y1, x2, y2)`` float64 absolute
-pixels, class ids are label-map ids. Both dataclasses coerce array-likes (lists, torch
-tensors) to the documented dtypes and check their own invariants, raising ``DataError``.
+pixels, class ids are label-map ids. ``GroundTruth`` (here) and ``Detections``
+(``objdet.structures.detections``) coerce array-likes (lists, torch tensors) to the
+documented dtypes and check their own invariants, raising ``DataError``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -21,9 +24,18 @@ import numpy as np
 from numpy.typing import NDArray
 
 from objdet.errors import DataError
+from objdet.structures.detections import (
+    Detections,
+    as_numpy,
+    checked_boxes,
+    checked_labels,
+    optional_per_item,
+)
 
 if TYPE_CHECKING:
     from objdet.structures.sample import Sample
+
+logger = logging.getLogger(__name__)
 
 # The OD API's categories list: [{'id': 1, 'name': 'cat'}, ...] (LabelMap.categories()).
 Category = Mapping[str, Any]
@@ -34,61 +46,8 @@ BoolArray = NDArray[np.bool_]
 MaskArray = NDArray[np.uint8]
 
 
-def _to_numpy(value: Any) -> np.ndarray:
-    """A numpy view of a list, numpy array or (any-device) torch tensor."""
-    if hasattr(value, "detach"):  # torch.Tensor, without importing torch here
-        value = value.detach().cpu().numpy()
-    return np.asarray(value)
-
-
 def _numpy_or_none(value: Any) -> Any:
-    return None if value is None else _to_numpy(value)
-
-
-def _optional(value: Any, dtype: type, what: str, expected_len: int, owner: str) -> Any:
-    """Coerce an optional per-object field and check its first dimension."""
-    if value is None:
-        return None
-    array: np.ndarray = _to_numpy(value).astype(dtype, copy=False)
-    if array.ndim == 0 or array.shape[0] != expected_len:
-        raise DataError(
-            f"{owner}: {what} must have first dimension {expected_len}, "
-            f"got shape {tuple(array.shape)}"
-        )
-    return array
-
-
-def _check_boxes(boxes: Any, owner: str) -> FloatArray:
-    array = _to_numpy(boxes).astype(np.float64, copy=False)
-    if array.size == 0:
-        return np.zeros((0, 4), dtype=np.float64)
-    if array.ndim != 2 or array.shape[1] != 4:
-        raise DataError(f"{owner}: boxes must be [N, 4] (x1, y1, x2, y2), got {array.shape}")
-    if not np.isfinite(array).all():
-        row = int(np.flatnonzero(~np.isfinite(array).all(axis=1))[0])
-        raise DataError(f"{owner}: box {row} has a non-finite coordinate: {array[row].tolist()}")
-    inverted = (array[:, 2] < array[:, 0]) | (array[:, 3] < array[:, 1])
-    if inverted.any():
-        row = int(np.flatnonzero(inverted)[0])
-        raise DataError(
-            f"{owner}: box {row} is inverted (expected x1 <= x2 and y1 <= y2 in "
-            f"(x1, y1, x2, y2) pixels), got {array[row].tolist()}"
-        )
-    return array
-
-
-def _check_labels(labels: Any, num_boxes: int, owner: str) -> IntArray:
-    array = _to_numpy(labels).reshape(-1)
-    if (
-        array.size
-        and not np.issubdtype(array.dtype, np.integer)
-        and not np.all(np.equal(np.mod(array, 1), 0))
-    ):
-        raise DataError(f"{owner}: labels must be integer label-map ids, got {array[:5]}")
-    array = array.astype(np.int64, copy=False)
-    if array.shape[0] != num_boxes:
-        raise DataError(f"{owner}: {num_boxes} boxes but {array.shape[0]} labels")
-    return array
+    return None if value is None else as_numpy(value)
 
 
 @dataclass
@@ -126,16 +85,16 @@ class GroundTruth:
 
     def __post_init__(self) -> None:
         owner = "ground truth"
-        self.boxes = _check_boxes(self.boxes, owner)
+        self.boxes = checked_boxes(self.boxes, owner)
         count = self.boxes.shape[0]
-        self.labels = _check_labels(self.labels, count, owner)
-        self.difficult = _optional(self.difficult, np.bool_, "difficult", count, owner)
-        self.is_crowd = _optional(self.is_crowd, np.bool_, "is_crowd", count, owner)
-        self.group_of = _optional(self.group_of, np.bool_, "group_of", count, owner)
-        self.areas = _optional(self.areas, np.float64, "areas", count, owner)
-        self.masks = _optional(self.masks, np.uint8, "masks", count, owner)
-        self.keypoints = _optional(self.keypoints, np.float64, "keypoints", count, owner)
-        self.keypoint_visibilities = _optional(
+        self.labels = checked_labels(self.labels, count, owner)
+        self.difficult = optional_per_item(self.difficult, np.bool_, "difficult", count, owner)
+        self.is_crowd = optional_per_item(self.is_crowd, np.bool_, "is_crowd", count, owner)
+        self.group_of = optional_per_item(self.group_of, np.bool_, "group_of", count, owner)
+        self.areas = optional_per_item(self.areas, np.float64, "areas", count, owner)
+        self.masks = optional_per_item(self.masks, np.uint8, "masks", count, owner)
+        self.keypoints = optional_per_item(self.keypoints, np.float64, "keypoints", count, owner)
+        self.keypoint_visibilities = optional_per_item(
             self.keypoint_visibilities, np.bool_, "keypoint_visibilities", count, owner
         )
         for name in (
@@ -146,7 +105,7 @@ class GroundTruth:
         ):
             value = getattr(self, name)
             if value is not None:
-                setattr(self, name, _to_numpy(value).reshape(-1).astype(np.int64))
+                setattr(self, name, as_numpy(value).reshape(-1).astype(np.int64))
 
     @property
     def num_objects(self) -> int:
@@ -161,16 +120,16 @@ class GroundTruth:
         """
         positive, negative = None, None
         if sample.image_labels is not None:
-            image_labels = _to_numpy(sample.image_labels).reshape(-1).astype(np.int64)
+            image_labels = as_numpy(sample.image_labels).reshape(-1).astype(np.int64)
             if sample.image_label_confidences is None:
                 positive = image_labels
             else:
-                confidences = _to_numpy(sample.image_label_confidences).reshape(-1)
+                confidences = as_numpy(sample.image_label_confidences).reshape(-1)
                 positive = image_labels[confidences >= 0.5]
                 negative = image_labels[confidences < 0.5]
         return cls(
-            boxes=_to_numpy(sample.boxes),
-            labels=_to_numpy(sample.labels),
+            boxes=as_numpy(sample.boxes),
+            labels=as_numpy(sample.labels),
             difficult=_numpy_or_none(sample.difficult),
             is_crowd=_numpy_or_none(sample.is_crowd),
             group_of=_numpy_or_none(sample.group_of),
@@ -185,95 +144,17 @@ class GroundTruth:
         )
 
 
-@dataclass
-class ImageDetections:
-    """The detections of one image.
+@dataclass(frozen=True)
+class HeadlineMetric:
+    """The one metric of an evaluator that ranks models (e.g. picks the best checkpoint).
 
     Attributes:
-        boxes: ``[M, 4]`` float64 (x1, y1, x2, y2), absolute pixels.
-        scores: ``[M]`` float64 confidences (finite; NaN is an error).
-        labels: ``[M]`` int64 label-map ids.
-        masks: ``[M, H, W]`` uint8 0/1 instance masks.
-        keypoints: ``[M, K, 2]`` float64 (x, y) pixels.
-        keypoint_scores: ``[M, K]`` float64, optional.
+        key: its name in ``evaluate()``'s result, e.g. ``'PascalBoxes_Precision/mAP@0.5IOU'``.
+        higher_is_better: the direction of improvement (True for every AP and recall).
     """
 
-    boxes: FloatArray
-    scores: FloatArray
-    labels: IntArray
-    masks: MaskArray | None = None
-    keypoints: FloatArray | None = None
-    keypoint_scores: FloatArray | None = None
-
-    def __post_init__(self) -> None:
-        owner = "detections"
-        self.boxes = _check_boxes(self.boxes, owner)
-        count = self.boxes.shape[0]
-        self.labels = _check_labels(self.labels, count, owner)
-        scores = _to_numpy(self.scores).reshape(-1).astype(np.float64)
-        if scores.shape[0] != count:
-            raise DataError(f"{owner}: {count} boxes but {scores.shape[0]} scores")
-        if not np.isfinite(scores).all():
-            row = int(np.flatnonzero(~np.isfinite(scores))[0])
-            raise DataError(f"{owner}: score {row} is {scores[row]}, expected a finite number")
-        self.scores = scores
-        self.masks = _optional(self.masks, np.uint8, "masks", count, owner)
-        self.keypoints = _optional(self.keypoints, np.float64, "keypoints", count, owner)
-        self.keypoint_scores = _optional(
-            self.keypoint_scores, np.float64, "keypoint_scores", count, owner
-        )
-
-    @property
-    def num_detections(self) -> int:
-        return int(self.boxes.shape[0])
-
-    @classmethod
-    def from_model_output(cls, output: Mapping[str, Any]) -> ImageDetections:
-        """Detections from one image's eval-mode model output (torchvision's contract).
-
-        ``output`` holds ``boxes [M, 4]``, ``scores [M]``, ``labels [M]`` and optionally
-        ``masks`` (``[M, 1, H, W]`` float probabilities are thresholded at 0.5) and
-        ``keypoints`` (``[M, K, 3]`` (x, y, visibility) keeps (x, y)).
-        """
-        missing = [key for key in ("boxes", "scores", "labels") if key not in output]
-        if missing:
-            raise DataError(f"model output lacks {missing}; it has {sorted(output)}")
-        masks = output.get("masks")
-        if masks is not None:
-            masks = _to_numpy(masks)
-            if masks.ndim == 4 and masks.shape[1] == 1:
-                masks = masks[:, 0]
-            if np.issubdtype(masks.dtype, np.floating):
-                masks = (masks >= 0.5).astype(np.uint8)
-        keypoints = output.get("keypoints")
-        if keypoints is not None:
-            keypoints = _to_numpy(keypoints)[..., :2]
-        return cls(
-            boxes=_to_numpy(output["boxes"]),
-            scores=_to_numpy(output["scores"]),
-            labels=_to_numpy(output["labels"]),
-            masks=masks,
-            keypoints=keypoints,
-            keypoint_scores=output.get("keypoints_scores"),
-        )
-
-    @classmethod
-    def from_sample(cls, sample: Sample) -> ImageDetections:
-        """The detections stored with an image (``detection_*`` fields, batch inference)."""
-        if sample.detection_boxes is None or sample.detection_scores is None:
-            raise DataError(
-                f"image {sample.source_id or sample.filename!r} has no detection_boxes/"
-                "detection_scores (image/detection/* fields); run batch inference first"
-            )
-        if sample.detection_labels is None:
-            labels = np.ones(int(sample.detection_boxes.shape[0]), dtype=np.int64)
-        else:
-            labels = _to_numpy(sample.detection_labels)
-        return cls(
-            boxes=_to_numpy(sample.detection_boxes),
-            scores=_to_numpy(sample.detection_scores),
-            labels=labels,
-        )
+    key: str
+    higher_is_better: bool = True
 
 
 @runtime_checkable
@@ -283,11 +164,15 @@ class DetectionEvaluator(Protocol):
     ``add_ground_truth`` must come before ``add_detections`` for the same image; adding
     ground truth twice for one image id is an error. ``evaluate`` returns metric name ->
     value with the OD API's metric names; it may be called more than once.
+    ``headline_metric`` names the entry of that dict that ranks models.
     """
+
+    @property
+    def headline_metric(self) -> HeadlineMetric: ...
 
     def add_ground_truth(self, image_id: str | int, ground_truth: GroundTruth) -> None: ...
 
-    def add_detections(self, image_id: str | int, detections: ImageDetections) -> None: ...
+    def add_detections(self, image_id: str | int, detections: Detections) -> None: ...
 
     def evaluate(self) -> dict[str, float]: ...
 
@@ -305,3 +190,56 @@ def check_categories(categories: Sequence[Category], owner: str) -> dict[int, st
             raise DataError(f"{owner}: category id {class_id} appears twice")
         by_id[class_id] = str(category["name"])
     return by_id
+
+
+class UnknownClassDetections:
+    """The detections an evaluator drops because their class id is not among its categories,
+    counted per id.
+
+    A model predicts such ids when its num_classes exceeds the label map's largest id (the
+    OD API's Open Images sample configs: 546 or 601 classes for ids up to 545) or the label
+    map has gaps (COCO: 90 classes, 80 categories). The OD API's evaluators drop them
+    silently (COCO: ``coco_tools`` keeps only ids in ``category_id_set``; PASCAL and Open
+    Images: the per-class loops never reach them), so objdet drops them too, for the same
+    metrics, and says so in one warning per ``evaluate()``. Ground truth of an unknown class
+    stays an error: that is a data error, not a model's guess.
+    """
+
+    def __init__(self, category_ids: Iterable[int]) -> None:
+        self._category_ids = np.array(sorted({int(i) for i in category_ids}), dtype=np.int64)
+        self.counts: dict[int, int] = {}
+
+    def clear(self) -> None:
+        self.counts = {}
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def known(self, detections: Detections) -> Detections:
+        """``detections`` without those of unknown class ids (which are counted)."""
+        known = np.isin(detections.labels, self._category_ids)
+        if known.all():
+            return detections
+        ids, counts = np.unique(detections.labels[~known], return_counts=True)
+        for class_id, count in zip(ids.tolist(), counts.tolist(), strict=True):
+            self.counts[class_id] = self.counts.get(class_id, 0) + count
+        return detections.select(known)
+
+    def warn(self, evaluator: str) -> None:
+        """Log how many were dropped, of which ids (nothing when none were)."""
+        if not self.counts:
+            return
+        logger.warning(
+            "%s: dropped %d detections of class ids %s, which are not among the %d categories "
+            "(ids %s); they are not evaluated, as in the OD API",
+            evaluator, self.total, _some_ids(sorted(self.counts)), len(self._category_ids),
+            _some_ids(self._category_ids.tolist()),
+        )
+
+
+def _some_ids(ids: list[int], limit: int = 20) -> str:
+    """``[1, 2, 3]``, or the first ``limit`` ids and how many more."""
+    if len(ids) <= limit:
+        return str(ids)
+    return f"{str(ids[:limit])[:-1]}, ... ({len(ids) - limit} more)]"

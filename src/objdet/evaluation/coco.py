@@ -9,15 +9,18 @@ COCOeval numbers exactly, named as the OD API's ``coco_evaluation`` names them
 OD API's ``coco_tools`` exports: box ``[x1, y1, x2 - x1, y2 - y1]``; ``area`` the given area
 when > 0, else the box area; detections' areas from their boxes (masks: mask area).
 
-Unlike the OD API, a label outside ``categories`` is an error (the OD API drops it), as are
-detections before ground truth and adding an image twice. Ties in score keep the order in
-which detections were added (pycocotools' stable sort). Bulk evaluation of JSON files is
+Detections of a label outside ``categories`` are dropped, as the OD API's ``coco_tools``
+drops them, but counted per id (``unknown_class_detections``) and reported in one warning by
+``evaluate()``. Unlike the OD API, ground truth of such a label is an error (it drops that
+too), as are detections before ground truth and adding an image twice. Ties in score keep
+the order in which detections were added (pycocotools' stable sort). Bulk evaluation of JSON files is
 ``evaluate_coco_json`` (re-exported here).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,25 +28,34 @@ from numpy.typing import NDArray
 
 from objdet.errors import DataError
 from objdet.evaluation import mask_rle
-from objdet.evaluation.base import Category, GroundTruth, ImageDetections, check_categories
+from objdet.evaluation.base import (
+    Category,
+    GroundTruth,
+    HeadlineMetric,
+    UnknownClassDetections,
+    check_categories,
+)
 from objdet.evaluation.coco_accumulate import BOX_PARAMS, KEYPOINT_PARAMS, CocoParams
 from objdet.evaluation.coco_bulk import evaluate_coco_json
 from objdet.evaluation.coco_iou import box_iou_function, keypoint_oks_function, mask_iou_function
 from objdet.evaluation.coco_matching import EvaluationTables, PairIouFunction
 from objdet.evaluation.coco_run import named_metrics, run_coco
+from objdet.structures.boxes import xyxy_to_xywh_array
+from objdet.structures.detections import Detections
 
 __all__ = [
+    "DEFAULT_OKS_SIGMA",
     "CocoDetectionEvaluator",
     "CocoKeypointEvaluator",
     "CocoMaskEvaluator",
     "evaluate_coco_json",
 ]
 
+logger = logging.getLogger(__name__)
 
-def _xywh(boxes: NDArray[np.float64]) -> NDArray[np.float64]:
-    """``[N, 4]`` (x1, y1, x2, y2) -> COCO ``[x, y, w, h]``."""
-    return np.stack([boxes[:, 0], boxes[:, 1], boxes[:, 2] - boxes[:, 0],
-                     boxes[:, 3] - boxes[:, 1]], axis=1).reshape(-1, 4)
+# The OKS sigma of every keypoint when none are given (the OD API's CocoKeypointEvaluator;
+# its comment says 0, its code uses 0.05).
+DEFAULT_OKS_SIGMA = 0.05
 
 
 class _ImageStore:
@@ -85,15 +97,19 @@ class _CocoEvaluatorBase:
         self._category_index = {c: i for i, c in enumerate(self._category_ids)}
         self._include_per_category = include_metrics_per_category
         self._all_per_category = all_metrics_per_category
+        self.unknown_class_detections = UnknownClassDetections(self._category_ids)
         self.clear()
 
     def clear(self) -> None:
         """Forget every image added so far."""
+        self.unknown_class_detections.clear()
         self._has_detections: dict[Any, bool] = {}
         self._gt = _ImageStore()
         self._dt = _ImageStore()
 
     def _category_column(self, labels: NDArray[np.int64], image_id: Any) -> NDArray[np.int64]:
+        """Positions of ``labels`` in the categories; an unknown label is an error (only
+        ground truth can hold one: unknown detections are dropped on arrival)."""
         unknown = [int(label) for label in labels if int(label) not in self._category_index]
         if unknown:
             raise DataError(
@@ -137,7 +153,13 @@ class _CocoEvaluatorBase:
             dt_area=self._dt.array("area", np.zeros(0)),
         )
 
+    @property
+    def headline_metric(self) -> HeadlineMetric:
+        """COCO's AP averaged over IoU 0.50:0.95, e.g. ``DetectionBoxes_Precision/mAP``."""
+        return HeadlineMetric(self.metric_prefix + "Precision/mAP")
+
     def _metrics(self, tables: EvaluationTables, pair_ious: PairIouFunction) -> dict[str, float]:
+        self.unknown_class_detections.warn(self.metric_prefix.rstrip("_"))
         result = run_coco(tables, pair_ious, self.params)
         names = {i: self._names[c] for i, c in enumerate(self._category_ids)}
         metrics = named_metrics(result, names, self._include_per_category, self._all_per_category)
@@ -153,13 +175,13 @@ class _CocoEvaluatorBase:
                  else ground_truth.is_crowd)
         category = self._category_column(ground_truth.labels, image_id)
         self._start_ground_truth(image_id)
-        self._gt.add(image_id, boxes.shape[0], boxes=_xywh(boxes), area=areas, crowd=crowd,
+        self._gt.add(image_id, boxes.shape[0], boxes=xyxy_to_xywh_array(boxes), area=areas, crowd=crowd,
                      category=category, **extra)
 
-    def _add_detections(self, image_id: Any, detections: ImageDetections, area: Any = None,
+    def _add_detections(self, image_id: Any, detections: Detections, area: Any = None,
                         **extra: Any) -> None:
         """Record one image's detections; ``area`` defaults to the box areas."""
-        boxes = _xywh(detections.boxes)
+        boxes = xyxy_to_xywh_array(detections.boxes)
         category = self._category_column(detections.labels, image_id)
         self._start_detections(image_id)
         self._dt.add(image_id, boxes.shape[0], boxes=boxes, score=detections.scores,
@@ -171,7 +193,8 @@ class CocoDetectionEvaluator(_CocoEvaluatorBase):
     """COCO box metrics (``coco_detection_metrics``), as the OD API's evaluator of that name.
 
     Args:
-        categories: ``[{'id': 1, 'name': 'cat'}, ...]``; labels outside it are errors.
+        categories: ``[{'id': 1, 'name': 'cat'}, ...]``; ground truth labels outside it are
+            errors, detections of them are dropped (and counted, see the module doc).
         include_metrics_per_category: add ``DetectionBoxes_PerformanceByCategory/mAP/<name>``.
         all_metrics_per_category: also add all 12 stats per category
             (``DetectionBoxes_Precision/mAP ByCategory/<name>``, ...).
@@ -182,8 +205,8 @@ class CocoDetectionEvaluator(_CocoEvaluatorBase):
     def add_ground_truth(self, image_id: str | int, ground_truth: GroundTruth) -> None:
         self._add_boxes(image_id, ground_truth)
 
-    def add_detections(self, image_id: str | int, detections: ImageDetections) -> None:
-        self._add_detections(image_id, detections)
+    def add_detections(self, image_id: str | int, detections: Detections) -> None:
+        self._add_detections(image_id, self.unknown_class_detections.known(detections))
 
     def evaluate(self) -> dict[str, float]:
         """The 12 COCO box metrics (-1 where there is no ground truth to measure)."""
@@ -216,8 +239,9 @@ class CocoMaskEvaluator(_CocoEvaluatorBase):
                               image_id)
         self._add_boxes(image_id, ground_truth, masks=masks)
 
-    def add_detections(self, image_id: str | int, detections: ImageDetections) -> None:
-        masks = _encode_masks(detections.masks, detections.num_detections, "detections",
+    def add_detections(self, image_id: str | int, detections: Detections) -> None:
+        detections = self.unknown_class_detections.known(detections)
+        masks = _encode_masks(detections.masks, len(detections), "detections",
                               image_id)
         area = np.array([float(m.area) for m in masks], dtype=np.float64)
         self._add_detections(image_id, detections, area=area, masks=masks)
@@ -238,21 +262,30 @@ class CocoKeypointEvaluator(_CocoEvaluatorBase):
         category_keypoints: ``[{'id': index into the K keypoints, 'name': str}, ...]``.
         class_text: the category's name, used in metric names
             (``Keypoints_Precision/mAP ByCategory/<class_text>``).
-        oks_sigmas: keypoint name -> OKS sigma; None uses 0.0 for all, as the OD API does
-            (which makes OKS 0 unless a keypoint is exact: pass sigmas).
+        oks_sigmas: keypoint name -> OKS sigma, one for every keypoint; None or empty uses
+            ``DEFAULT_OKS_SIGMA`` for all and logs a warning, as the OD API does.
+        label_map_ids: every id of the label map. Detections of these other classes are
+            skipped as a matter of course; those of ids outside it (and outside
+            ``category_id``) are counted in ``unknown_class_detections`` and reported by
+            ``evaluate()``. None: only ``category_id`` is known.
     """
 
     metric_prefix = "Keypoints_"
     params = KEYPOINT_PARAMS
 
     def __init__(self, category_id: int, category_keypoints: Sequence[Mapping[str, Any]],
-                 class_text: str, oks_sigmas: Mapping[str, float] | None = None) -> None:
+                 class_text: str, oks_sigmas: Mapping[str, float] | None = None, *,
+                 label_map_ids: Iterable[int] | None = None) -> None:
         super().__init__([{"id": category_id, "name": class_text}])
         self._category_id = int(category_id)
+        if label_map_ids is not None:
+            self.unknown_class_detections = UnknownClassDetections([category_id, *label_map_ids])
         self._keypoint_ids = sorted(int(k["id"]) for k in category_keypoints)
         names = {int(k["id"]): str(k["name"]) for k in category_keypoints}
-        if oks_sigmas is None:
-            self._sigmas = np.zeros(len(self._keypoint_ids))
+        if not oks_sigmas:
+            logger.warning("%s keypoints: no OKS sigmas given; using %s for every keypoint "
+                           "(the OD API's default)", class_text, DEFAULT_OKS_SIGMA)
+            self._sigmas = np.full(len(self._keypoint_ids), DEFAULT_OKS_SIGMA)
         else:
             missing = [names[i] for i in self._keypoint_ids if names[i] not in oks_sigmas]
             if missing:
@@ -285,12 +318,16 @@ class CocoKeypointEvaluator(_CocoEvaluatorBase):
         coco = np.concatenate([np.nan_to_num(points), 2.0 * visible[:, :, None]], axis=2)
         self._add_boxes(image_id, chosen, keypoints=coco, no_keypoints=~visible.any(axis=1))
 
-    def add_detections(self, image_id: str | int, detections: ImageDetections) -> None:
+    def add_detections(self, image_id: str | int, detections: Detections) -> None:
+        detections = self.unknown_class_detections.known(detections)
         keep = detections.labels == self._category_id
         points = self._kept_keypoints(detections.keypoints, keep, image_id, "detections")
-        chosen = ImageDetections(boxes=detections.boxes[keep], scores=detections.scores[keep],
-                                 labels=detections.labels[keep])
-        self._add_detections(image_id, chosen, keypoints=points)
+        self._add_detections(image_id, detections.select(keep), keypoints=points)
+
+    @property
+    def headline_metric(self) -> HeadlineMetric:
+        """``Keypoints_Precision/mAP ByCategory/<class_text>``: OKS AP over 0.50:0.95."""
+        return HeadlineMetric(f"{self.metric_prefix}Precision/mAP ByCategory/{self._names[self._category_id]}")
 
     def evaluate(self) -> dict[str, float]:
         """The 10 COCO keypoint metrics, ``Keypoints_<name> ByCategory/<class_text>``."""

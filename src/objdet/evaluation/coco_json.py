@@ -11,10 +11,15 @@ loading 500k detections costs about what parsing them does. Rules, as pycocotool
   their box as a polygon in segm mode, as pycocotools does.
 - Detections with tied scores keep their file order (pycocotools' stable mergesort).
 
+Detections of a category id the ground truth does not list are dropped, as pycocotools
+drops them (a model with more classes than the file's categories predicts such ids), but
+counted and reported in one warning.
+
 Deliberate differences, all raising ``DataError`` where pycocotools crashes deep inside or
 silently drops data: detections for an image id absent from the ground truth (pycocotools
-asserts), unknown category ids in either file (pycocotools drops them), ground truth on an
-unknown image, duplicate annotation ids, NaN/infinite scores or boxes, negative box sizes,
+asserts), ground truth of a category id absent from its categories (pycocotools drops
+it), ground truth on an unknown image, a repeated image, category or annotation id (named with both positions;
+pycocotools keeps one silently), NaN/infinite scores or boxes, negative box sizes,
 masks whose size differs from the image's. An empty detection list is valid (every category
 with ground truth then has AP 0; pycocotools crashes); no ground truth at all gives -1s.
 """
@@ -22,6 +27,7 @@ with ground truth then has AP 0; pycocotools crashes); no ground truth at all gi
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,6 +41,8 @@ from objdet.errors import DataError
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
+
+logger = logging.getLogger(__name__)
 
 try:  # orjson parses ~3x faster than json; optional (pure speed, same result).
     import orjson
@@ -107,6 +115,28 @@ def box_column(values: list[Any], where: str) -> FloatArray:
     return boxes
 
 
+def sorted_unique_ids(values: list[Any], path: str | os.PathLike[str], what: str) -> list[Any]:
+    """The ids of ``what`` (``"images"``, ...) sorted; they must be distinct integers or
+    strings (not both). A repeat is a ``DataError`` naming the id and both positions, e.g.
+    ``gt.json: images[7]: id 42 repeats images[3]; ids must be unique``.
+    """
+    first: dict[Any, int] = {}
+    for index, value in enumerate(values):
+        if type(value) not in (int, str):
+            raise DataError(
+                f"{path}: {what}[{index}]: id must be an integer or a string, got {value!r}"
+            )
+        if first.setdefault(value, index) != index:
+            raise DataError(
+                f"{path}: {what}[{index}]: id {value!r} repeats {what}[{first[value]}]; "
+                "ids must be unique"
+            )
+    try:
+        return sorted(first)
+    except TypeError:
+        raise DataError(f"{path}: {what}: ids mix integers and strings") from None
+
+
 def index_column(values: list[Any], lookup: dict[Any, int], where: str, what: str) -> IntArray:
     """Positions of ids in ``lookup``, naming the first unknown id."""
     try:
@@ -157,19 +187,23 @@ def load_ground_truth(path: str | os.PathLike[str]) -> GroundTruthFile:
         raise DataError(f"{path}: expected a COCO object with 'images' and 'categories'")
     images, categories = data["images"], data["categories"]
     annotations = data.get("annotations", [])
-    image_ids = sorted(set(column(images, "id", f"{path}: images")))
+    image_ids = sorted_unique_ids(column(images, "id", f"{path}: images"), path, "images")
     sizes = {
         image["id"]: (int(image["height"]), int(image["width"]))
         for image in images
         if "height" in image and "width" in image
     }
-    category_ids = sorted(set(column(categories, "id", f"{path}: categories")))
+    category_ids = sorted_unique_ids(
+        column(categories, "id", f"{path}: categories"), path, "categories")
     names = {c["id"]: str(c.get("name", c["id"])) for c in categories}
     where = f"{path}: annotations"
-    ids = np.asarray(column(annotations, "id", where), dtype=np.int64)
-    unique_ids, counts = np.unique(ids, return_counts=True)
-    if (counts > 1).any():
-        raise DataError(f"{where}: annotation id {int(unique_ids[counts > 1][0])} appears twice")
+    annotation_ids = column(annotations, "id", where)
+    if not all(type(value) is int for value in annotation_ids):
+        bad = next(i for i, value in enumerate(annotation_ids) if type(value) is not int)
+        raise DataError(f"{where}[{bad}]: id must be an integer, got {annotation_ids[bad]!r}")
+    ids = np.asarray(annotation_ids, dtype=np.int64)
+    if len(np.unique(ids)) != len(ids):
+        sorted_unique_ids(annotation_ids, path, "annotations")  # raises, naming the repeat
     crowd = [a.get("iscrowd", 0) for a in annotations]
     return GroundTruthFile(
         path=str(path),
@@ -200,6 +234,8 @@ class DetectionFile:
         scores: ``[D]`` float64; boxes: ``[D, 4]`` ``[x, y, w, h]`` or None if not given.
         box_areas: True when pycocotools would take areas from the boxes (see module doc).
         records: the parsed detection objects.
+        unknown_categories: category id -> how many detections of it were dropped (ids the
+            ground truth does not list; they are not among the ``D``).
     """
 
     image_index: IntArray
@@ -208,6 +244,7 @@ class DetectionFile:
     boxes: FloatArray | None
     box_areas: bool
     records: list[dict[str, Any]]
+    unknown_categories: dict[Any, int]
 
 
 def load_detections(
@@ -227,12 +264,46 @@ def load_detections(
         raise DataError(f"{where}[{bad}]: score must be finite, got {scores[bad]}")
     images = {value: index for index, value in enumerate(ground_truth.image_ids)}
     categories = {value: index for index, value in enumerate(ground_truth.category_ids)}
-    return DetectionFile(
+    category_ids = column(data, "category_id", where)
+    # Every column is checked whole (errors name positions in the file), then detections of
+    # unknown categories (position -1) are dropped.
+    unknown = {v for v in category_ids if type(v) in (int, str) and v not in categories}
+    category_index = index_column(
+        category_ids, {**categories, **dict.fromkeys(unknown, -1)}, where, "category_id")
+    detections = DetectionFile(
         image_index=index_column(column(data, "image_id", where), images, where, "image_id"),
-        category_index=index_column(
-            column(data, "category_id", where), categories, where, "category_id"),
+        category_index=category_index,
         scores=scores,
         boxes=box_column(column(data, "bbox", where), where) if box_areas else None,
         box_areas=box_areas,
         records=data,
+        unknown_categories={},
+    )
+    if unknown:
+        detections = _without_unknown_categories(detections, category_ids, path, ground_truth)
+    return detections
+
+
+def _without_unknown_categories(
+    detections: DetectionFile, category_ids: list[Any], path: str | os.PathLike[str],
+    ground_truth: GroundTruthFile,
+) -> DetectionFile:
+    """``detections`` without those of category position -1, which are counted and warned
+    about (pycocotools drops them silently: it evaluates the ground truth's categories)."""
+    keep = detections.category_index >= 0
+    dropped: dict[Any, int] = {}
+    for value in (category_ids[i] for i in np.flatnonzero(~keep)):
+        dropped[value] = dropped.get(value, 0) + 1
+    logger.warning(
+        "%s: dropped %d detections of category ids %s, which are not among the %d categories "
+        "of %s; they are not evaluated, as by pycocotools", path, int((~keep).sum()),
+        sorted(dropped, key=lambda v: (type(v) is str, v))[:20], len(ground_truth.category_ids), ground_truth.path)
+    return DetectionFile(
+        image_index=detections.image_index[keep],
+        category_index=detections.category_index[keep],
+        scores=detections.scores[keep],
+        boxes=None if detections.boxes is None else detections.boxes[keep],
+        box_areas=detections.box_areas,
+        records=[record for record, kept in zip(detections.records, keep, strict=True) if kept],
+        unknown_categories=dropped,
     )

@@ -29,8 +29,9 @@ from typing import Any
 import numpy as np
 
 from objdet.errors import DataError
-from objdet.evaluation.base import GroundTruth, ImageDetections
+from objdet.evaluation.base import GroundTruth
 from objdet.evaluation.open_images import OpenImagesChallengeEvaluator
+from objdet.structures.detections import Detections
 
 _BOX_KEYS = ("ImageID", "LabelName", "XMin", "XMax", "YMin", "YMax", "IsGroupOf")
 
@@ -201,7 +202,7 @@ def _mask_box(mask: np.ndarray) -> list[float]:
 
 def load_predictions(
     path: str | os.PathLike[str], class_ids: dict[str, int]
-) -> dict[str, ImageDetections]:
+) -> dict[str, Detections]:
     """Image id -> detections; rows with a Mask column take their boxes from the mask."""
     per_image: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
     for where, row in _rows(path, ("ImageID", "LabelName", "Score")):
@@ -217,7 +218,7 @@ def load_predictions(
         label = _class_id(class_ids, row["LabelName"], where)
         per_image[row["ImageID"]].append((box, _number(row, "Score", where), label, mask))
     return {
-        image_id: ImageDetections(
+        image_id: Detections(
             boxes=np.array([r[0] for r in rows], dtype=np.float64),
             scores=np.array([r[1] for r in rows], dtype=np.float64),
             labels=np.array([r[2] for r in rows], dtype=np.int64),

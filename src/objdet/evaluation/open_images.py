@@ -28,8 +28,9 @@ import numpy as np
 
 from objdet.atomic import atomic_write
 from objdet.errors import DataError
-from objdet.evaluation.base import Category, GroundTruth, ImageDetections
+from objdet.evaluation.base import Category, GroundTruth
 from objdet.evaluation.pascal_voc import ImageId, MatchingEvaluator
+from objdet.structures.detections import Detections
 
 
 class OpenImagesDetectionEvaluator(MatchingEvaluator):
@@ -101,16 +102,11 @@ class OpenImagesChallengeEvaluator(OpenImagesDetectionEvaluator):
                 verified.append(labels)
         self._evaluatable_labels[image_id] = np.unique(np.concatenate(verified))
 
-    def _select_detections(self, image_id: ImageId, detections: ImageDetections) -> ImageDetections:
+    def _select_detections(self, image_id: ImageId, detections: Detections) -> Detections:
         """Drop detections of classes the image has no verified label for (not errors)."""
         allowed = np.isin(detections.labels, self._evaluatable_labels.pop(image_id))
         self.num_unverified_detections += int((~allowed).sum())
-        return ImageDetections(
-            boxes=detections.boxes[allowed],
-            scores=detections.scores[allowed],
-            labels=detections.labels[allowed],
-            masks=None if detections.masks is None else detections.masks[allowed],
-        )
+        return detections.select(allowed)
 
 
 class OpenImagesDetectionChallengeEvaluator(OpenImagesChallengeEvaluator):

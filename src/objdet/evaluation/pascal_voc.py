@@ -10,7 +10,10 @@ detections, not with boxes or masks. Ground truth is held only until its detecti
 Input rules (stricter than the OD API, which warns or silently skips):
 - ground truth must be added before the detections of the same image; adding either twice
   for one image, or detections for an image without ground truth, raises ``DataError``;
-- class ids not among the categories raise ``DataError`` naming them;
+- ground truth class ids not among the categories raise ``DataError`` naming them;
+- detections of class ids not among the categories are dropped, as the OD API drops them
+  (its per-class loops never reach them), counted per id in ``unknown_class_detections``
+  and reported in one warning by ``evaluate()``;
 - detections with zero width or height are dropped (as the OD API does) and counted in
   ``num_degenerate_detections``; mask protocols need masks on both sides.
 
@@ -35,8 +38,15 @@ from objdet.evaluation.average_precision import (
     precision_recall,
     restrict_to_recall,
 )
-from objdet.evaluation.base import Category, GroundTruth, ImageDetections, check_categories
+from objdet.evaluation.base import (
+    Category,
+    GroundTruth,
+    HeadlineMetric,
+    UnknownClassDetections,
+    check_categories,
+)
 from objdet.evaluation.per_image import match_image
+from objdet.structures.detections import Detections
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +87,7 @@ class MatchingEvaluator:
         if not self._names:
             raise DataError(f"{metric_prefix} evaluator: needs at least one category")
         self._class_ids = np.array(sorted(self._names), dtype=np.int64)  # [C]
+        self.unknown_class_detections = UnknownClassDetections(self._names)
         self.metric_prefix = metric_prefix
         self.matching_iou_threshold = matching_iou_threshold
         self.use_weighted_mean_ap = use_weighted_mean_ap
@@ -100,6 +111,7 @@ class MatchingEvaluator:
         self._images_with_detections: set[ImageId] = set()
         self._chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.num_degenerate_detections = 0
+        self.unknown_class_detections.clear()
         self.curves: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     @property
@@ -124,7 +136,7 @@ class MatchingEvaluator:
         self._images_with_ground_truth.add(image_id)
         self._pending_ground_truth[image_id] = ground_truth
 
-    def add_detections(self, image_id: ImageId, detections: ImageDetections) -> None:
+    def add_detections(self, image_id: ImageId, detections: Detections) -> None:
         """Match one image's detections to its ground truth and keep only the outcome."""
         if image_id in self._images_with_detections:
             raise DataError(f"image {image_id!r}: detections were already added")
@@ -133,8 +145,8 @@ class MatchingEvaluator:
                 f"image {image_id!r}: detections added before its ground truth "
                 "(call add_ground_truth first; an image without objects needs an empty one)"
             )
-        self._class_indices(detections.labels, image_id, "detections")
-        if self.evaluate_masks and detections.num_detections and detections.masks is None:
+        detections = self.unknown_class_detections.known(detections)
+        if self.evaluate_masks and len(detections) and detections.masks is None:
             raise DataError(
                 f"image {image_id!r}: {self.metric_prefix} evaluates masks but the "
                 "detections have none"
@@ -159,6 +171,7 @@ class MatchingEvaluator:
 
     def evaluate(self) -> dict[str, float]:
         """mAP, per-class AP (and CorLoc) named as the OD API names them."""
+        self.unknown_class_detections.warn(self.metric_prefix)
         if self.num_degenerate_detections:
             logger.warning(
                 "%s: dropped %d detections with zero width or height",
@@ -186,9 +199,14 @@ class MatchingEvaluator:
         """Category id -> name, as given."""
         return dict(self._names)
 
+    @property
+    def headline_metric(self) -> HeadlineMetric:
+        """The summary mAP, e.g. ``PascalBoxes_Precision/mAP@0.5IOU`` (higher is better)."""
+        return HeadlineMetric(self._summary_name())
+
     # -- protocol hooks -----------------------------------------------------------------
 
-    def _select_detections(self, image_id: ImageId, detections: ImageDetections) -> ImageDetections:
+    def _select_detections(self, image_id: ImageId, detections: Detections) -> Detections:
         """The detections the protocol evaluates (all of them here)."""
         return detections
 
@@ -215,7 +233,8 @@ class MatchingEvaluator:
         return flags.astype(bool)
 
     def _class_indices(self, labels: np.ndarray, image_id: ImageId, what: str) -> np.ndarray:
-        """Positions ``[N]`` of label-map ids in the category list; unknown ids are an error."""
+        """Positions ``[N]`` of label-map ids in the category list; unknown ids are an error
+        (only ground truth can hold them: unknown detections are dropped on arrival)."""
         index = np.searchsorted(self._class_ids, labels)
         known = (index < len(self._class_ids)) & (
             self._class_ids[np.minimum(index, len(self._class_ids) - 1)] == labels
@@ -230,7 +249,8 @@ class MatchingEvaluator:
         return index
 
     def _grouped_by_class(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Per class position: ``(scores [K_c], tp_weights [K_c])`` in insertion order."""
+        """Per class position: ``(scores [K_c], tp_weights [K_c])`` in insertion order: image
+        by image, as the OD API concatenates them (its tie order depends on this order)."""
         if not self._chunks:
             return [(np.zeros(0), np.zeros(0)) for _ in self._class_ids]
         class_index = np.concatenate([chunk[0] for chunk in self._chunks])

@@ -3,9 +3,10 @@
 This is the OD API's ``per_image_evaluation.PerImageEvaluation``, vectorized with numpy and
 looping only over the classes present in an image. For one class of one image:
 
-1. Detections are sorted by descending score (stable: ties keep detection order) and capped
-   at ``MAX_DETECTIONS_PER_CLASS``; scores ``<= MIN_SCORE`` are dropped, as the OD API's
-   (disabled, IoU threshold 1.0) non-max suppression does.
+1. As the OD API's (disabled, IoU threshold 1.0) non-max suppression does: scores
+   ``<= MIN_SCORE`` are dropped, the rest ranked best first by ``odapi_score_order`` (its
+   exact numpy call, so tied scores come in its order) and capped at
+   ``MAX_DETECTIONS_PER_CLASS``.
 2. Each detection is matched to the non-group-of ground truth box of highest IoU. If that
    IoU reaches the threshold: a difficult box makes the detection *ignored*; otherwise the
    highest-scoring detection claiming the box is a true positive and later ones are false
@@ -29,14 +30,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from objdet.errors import DataError
-from objdet.evaluation.base import GroundTruth, ImageDetections
+from objdet.evaluation.average_precision import odapi_score_order
+from objdet.evaluation.base import GroundTruth
+from objdet.structures.detections import Detections
 
 # The OD API's ObjectDetectionEvaluation runs NMS with iou_threshold=1.0 (so it only sorts),
 # max_output_size=10000 and its default score_threshold=-10.0 (scores must exceed it).
 MAX_DETECTIONS_PER_CLASS = 10000
 MIN_SCORE = -10.0
-# np_mask_ops' guard against empty unions / areas.
-_MASK_EPSILON = 1e-7
+# np_mask_ops' guard against empty unions / areas. It computes mask IoU and IoA in float32,
+# and so does this module: there 1e-7 vanishes next to an area of 2 pixels or more, so an
+# IoA of exactly 0.5 stays 0.5 (in float64, 11 / (22 + 1e-7) falls below the threshold).
+_MASK_EPSILON = np.float32(1e-7)
 
 
 def box_areas(boxes: np.ndarray) -> np.ndarray:
@@ -88,20 +93,22 @@ def mask_intersections(masks_a: np.ndarray, masks_b: np.ndarray) -> np.ndarray:
     return result
 
 
+def mask_areas(masks: np.ndarray) -> np.ndarray:
+    """Pixel counts ``[N]`` of ``[N, H, W]`` masks, float32 as np_mask_ops.area has them."""
+    return (masks > 0).sum(axis=(1, 2)).astype(np.float32)
+
+
 def mask_iou(masks_a: np.ndarray, masks_b: np.ndarray) -> np.ndarray:
-    """Pairwise mask IoU ``[N, M]``."""
-    intersections = mask_intersections(masks_a, masks_b)
-    areas_a = (masks_a > 0).sum(axis=(1, 2)).astype(np.float64)
-    areas_b = (masks_b > 0).sum(axis=(1, 2)).astype(np.float64)
-    unions = areas_a[:, None] + areas_b[None, :] - intersections
+    """Pairwise mask IoU ``[N, M]`` float32, as the OD API computes it (np_mask_ops.iou)."""
+    intersections = mask_intersections(masks_a, masks_b).astype(np.float32)
+    unions = mask_areas(masks_a)[:, None] + mask_areas(masks_b)[None, :] - intersections
     return intersections / np.maximum(unions, _MASK_EPSILON)
 
 
 def mask_ioa(detections: np.ndarray, regions: np.ndarray) -> np.ndarray:
-    """Intersection over each detection mask's area ``[D, R]``."""
-    intersections = mask_intersections(detections, regions)
-    areas = (detections > 0).sum(axis=(1, 2)).astype(np.float64)
-    return intersections / (areas[:, None] + _MASK_EPSILON)
+    """Intersection over each detection mask's area ``[D, R]`` float32 (np_mask_ops.ioa)."""
+    intersections = mask_intersections(detections, regions).astype(np.float32)
+    return intersections / (mask_areas(detections)[:, None] + _MASK_EPSILON)
 
 
 @dataclass
@@ -198,7 +205,8 @@ def match_class(
     """Scores and true-positive weights of one class in one image.
 
     Args:
-        det_boxes: ``[D, 4]`` detections sorted by descending score; det_scores ``[D]``.
+        det_boxes: ``[D, 4]`` detections best score first, ties in the OD API's order
+            (``match_image`` ranks them; the first claim on an object wins); det_scores ``[D]``.
         gt_boxes: ``[G, 4]``; gt_difficult, gt_group_of: ``[G]`` bool.
         det_masks, gt_masks: ``[D, H, W]`` / ``[G, H, W]`` for mask mode (both or neither).
 
@@ -263,7 +271,8 @@ def is_correctly_localized(
     det_masks: np.ndarray | None = None,
     gt_masks: np.ndarray | None = None,
 ) -> bool:
-    """CorLoc hit: the top-scoring detection (row 0) overlaps some object of its class.
+    """CorLoc hit: the detection in row 0 (the class's top one: its first highest score in
+    detection order, as the OD API's np.argmax picks it) overlaps some object of its class.
 
     Every object counts here, difficult and group-of included (as in the OD API).
     """
@@ -297,7 +306,7 @@ class ImageMatch:
 
 
 def match_image(
-    detections: ImageDetections,
+    detections: Detections,
     ground_truth: GroundTruth,
     *,
     iou_threshold: float = 0.5,
@@ -311,10 +320,9 @@ def match_image(
     ``use_difficult`` / ``use_group_of`` say whether the protocol reads those flags (PASCAL
     reads difficult only, Open Images group-of only); ``use_masks`` selects mask matching.
     """
-    boxes = detections.boxes
+    boxes, scores = detections.boxes, detections.scores
     degenerate = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
-    order = np.argsort(-detections.scores, kind="stable")  # ties keep detection order
-    order = order[~degenerate[order]]
+    valid = np.flatnonzero(~degenerate)  # [V] in detection order, as the OD API keeps them
     det_masks = detections.masks if use_masks else None
     gt_masks = ground_truth.masks if use_masks else None
     num_gt = ground_truth.num_objects
@@ -322,32 +330,33 @@ def match_image(
     group_of = _flags_or_false(ground_truth.group_of if use_group_of else None, num_gt)
     pieces: list[tuple[int, np.ndarray, np.ndarray]] = []
     localized: list[int] = []
-    for class_id in np.union1d(detections.labels[order], ground_truth.labels).tolist():
-        class_order = order[detections.labels[order] == class_id]  # [D] score-sorted
+    for class_id in np.union1d(detections.labels[valid], ground_truth.labels).tolist():
+        class_rows = valid[detections.labels[valid] == class_id]  # [D] detection order
         on_class = ground_truth.labels == class_id  # [N] bool
-        class_masks = None if det_masks is None else det_masks[class_order]
         class_gt_masks = None if gt_masks is None else gt_masks[on_class]
+        # CorLoc: the first highest score in detection order (the OD API's np.argmax).
+        top = class_rows[[np.argmax(scores[class_rows])]] if len(class_rows) else class_rows
         if is_correctly_localized(
-            boxes[class_order],
+            boxes[top],
             ground_truth.boxes[on_class],
             iou_threshold=iou_threshold,
-            det_masks=class_masks,
+            det_masks=None if det_masks is None else det_masks[top],
             gt_masks=class_gt_masks,
         ):
             localized.append(class_id)
-        kept = (detections.scores[class_order] > MIN_SCORE).nonzero()[0][:MAX_DETECTIONS_PER_CLASS]
-        scores, weights = match_class(
-            boxes[class_order[kept]],
-            detections.scores[class_order[kept]],
+        ranked = _odapi_ranked(class_rows, scores)  # [K] what the OD API matches, in order
+        class_scores, weights = match_class(
+            boxes[ranked],
+            scores[ranked],
             ground_truth.boxes[on_class],
             difficult[on_class],
             group_of[on_class],
             iou_threshold=iou_threshold,
             group_of_weight=group_of_weight,
-            det_masks=None if class_masks is None else class_masks[kept],
+            det_masks=None if det_masks is None else det_masks[ranked],
             gt_masks=class_gt_masks,
         )
-        pieces.append((class_id, scores, weights))
+        pieces.append((class_id, class_scores, weights))
     return ImageMatch(
         class_ids=np.concatenate(
             [np.full(len(s), c, dtype=np.int64) for c, s, _ in pieces] or [np.zeros(0, np.int64)]
@@ -357,6 +366,15 @@ def match_image(
         localized_class_ids=np.asarray(localized, dtype=np.int64),
         num_degenerate=int(degenerate.sum()),
     )
+
+
+def _odapi_ranked(class_rows: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """The rows ``[K]`` of one class the OD API matches, in its order (its non-max suppression
+    with IoU threshold 1.0): scores above ``MIN_SCORE``, ranked by ``odapi_score_order`` on
+    the same array it sorts (the class's scores in detection order), at most
+    ``MAX_DETECTIONS_PER_CLASS``."""
+    above = class_rows[scores[class_rows] > MIN_SCORE]
+    return above[odapi_score_order(scores[above])][:MAX_DETECTIONS_PER_CLASS]
 
 
 def _flags_or_false(flags: np.ndarray | None, count: int) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Inference with exported models or checkpoints.
 
-- ``objdet.inference.predictor``: ``Predictor`` (``from_export``, ``from_checkpoint``).
-- ``objdet.inference.detections``: ``ImageDetections``, both box layouts and class names.
+- ``objdet.inference.predictor``: ``Predictor`` (``from_export``, ``from_checkpoint``), returning
+  ``objdet.structures.detections.Detections``.
 - ``objdet.inference.inputs``: decoding per input_type (pixels, image bytes, tf.Example).
 - ``objdet.inference.tfrecords``: ``infer_detections`` over TFRecords of tf.Examples.
 

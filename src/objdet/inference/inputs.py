@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from google.protobuf.message import DecodeError
 from torch import Tensor
-from torchvision.io import ImageReadMode, decode_image
 
+from objdet.data import image_decode
 from objdet.errors import DataError
 from objdet.export.signature import check_input_type
 from objdet.protos import example_pb2
@@ -61,14 +61,10 @@ def pixels_from_array(value: Any, source: str = "input") -> Tensor:
 
 
 def decode_image_bytes(data: bytes, source: str = "input") -> Tensor:
-    """JPEG/PNG/... bytes -> ``uint8 [3, H, W]`` RGB."""
-    if not data:
-        raise DataError(f"{source}: image bytes are empty")
-    try:
-        return decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), ImageReadMode.RGB)
-    except (RuntimeError, ValueError) as error:
-        reason = " ".join(str(error).split())[:200]
-        raise DataError(f"{source}: does not decode as an image (JPEG/PNG expected): {reason}") from None
+    """JPEG/PNG/... bytes -> ``uint8 [3, H, W]`` RGB; ``DataError`` naming ``source`` for bytes
+    that are not an image, truncated or corrupt data, or a size above the pixel limit
+    (``objdet.data.image_decode``: the header is checked before decoding)."""
+    return image_decode.decode_image_bytes(data, source)
 
 
 def pixels_from_example(value: bytes | example_pb2.Example, source: str = "input") -> Tensor:

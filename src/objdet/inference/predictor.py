@@ -2,7 +2,7 @@
 
     predictor = Predictor.from_export("exported/")
     outputs = predictor(image)            # OD API outputs: detection_boxes [1, max, 4], ...
-    detections = predictor.detect(image)  # ImageDetections: xyxy pixels, scores, class names
+    detections = predictor.detect(image)  # Detections: xyxy pixels, scores, labels
 
 The input accepted by ``predictor(...)`` follows the export's ``input_type`` (see
 ``objdet.inference.inputs``); ``predict_pixels`` takes decoded ``uint8 [3, H, W]`` pixels
@@ -35,9 +35,8 @@ from objdet.export.exporter import (
     configured_label_map_path,
 )
 from objdet.export.signature import GRAPH_INPUT, check_input_type
-from objdet.inference.detections import ImageDetections, class_names_for
 from objdet.inference.inputs import decode_input
-from objdet.structures.boxes import xyxy_to_normalized_yxyx
+from objdet.structures.detections import Detections
 from objdet.structures.label_map import LabelMap, load_label_map
 
 Network = Callable[[Tensor], dict[str, Tensor]]
@@ -117,13 +116,13 @@ class Predictor:
         """One input of this predictor's ``input_type`` -> the OD API's output arrays."""
         return self.detect(inputs).to_outputs(self.max_detections)
 
-    def detect(self, inputs: Any, min_score: float = 0.0) -> ImageDetections:
+    def detect(self, inputs: Any, min_score: float = 0.0) -> Detections:
         """One input of this predictor's ``input_type`` -> detections scoring >= min_score."""
         detections = self.predict_pixels(decode_input(inputs, self.input_type))
         return detections.above(min_score) if min_score > 0 else detections
 
     @torch.no_grad()
-    def predict_pixels(self, image: Tensor) -> ImageDetections:
+    def predict_pixels(self, image: Tensor) -> Detections:
         """``uint8 [3, H, W]`` RGB -> all detections (up to ``max_detections``)."""
         from objdet.models.image_resizers import batch_images
 
@@ -138,17 +137,7 @@ class Predictor:
             )
         raw = self.network(batch.images)
         detection = self.model.postprocess(raw, batch.resized_sizes, batch.original_sizes)[0]
-        boxes = detection["boxes"].float().cpu()
-        classes = detection["labels"].cpu().numpy().astype(np.int64)
-        return ImageDetections(
-            boxes=boxes.numpy(),
-            normalized_boxes=xyxy_to_normalized_yxyx(boxes, height, width).numpy(),
-            scores=detection["scores"].float().cpu().numpy(),
-            classes=classes,
-            class_names=class_names_for(classes, self.label_map),
-            image_height=height,
-            image_width=width,
-        )
+        return Detections.from_model_output(detection, image_size=(height, width))
 
 
 def _eager_network(model: Any) -> Network:

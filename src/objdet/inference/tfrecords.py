@@ -3,7 +3,9 @@
 Each input tf.Example is written back unchanged (ground truth and any other feature kept)
 with its detections added as ``image/detection/bbox/{ymin,xmin,ymax,xmax}`` (normalized),
 ``image/detection/label`` (label-map ids) and ``image/detection/score``, all of a
-predictor's detections (no score threshold), replacing detections already there. With
+predictor's detections (no score threshold), replacing detections already there. An image
+with no detections gets all six lists present and empty: offline evaluation (as the OD
+API's) counts its ground truth as missed, where absent lists would skip the record. With
 ``discard_image_pixels`` ``image/encoded`` is removed (the evaluation tools need only the
 boxes). Output files are written atomically; ``OUT@N`` writes N shards (record i -> shard
 i % N, TensorFlow's ``OUT-0000k-of-0000N`` names), ``OUT`` one file.
@@ -17,17 +19,16 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from objdet.data.example import DETECTION_KEYS
 from objdet.data.tfrecord import PathSpec, read_records_with_source, write_sharded
-from objdet.inference.detections import ImageDetections
 from objdet.inference.inputs import parse_example, pixels_from_example
 from objdet.inference.predictor import Predictor
 from objdet.protos import example_pb2
+from objdet.structures.detections import Detections
 
 _OUTPUT_SHARDS = re.compile(r"^(?P<base>.+)@(?P<count>\d+)$")
-_DETECTION_KEYS = (
-    "image/detection/bbox/ymin", "image/detection/bbox/xmin", "image/detection/bbox/ymax",
-    "image/detection/bbox/xmax", "image/detection/label", "image/detection/score",
-)
 
 
 @dataclass
@@ -79,14 +80,22 @@ def split_output_spec(output_path: str) -> tuple[str, int]:
     return match["base"], int(match["count"])
 
 
-def add_detections(example: example_pb2.Example, detections: ImageDetections) -> None:
-    """Set the ``image/detection/*`` features of ``example`` (replacing any already there)."""
+def add_detections(example: example_pb2.Example, detections: Detections) -> None:
+    """Set the ``image/detection/*`` features of ``example`` (replacing any already there).
+
+    Every list is written, empty ones included (``SetInParent`` marks an empty list present).
+    """
     features = example.features.feature
-    for key in _DETECTION_KEYS:
+    for key in DETECTION_KEYS:
         if key in features:
             del features[key]
-    boxes = detections.normalized_boxes  # [D, 4] ymin, xmin, ymax, xmax
-    for column, key in enumerate(_DETECTION_KEYS[:4]):
-        features[key].float_list.value.extend(boxes[:, column].tolist())
-    features["image/detection/label"].int64_list.value.extend(detections.classes.tolist())
-    features["image/detection/score"].float_list.value.extend(detections.scores.tolist())
+    boxes = detections.normalized_boxes()  # [D, 4] ymin, xmin, ymax, xmax
+    float_lists: dict[str, np.ndarray] = {
+        key: boxes[:, column] for column, key in enumerate(DETECTION_KEYS[:4])
+    }
+    float_lists["image/detection/score"] = detections.scores
+    for key, values in float_lists.items():
+        features[key].float_list.SetInParent()
+        features[key].float_list.value.extend(values.tolist())
+    features["image/detection/label"].int64_list.SetInParent()
+    features["image/detection/label"].int64_list.value.extend(detections.labels.tolist())
