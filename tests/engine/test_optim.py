@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from google.protobuf import text_format
@@ -86,3 +88,61 @@ def test_missing_optimizer_or_rate_is_a_config_error() -> None:
             ),
             params(),
         )
+
+
+@pytest.mark.parametrize(("schedule", "field"), [
+    ("constant_learning_rate { learning_rate: -0.1 }", "constant_learning_rate.learning_rate: -0.1"),
+    ("exponential_decay_learning_rate { initial_learning_rate: -0.004 decay_steps: 10 }",
+     "exponential_decay_learning_rate.initial_learning_rate: -0.004"),
+    ("exponential_decay_learning_rate { initial_learning_rate: 0.004 min_learning_rate: -1 }",
+     "exponential_decay_learning_rate.min_learning_rate: -1"),
+    ("manual_step_learning_rate { initial_learning_rate: 0.1 schedule { step: 5 learning_rate: 0.01 } "
+     + "schedule { step: 9 learning_rate: -0.001 } }",
+     "manual_step_learning_rate.schedule[1].learning_rate: -0.001"),
+    ("cosine_decay_learning_rate { learning_rate_base: 0.1 total_steps: 10 warmup_learning_rate: -0.01 }",
+     "cosine_decay_learning_rate.warmup_learning_rate: -0.01"),
+])
+def test_a_negative_learning_rate_is_a_config_error_naming_the_field(schedule: str, field: str) -> None:
+    config = optimizer_config(f"momentum_optimizer {{ learning_rate {{ {schedule} }} }}")
+    path = f"train_config.optimizer.momentum_optimizer.learning_rate.{field}"
+    with pytest.raises(ConfigError, match="^" + re.escape(f"{path} is negative; a learning rate must be >= 0")):
+        build_optimizer(config, params())
+
+
+def test_exponential_decay_needs_decay_steps() -> None:
+    config = optimizer_config(
+        "adam_optimizer { learning_rate { exponential_decay_learning_rate { decay_steps: 0 } } }"
+    )
+    with pytest.raises(ConfigError, match=r"exponential_decay_learning_rate\.decay_steps: 0; expected"):
+        build_optimizer(config, params())
+
+
+def test_momentum_and_epsilon_reach_the_torch_optimizers() -> None:
+    sgd = build_optimizer(
+        optimizer_config(
+            """momentum_optimizer { momentum_optimizer_value: 0.8
+               learning_rate { constant_learning_rate { learning_rate: 0.1 } } }"""
+        ),
+        params(),
+    )
+    assert sgd.optimizer.param_groups[0]["momentum"] == pytest.approx(0.8)
+    adam = build_optimizer(
+        optimizer_config(
+            """adam_optimizer { epsilon: 0.001
+               learning_rate { constant_learning_rate { learning_rate: 0.1 } } }"""
+        ),
+        params(),
+    )
+    assert adam.optimizer.param_groups[0]["eps"] == pytest.approx(0.001)
+
+
+def test_a_schedule_starting_at_zero_warms_up_from_zero() -> None:
+    setup = build_optimizer(
+        optimizer_config(
+            """momentum_optimizer { learning_rate { cosine_decay_learning_rate {
+                 learning_rate_base: 0.04 total_steps: 10 warmup_learning_rate: 0.0
+                 warmup_steps: 2 } } }"""
+        ),
+        params(),
+    )
+    assert rates(setup, 3) == pytest.approx([0.0, 0.02, 0.04])

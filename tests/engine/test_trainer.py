@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 from pathlib import Path
 
@@ -113,3 +114,27 @@ def test_eval_hook_ranks_checkpoints(tmp_path: Path) -> None:
     trainer.train()
     assert [step for step, _ in hook.history] == [2, 4, 6]
     assert manager.read_index().best == "ckpt-4.pt"
+
+
+def test_state_dict_round_trips_without_a_checkpoint_manager(tmp_path: Path) -> None:
+    """Trainer A's state_dict, loaded into a fresh Trainer B, continues exactly as A does."""
+    first = make_trainer(tmp_path / "a", num_steps=3)
+    first.hooks = []
+    first.train()
+    state = copy.deepcopy(first.state_dict())  # A keeps training in place below
+    assert state["step"] == 3 and state["samples_seen"] == 9
+    first.num_steps = 6
+    first.train()
+
+    torch.manual_seed(999)  # must not matter: the state restores the RNG
+    second = make_trainer(tmp_path / "b", num_steps=6, samples_seen=state["samples_seen"])
+    second.hooks = []
+    second.load_state_dict(state)
+    assert (second.step, second.samples_seen) == (3, 9)
+    second.train()
+    assert second.step == first.step == 6
+    for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values()):
+        assert torch.equal(a, b)
+    for a, b in zip(first.ema.state_dict().values(), second.ema.state_dict().values()):
+        assert torch.equal(a, b)
+    assert first.learning_rate == second.learning_rate

@@ -18,6 +18,7 @@ import objdet.config
 from objdet.cli.main import main
 from objdet.engine.checkpoint import CheckpointManager
 from objdet.engine.training import TrainOptions, train
+from objdet.errors import ConfigError
 
 SHARED_RACCOON = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "raccoon"
 REPO_RACCOON = Path(__file__).resolve().parents[2] / "datasets" / "raccoon"
@@ -158,3 +159,65 @@ def test_the_main_job_config_has_no_batch_norm_too_slow_for_its_steps() -> None:
         Path(__file__).resolve().parents[2] / "configs" / "ssdlite_mobilenet_v3_large_raccoon.config"
     )
     assert warn_slow_batch_norm(build_model(config.model), config.train_config.num_steps) == []
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"num_train_steps": -5}, r"^--num_train_steps: -5; expected a number of steps > 0"),
+    ({"num_train_steps": 0}, r"^--num_train_steps: 0; expected"),
+    ({"keep_checkpoints": 0}, r"^--keep_checkpoints: 0; expected at least 1"),
+])
+def test_bad_counts_fail_before_anything_is_built(tiny_config_path: Path, tmp_path: Path,
+                                                  overrides: dict[str, int], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        train(tiny_config_path, tmp_path / "model", quiet(**overrides))
+    assert not (tmp_path / "model").exists()
+
+
+def test_label_map_errors_name_the_config_a_loaded_config_came_from(
+    tiny_config_path: Path, tmp_path: Path
+) -> None:
+    """train() checks the label maps against num_classes before building anything; for a
+    loaded config the errors name ``config_source`` (``objdet train`` passes its file)."""
+    two = tmp_path / "two.pbtxt"
+    two.write_text("item { id: 1 name: 'raccoon' } item { id: 2 name: 'fox' }")
+    overrides = [f"train_input_reader.label_map_path='{two}'"]
+    config = objdet.config.load(tiny_config_path, overrides=overrides)
+    with pytest.raises(ConfigError, match=rf"^{tiny_config_path}: invalid config: model.ssd."
+                                          rf"num_classes is 1 but the largest id in {two} "):
+        train(config, tmp_path / "model", quiet(), config_source=tiny_config_path)
+    with pytest.raises(ConfigError, match=r"^<config>: invalid config: "):
+        train(config, tmp_path / "model", quiet())
+    assert not (tmp_path / "model").exists()
+
+
+def test_num_classes_above_the_largest_id_is_logged(
+    tiny_config_path: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config_text = tiny_config_path.read_text().replace("num_classes: 1", "num_classes: 3")
+    tiny_config_path.write_text(config_text)
+    with caplog.at_level("WARNING", logger="objdet"):
+        result = train(tiny_config_path, tmp_path / "model", quiet(num_train_steps=1))
+    assert result.step == 1
+    warnings = [r.getMessage() for r in caplog.records if r.name == "objdet.engine.training"]
+    assert any(
+        message.startswith(f"{tiny_config_path}: model.ssd.num_classes is 3 but the largest id ")
+        and "predicts ids 2..3, which the label map does not name" in message
+        for message in warnings
+    ), warnings
+
+
+def test_an_empty_eval_record_names_the_eval_input_reader(tiny_config_path: Path, tmp_path: Path) -> None:
+    from objdet.data.tfrecord import TFRecordWriter
+    from objdet.engine.evaluate import build_eval_inputs
+    from objdet.errors import DataError
+
+    empty = tmp_path / "empty.record"
+    with TFRecordWriter(empty):
+        pass
+    config = objdet.config.load(
+        tiny_config_path,
+        overrides=[f"eval_input_reader[0].tf_record_input_reader.input_path=['{empty}']"],
+    )
+    with pytest.raises(DataError, match=r"^eval_input_reader\[0\]\.tf_record_input_reader\."
+                                        r"input_path: the input files hold 0 records: "):
+        build_eval_inputs(config)

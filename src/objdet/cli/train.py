@@ -36,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
         num_workers=args.num_workers, seed=args.seed, device=args.device,
         show_progress=not args.no_progress,
     )
-    result = train(load_config(args), args.model_dir, options)
+    result = train(load_config(args), args.model_dir, options,
+                   config_source=args.pipeline_config_path)
     print(f"trained to step {result.step} in {result.model_dir}")
     for step, metrics in result.eval_history[-1:]:
         headline = {k: round(v, 4) for k, v in metrics.items() if "PerformanceByCategory" not in k}

@@ -1,7 +1,8 @@
 """Checkpoints in a model_dir: ``ckpt-<step>.pt`` files and a ``checkpoint.json`` index.
 
 Every write is atomic, so a crash (or a NaN stop) never leaves a half-written checkpoint and
-the last good one stays loadable. The manager keeps the newest ``keep_last`` checkpoints plus
+the last good one stays loadable. Each file carries the sha256 of its bytes, checked on load
+(objdet.engine.checkpoint_file). The manager keeps the newest ``keep_last`` checkpoints plus
 the best one by an eval metric.
 """
 
@@ -10,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from objdet.atomic import atomic_write
+from objdet.engine.checkpoint_file import load_checkpoint_file, write_checkpoint_file
 from objdet.errors import ObjdetError
 
 INDEX_NAME = "checkpoint.json"
@@ -71,7 +72,7 @@ class CheckpointManager:
         name = f"ckpt-{step}.pt"
         path = self.model_dir / name
         with atomic_write(path, "wb") as handle:
-            torch.save({"step": step, **state}, handle)
+            write_checkpoint_file({**state, "step": step}, handle)
         index = self.read_index()
         index.checkpoints = [n for n in index.checkpoints if n != name] + [name]
         if metric is not None:
@@ -90,12 +91,11 @@ class CheckpointManager:
 
     @staticmethod
     def load(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
-        try:
-            return torch.load(path, map_location=map_location, weights_only=False)
-        except FileNotFoundError:
-            raise ObjdetError(f"{path}: checkpoint not found") from None
-        except (RuntimeError, EOFError, ValueError, OSError, pickle.UnpicklingError) as error:
-            raise ObjdetError(f"{path}: cannot load checkpoint: {error}") from None
+        """The state saved in ``path``, its checksum verified (``ObjdetError`` on a mismatch)."""
+        state = load_checkpoint_file(path, map_location)
+        if not isinstance(state, dict):
+            raise ObjdetError(f"{path}: not an objdet checkpoint (found a {type(state).__name__})")
+        return state
 
     def _update_best(
         self, index: CheckpointIndex, name: str, metric: tuple[str, float], higher_is_better: bool

@@ -14,10 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from objdet.atomic import atomic_write
+from objdet.atomic import atomic_write, require_writable_directory
 from objdet.engine.checkpoint import CheckpointManager
+from objdet.engine.devices import resolve_device
 from objdet.engine.evaluate import build_eval_inputs, evaluate_detector
 from objdet.engine.restore import restore_model
 from objdet.errors import ConfigError, ObjdetError
@@ -76,7 +75,8 @@ def new_checkpoints(checkpoint_dir: Path, *, run_once: bool, timeout_s: float, p
 def run_eval(config: Any, checkpoint_dir: Path, eval_dir: Path, *, run_once: bool = False,
              timeout_s: float = 3600.0, device: str | None = None) -> list[tuple[int, dict[str, float]]]:
     """Evaluate checkpoints as ``new_checkpoints`` yields them; return (step, metrics) pairs."""
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = str(resolve_device(device))
+    require_writable_directory(eval_dir, f"eval_dir {eval_dir}")
     results = []
     for checkpoint in new_checkpoints(checkpoint_dir, run_once=run_once, timeout_s=timeout_s):
         step, metrics = evaluate_checkpoint(config, checkpoint, device=device)

@@ -11,14 +11,13 @@ fine_tune_checkpoint_type (the OD API TF2 names):
 from __future__ import annotations
 
 import os
-import pickle
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor, nn
 
+from objdet.engine.checkpoint_file import load_checkpoint_file
 from objdet.errors import ConfigError, ObjdetError
 
 FINE_TUNE_TYPES = ("classification", "detection", "full")
@@ -38,13 +37,12 @@ class FineTuneReport:
 
 
 def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
-    """A state_dict from an objdet checkpoint (``model``/``ema`` entries) or a bare state_dict."""
+    """A state_dict from an objdet checkpoint (``model``/``ema`` entries; its checksum
+    verified) or a bare state_dict."""
     try:
-        data = torch.load(path, map_location="cpu", weights_only=False)
-    except FileNotFoundError:
-        raise ObjdetError(f"fine_tune_checkpoint {path}: file not found") from None
-    except (RuntimeError, EOFError, ValueError, OSError, pickle.UnpicklingError) as error:
-        raise ObjdetError(f"fine_tune_checkpoint {path}: cannot load: {error}") from None
+        data = load_checkpoint_file(path)
+    except ObjdetError as error:
+        raise ObjdetError(f"fine_tune_checkpoint {error}") from None
     if isinstance(data, dict) and "model" in data and isinstance(data["model"], dict):
         data = data["model"]
     elif isinstance(data, dict) and "state_dict" in data:

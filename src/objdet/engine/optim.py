@@ -35,10 +35,14 @@ class OptimizerSetup:
 def build_schedule(learning_rate_config: Any, where: str = "optimizer.learning_rate") -> Schedule:
     """``LearningRate`` message -> ``step -> rate`` callable."""
     kind = learning_rate_config.WhichOneof("learning_rate")
+    if kind is not None:
+        _check_rates_not_negative(getattr(learning_rate_config, kind), f"{where}.{kind}")
     if kind == "constant_learning_rate":
         return ConstantSchedule(learning_rate_config.constant_learning_rate.learning_rate)
     if kind == "exponential_decay_learning_rate":
         c = learning_rate_config.exponential_decay_learning_rate
+        if c.decay_steps == 0:
+            raise ConfigError(f"{where}.{kind}.decay_steps: 0; expected a number of steps > 0")
         return ExponentialDecaySchedule(
             initial_learning_rate=c.initial_learning_rate,
             decay_steps=c.decay_steps,
@@ -74,6 +78,20 @@ def build_schedule(learning_rate_config: Any, where: str = "optimizer.learning_r
         f"{where}: no learning rate set; supported: constant_learning_rate, "
         "exponential_decay_learning_rate, manual_step_learning_rate, cosine_decay_learning_rate"
     )
+
+
+def _check_rates_not_negative(schedule_config: Any, where: str) -> None:
+    """``ConfigError`` naming the first negative ``*learning_rate*`` field of a schedule
+    message (also inside ``manual_step_learning_rate.schedule`` entries)."""
+    for field, value in schedule_config.ListFields():
+        if field.message_type is not None:
+            items = value if field.is_repeated else [value]
+            for index, item in enumerate(items):
+                _check_rates_not_negative(item, f"{where}.{field.name}[{index}]")
+        elif "learning_rate" in field.name and value < 0:
+            raise ConfigError(
+                f"{where}.{field.name}: {value:g} is negative; a learning rate must be >= 0"
+            )
 
 
 def build_optimizer(optimizer_config: Any, param_groups: Iterable[dict[str, Any]]) -> OptimizerSetup:

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 
+from objdet.engine.gradients import GradientMultiplier
 from objdet.errors import ObjdetError
 
 Batch = tuple[list[Tensor], list[dict[str, Tensor]]]
@@ -40,7 +41,8 @@ class Trainer:
     ``batches`` yields ``(images, targets)``: a list of float CHW images in [0, 1] and a list
     of target dicts (``boxes`` [N, 4] x1y1x2y2 pixels, ``labels`` [N]). ``step`` counts
     optimizer steps; ``samples_seen`` counts images consumed by this process (the sampler
-    resumes from it).
+    resumes from it). ``gradient_multipliers`` scale some gradients before clipping
+    (``train_config.bias_grad_multiplier``).
     """
 
     def __init__(
@@ -48,6 +50,7 @@ class Trainer:
         scheduler: torch.optim.lr_scheduler.LRScheduler, batches: Iterator[Batch], num_steps: int,
         ema: AveragedModel | None = None, gradient_clip_norm: float = 0.0,
         hooks: Sequence[Hook] = (), device: torch.device | str = "cpu",
+        gradient_multipliers: Sequence[GradientMultiplier] = (),
     ) -> None:
         self.model = model
         self.optimizer = optimizer
@@ -56,6 +59,7 @@ class Trainer:
         self.num_steps = num_steps
         self.ema = ema
         self.gradient_clip_norm = gradient_clip_norm
+        self.gradient_multipliers = list(gradient_multipliers)
         self.hooks = list(hooks)
         self.device = torch.device(device)
         self.step = 0
@@ -93,6 +97,8 @@ class Trainer:
             )
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
+        for multiplier in self.gradient_multipliers:
+            multiplier.apply()
         if self.gradient_clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.gradient_clip_norm)
         self.optimizer.step()
@@ -105,7 +111,10 @@ class Trainer:
 
     # -- checkpointed state --------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue training exactly: weights, optimizer, schedule,
+        moving average, counters and random-number generator states."""
         return {
+            "step": self.step,
             "model": _unwrap(self.model).state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -119,6 +128,7 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned (or a checkpoint holding it)."""
         _unwrap(self.model).load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

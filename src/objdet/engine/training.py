@@ -1,8 +1,9 @@
 """``train``: everything ``objdet train`` does, wired from one pipeline config.
 
 The pieces each read their own part of the config (models/builder.py, data/dataset.py,
-engine/optim.py, evaluation/registry.py); this module only connects them: model, trainable
-variables, optimizer, moving average, data, resume or fine-tune, hooks, DDP.
+engine/train_config.py, engine/optim.py, evaluation/registry.py); this module only connects
+them: model, trainable variables, optimizer, moving average, data, resume or fine-tune,
+hooks, DDP. It reads ``config.train_config`` only through ``build_train_settings``.
 """
 
 from __future__ import annotations
@@ -18,17 +19,23 @@ import torch
 from torch import nn
 
 import objdet.config
+from objdet.atomic import require_writable_directory
 from objdet.data.dataset import build_data_loader, build_dataset
 from objdet.engine.checkpoint import CheckpointManager
+from objdet.engine.devices import resolve_device
 from objdet.engine.distributed import DistributedContext, init_distributed, per_rank_batch_size
 from objdet.engine.ema import build_ema
 from objdet.engine.evaluate import build_eval_inputs, evaluate_detector
 from objdet.engine.fine_tune import load_fine_tune_checkpoint, select_trainable
+from objdet.engine.gradients import bias_grad_multiplier
 from objdet.engine.hooks import CheckpointHook, EvalHook, Hook, ProgressHook
 from objdet.engine.host_memory import retain_freed_memory
+from objdet.engine.mixed_precision import autocast_layers, check_bfloat16_supported
 from objdet.engine.optim import build_optimizer
+from objdet.engine.train_config import FineTune, TrainSettings, build_train_settings
 from objdet.engine.trainer import Batch, Trainer
 from objdet.errors import ConfigError
+from objdet.evaluation.base import DetectionEvaluator
 from objdet.models import build_model
 from objdet.models.regularization import parameter_groups
 
@@ -47,7 +54,7 @@ class TrainResult:
 class TrainOptions:
     """What the command line adds to the config (the OD API's model_main_tf2 flags)."""
 
-    num_train_steps: int | None = None  # None: train_config.num_steps
+    num_train_steps: int | None = None  # None: train_config.num_steps; else > 0
     checkpoint_every_n: int = 1000
     eval_every_n: int = 0  # 0: evaluate only at the end (when an eval input is configured)
     keep_checkpoints: int = 5
@@ -55,44 +62,55 @@ class TrainOptions:
     seed: int = 0
     show_progress: bool = True
     log_every_n: int = 10
-    device: str | None = None  # None: cuda if available, else cpu
+    device: str | None = None  # "cpu", "cuda", "cuda:N"; None: cuda if available, else cpu
     # keep freed host memory for reuse (objdet.engine.host_memory); None: when training on the CPU
     retain_freed_memory: bool | None = None
     extra_hooks: Sequence[Hook] = ()  # run after the built-in ones, on the main process
 
 
-def default_device(context: DistributedContext) -> torch.device:
-    if torch.cuda.is_available():
-        return torch.device("cuda", context.local_rank)
-    return torch.device("cpu")
+def train(
+    config_or_path: Any,
+    model_dir: str | os.PathLike[str],
+    options: TrainOptions | None = None,
+    *,
+    config_source: str | os.PathLike[str] | None = None,
+) -> TrainResult:
+    """Train (or resume training of) the model a pipeline config describes, in ``model_dir``.
 
-
-def train(config_or_path: Any, model_dir: str | os.PathLike[str], options: TrainOptions | None = None) -> TrainResult:
-    """Train (or resume training of) the model a pipeline config describes, in ``model_dir``."""
+    ``config_or_path`` is a config file or a loaded ``TrainEvalPipelineConfig``;
+    ``config_source`` names where a loaded one came from (e.g. its file, after overrides),
+    for errors and warnings (default: the path, or ``<config>``). The config and its label
+    maps are checked before anything is built.
+    """
     options = options or TrainOptions()
     if isinstance(config_or_path, (str, os.PathLike)):
         source, config = os.fspath(config_or_path), objdet.config.load(config_or_path)
     else:
         source, config = "<config>", config_or_path
-    objdet.config.validate(config, source)
+    if config_source is not None:
+        source = os.fspath(config_source)
+    for warning in objdet.config.validate(config, source, check_label_maps=True):
+        logger.warning("%s", warning)
+    settings = build_train_settings(config.train_config)
+    num_steps = _num_steps(options, settings)
     context = init_distributed()
     model_dir = Path(model_dir)
-    device = torch.device(options.device) if options.device else default_device(context)
+    device = _checked_device(options, settings, context, model_dir)
     if options.retain_freed_memory or (options.retain_freed_memory is None and device.type == "cpu"):
         retain_freed_memory()
     torch.manual_seed(options.seed + context.rank)
-    train_config = config.train_config
-    num_steps = options.num_train_steps or train_config.num_steps
-    if num_steps <= 0:
-        raise ConfigError("train_config.num_steps is 0: set it or pass --num_train_steps")
 
     model = build_model(config.model).to(device)
-    select_trainable(model, train_config.freeze_variables, train_config.update_trainable_variables)
-    setup = build_optimizer(train_config.optimizer, parameter_groups(model))
+    select_trainable(model, settings.freeze_variables, settings.update_trainable_variables)
+    setup = build_optimizer(
+        settings.optimizer, parameter_groups(model, regularize=settings.add_regularization_loss)
+    )
+    if settings.use_bfloat16:
+        autocast_layers(model, device.type)
     ema = build_ema(model, setup.moving_average_decay) if setup.moving_average_decay else None
     manager = CheckpointManager(model_dir, keep_last=options.keep_checkpoints)
-    state = _resume_or_fine_tune(model, manager, train_config)
-    if state is None and not train_config.fine_tune_checkpoint and context.is_main:
+    state = _resume_or_fine_tune(model, manager, settings.fine_tune)
+    if state is None and settings.fine_tune is None and context.is_main:
         warn_slow_batch_norm(model, num_steps)
     if context.is_main:
         model_dir.mkdir(parents=True, exist_ok=True)
@@ -101,12 +119,13 @@ def train(config_or_path: Any, model_dir: str | os.PathLike[str], options: Train
     trainer = Trainer(
         model=_maybe_distributed(model, context, device), optimizer=setup.optimizer,
         scheduler=setup.scheduler, batches=iter(()), num_steps=num_steps, ema=ema,
-        gradient_clip_norm=train_config.gradient_clipping_by_norm, device=device,
+        gradient_clip_norm=settings.gradient_clipping_by_norm, device=device,
+        gradient_multipliers=bias_grad_multiplier(model, settings.bias_grad_multiplier),
     )
     if state is not None:
         trainer.load_state_dict(state)
         logger.info("resuming from step %d", trainer.step)
-    trainer.batches = _train_batches(config, options, context, trainer.samples_seen,
+    trainer.batches = _train_batches(config, settings, options, context, trainer.samples_seen,
                                      getattr(model, "image_resizer", None))
     eval_hook = _eval_hook(config, options, manager, model_dir, device) if context.is_main else None
     trainer.hooks = list(_hooks(options, manager, model_dir, context, eval_hook))
@@ -118,18 +137,43 @@ def train(config_or_path: Any, model_dir: str | os.PathLike[str], options: Train
     )
 
 
-def _resume_or_fine_tune(model: nn.Module, manager: CheckpointManager, train_config: Any) -> dict[str, Any] | None:
+def _checked_device(options: TrainOptions, settings: TrainSettings, context: DistributedContext,
+                    model_dir: Path) -> torch.device:
+    """The training device. Everything about the machine (the device, its bfloat16 support,
+    a writable model_dir) is checked here, before the model is built."""
+    device = resolve_device(options.device, context.local_rank)
+    if settings.use_bfloat16:
+        check_bfloat16_supported(device)
+    if context.is_main:
+        require_writable_directory(model_dir, f"model_dir {model_dir}")
+    return device
+
+
+def _num_steps(options: TrainOptions, settings: TrainSettings) -> int:
+    """--num_train_steps when given (it must be > 0), else train_config.num_steps; checks
+    the other counts of ``options`` too."""
+    if options.keep_checkpoints < 1:  # 0 would keep every checkpoint (a [-0:] slice)
+        raise ConfigError(f"--keep_checkpoints: {options.keep_checkpoints}; expected at least 1")
+    if options.num_train_steps is not None:
+        if options.num_train_steps <= 0:
+            raise ConfigError(
+                f"--num_train_steps: {options.num_train_steps}; expected a number of steps > 0"
+            )
+        return options.num_train_steps
+    if settings.num_steps <= 0:
+        raise ConfigError("train_config.num_steps is 0: set it or pass --num_train_steps")
+    return settings.num_steps
+
+
+def _resume_or_fine_tune(model: nn.Module, manager: CheckpointManager, fine_tune: FineTune | None) -> dict[str, Any] | None:
     """The latest checkpoint's state when resuming; otherwise apply fine_tune_checkpoint."""
     latest = manager.latest_path()
     if latest is not None:
         return manager.load(latest)
-    if train_config.fine_tune_checkpoint:
-        checkpoint_type = train_config.fine_tune_checkpoint_type or (
-            "detection" if train_config.from_detection_checkpoint else "classification"
-        )
-        report = load_fine_tune_checkpoint(model, train_config.fine_tune_checkpoint, checkpoint_type)
-        logger.info("fine_tune_checkpoint %s (%s): %s", train_config.fine_tune_checkpoint,
-                    checkpoint_type, report.summary())
+    if fine_tune is not None:
+        report = load_fine_tune_checkpoint(model, fine_tune.checkpoint, fine_tune.checkpoint_type)
+        logger.info("fine_tune_checkpoint %s (%s): %s", fine_tune.checkpoint,
+                    fine_tune.checkpoint_type, report.summary())
     return None
 
 
@@ -166,8 +210,8 @@ def _maybe_distributed(model: nn.Module, context: DistributedContext, device: to
     return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
 
-def _train_batches(config: Any, options: TrainOptions, context: DistributedContext, samples_seen: int,
-                   image_resizer: Any) -> Iterator[Batch]:
+def _train_batches(config: Any, settings: TrainSettings, options: TrainOptions, context: DistributedContext,
+                   samples_seen: int, image_resizer: Any) -> Iterator[Batch]:
     """Endless training batches, continuing after the ``samples_seen`` this rank consumed.
 
     The model's image resizer runs in the loader workers (as the OD API's input pipeline
@@ -175,11 +219,11 @@ def _train_batches(config: Any, options: TrainOptions, context: DistributedConte
     """
     dataset = build_dataset(
         config.train_input_reader, training=True,
-        augmentation_steps=config.train_config.data_augmentation_options, seed=options.seed,
+        augmentation_steps=settings.augmentation_steps, seed=options.seed,
         image_resizer=image_resizer,
     )
     loader = build_data_loader(
-        dataset, per_rank_batch_size(config.train_config.batch_size, context), options.num_workers,
+        dataset, per_rank_batch_size(settings.batch_size, context), options.num_workers,
         training=True, rank=context.rank, world_size=context.world_size, start_position=samples_seen,
     )
     return iter(loader)
@@ -203,7 +247,7 @@ def _eval_hook(config: Any, options: TrainOptions, manager: CheckpointManager, m
         return metrics
 
     return EvalHook(evaluate, options.eval_every_n, manager=manager, writer=writer,
-                    best_metric=primary_metric(config.eval_config))
+                    best_metric=primary_metric(inputs.evaluators))
 
 
 class DetectionDrawings:
@@ -230,15 +274,11 @@ class DetectionDrawings:
             writer.add_image(f"eval_side_by_side_{index}", np.asarray(drawing), step, dataformats="HWC")
 
 
-def primary_metric(eval_config: Any) -> str:
-    """The metric that ranks checkpoints: the headline mAP of the first metrics set."""
-    first = eval_config.metrics_set[0] if eval_config.metrics_set else "coco_detection_metrics"
-    if first.startswith("coco"):
-        return "DetectionBoxes_Precision/mAP"
-    if "pascal" in first:
-        prefix = "WeightedPascalBoxes" if first.startswith("weighted") else "PascalBoxes"
-        return f"{prefix}_Precision/mAP@0.5IOU"
-    return "OpenImagesV2_Precision/mAP@0.5IOU"
+def primary_metric(evaluators: Sequence[DetectionEvaluator]) -> str:
+    """The metric that ranks checkpoints: the headline metric the first metrics set's
+    evaluator declares. EvalHook ranks higher values as better, which every declared headline
+    metric is (tests/evaluation/test_registry.py checks each registered metrics set)."""
+    return evaluators[0].headline_metric.key
 
 
 def _hooks(options: TrainOptions, manager: CheckpointManager, model_dir: Path,

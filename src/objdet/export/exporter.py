@@ -25,7 +25,7 @@ import torch
 
 import objdet
 from objdet import config as cfg
-from objdet.atomic import atomic_directory
+from objdet.atomic import atomic_directory, require_writable_directory
 from objdet.engine.restore import restore_model
 from objdet.errors import ConfigError
 from objdet.export.graph import check_exportable, export_network, fixed_canvas_size
@@ -66,6 +66,8 @@ def export_inference_graph(
     checkpoint, graph equivalence); an error leaves ``output_directory`` as it was.
     """
     check_input_type(input_type)
+    output_parent = Path(output_directory).absolute().parent
+    require_writable_directory(output_parent, f"output_directory {output_directory}")
     config = cfg.load(pipeline_config_path, overrides, config_override_text)
     label_map_path = configured_label_map_path(config)
     if label_map_path is not None:

@@ -120,6 +120,10 @@ def build_image_resizer(
     path = f"{path}.{kind}"
     require_equal(values, path, "convert_to_grayscale", False)
     interpolation = INTERPOLATIONS[enum_name(values, "resize_method")]
+    sizes = ("height", "width") if kind == "fixed_shape_resizer" else ("min_dimension", "max_dimension")
+    for name in sizes:
+        if getattr(values, name) <= 0:
+            raise ConfigError(f"{path}.{name}: {getattr(values, name)}; an image size must be > 0 pixels")
     if kind == "fixed_shape_resizer":
         return FixedShapeResizer(
             height=values.height, width=values.width, interpolation=interpolation

@@ -25,9 +25,13 @@ def _decay_of(module: nn.Module, owner: nn.Module | None) -> float:
     return float(cast(float, owner.weight_decay))  # set by the modules that own conv layers
 
 
-def parameter_groups(model: nn.Module) -> list[dict[str, Any]]:
+def parameter_groups(model: nn.Module, *, regularize: bool = True) -> list[dict[str, Any]]:
     """``[{"params": [...], "weight_decay": float}, ...]`` for ``torch.optim`` optimizers,
-    one group per distinct decay, covering every trainable parameter exactly once."""
+    one group per distinct decay, covering every trainable parameter exactly once.
+
+    ``regularize=False`` (``train_config.add_regularization_loss: false``) gives every
+    parameter a decay of 0, as the OD API then leaves the regularization losses out.
+    """
     groups: dict[float, list[nn.Parameter]] = {}
 
     def visit(module: nn.Module, owner: nn.Module | None) -> None:
@@ -36,7 +40,7 @@ def parameter_groups(model: nn.Module) -> list[dict[str, Any]]:
         for name, parameter in module.named_parameters(recurse=False):
             if not parameter.requires_grad:
                 continue
-            decay = _decay_of(module, owner) if name == "weight" else 0.0
+            decay = _decay_of(module, owner) if name == "weight" and regularize else 0.0
             groups.setdefault(decay, []).append(parameter)
         for child in module.children():
             visit(child, owner)
