@@ -181,3 +181,85 @@ def test_yolo_needs_names_or_label_map(tmp_path: Path, capsys: pytest.CaptureFix
     )
     assert code == 2
     assert "needs --names_file or --label_map_path" in capsys.readouterr().err
+
+
+def write_raccoon_records(
+    raccoon_dir: Path, path: Path, change: dict[int, dict[str, object]]
+) -> None:
+    """The first 4 raccoon records, with ``change[i]`` replacing features of record i."""
+    from objdet.data.tfrecord import TFRecordWriter, read_records
+    from objdet.protos import example_pb2
+
+    with TFRecordWriter(path) as writer:
+        for index, record in enumerate(
+            list(read_records(raccoon_dir / "tfrecord" / "test.record"))[:4]
+        ):
+            example = example_pb2.Example.FromString(record)
+            for key, value in change.get(index, {}).items():
+                feature = example.features.feature[key]
+                feature.Clear()
+                if isinstance(value, bytes):
+                    feature.bytes_list.value.append(value)
+                else:
+                    feature.int64_list.value.extend(value)  # type: ignore[arg-type]
+            writer.write(example.SerializeToString())
+
+
+def read_tfrecord_samples_at(raccoon_dir: Path, index: int):  # type: ignore[no-untyped-def]
+    samples = read_tfrecord_samples(raccoon_dir / "tfrecord" / "test.record")
+    return next(sample for number, sample in enumerate(samples) if number == index)
+
+
+def writer_args(records: Path, label_map: Path, output: Path) -> list[str]:
+    return [
+        "convert", "tfrecord-to-coco", "--input_path", str(records),
+        "--label_map_path", str(label_map), "--output_path", str(output),
+    ]  # fmt: skip
+
+
+def test_tfrecord_to_coco_refuses_an_undecodable_image_or_a_wrong_size(
+    raccoon_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """train would reject both records; the writer must not copy them out as a dataset."""
+    label_map = raccoon_dir / "object-detection.pbtxt"
+    image = (raccoon_dir / "images" / "raccoon-1.jpg").read_bytes()
+    cases = {
+        "truncated": (
+            {2: {"image/encoded": image[: len(image) // 2]}},
+            "JPEG data does not decode",
+        ),
+        "wrong size": (
+            {2: {"image/height": [100]}},
+            "image/height x image/width is 100x",
+        ),
+    }
+    for name, (change, message) in cases.items():
+        records = tmp_path / f"{name}.record"
+        write_raccoon_records(raccoon_dir, records, change)
+        output = tmp_path / f"{name} coco"
+        assert main(writer_args(records, label_map, output)) == 2
+        error = capsys.readouterr().err
+        assert error.startswith(f"objdet convert: error: {records}#2 (offset ") and message in error
+        assert error.count("\n") == 1 and not output.exists()
+
+
+def test_tfrecord_to_coco_counts_label_text_conflicts(
+    raccoon_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    label_map = tmp_path / "two.pbtxt"
+    label_map.write_text("item { id: 1 name: 'raccoon' } item { id: 2 name: 'fox' }")
+    records = tmp_path / "conflicts.record"
+    boxes = {i: len(read_tfrecord_samples_at(raccoon_dir, i).labels) for i in (1, 3)}
+    write_raccoon_records(
+        raccoon_dir, records, {i: {"image/object/class/label": [2] * n} for i, n in boxes.items()}
+    )
+    with caplog.at_level("WARNING"):
+        assert main(writer_args(records, label_map, tmp_path / "coco")) == 0
+    messages = [record.getMessage() for record in caplog.records]
+    assert len(messages) == 2
+    assert (
+        messages[0].startswith(f"{records}#1 (offset ") and "label 2 disagrees with" in messages[0]
+    )
+    assert messages[1].startswith(f"{records}: class/label disagreed with class/text in 2 records")
+    document = json.loads((tmp_path / "coco" / "annotations.json").read_text())
+    assert {a["category_id"] for a in document["annotations"]} == {1}  # the text's id

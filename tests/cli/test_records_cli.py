@@ -26,10 +26,24 @@ def objdet(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_count() -> None:
+def test_count_says_it_does_not_check_data_crcs(tmp_path: Path) -> None:
     result = objdet("count", str(RACCOON_RECORD))
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [f"40\t{RACCOON_RECORD}", "40\ttotal"]
+    assert "data CRCs were not checked: run `objdet records verify`" in result.stderr
+    # And indeed: a flipped data byte is still counted (verify is the data checker).
+    corrupt = tmp_path / "corrupt.record"
+    data = bytearray(RACCOON_RECORD.read_bytes())
+    data[1000] ^= 0xFF
+    corrupt.write_bytes(bytes(data))
+    assert objdet("count", str(corrupt)).stdout.splitlines()[-1] == "40\ttotal"
+    help_text = subprocess.run(
+        [sys.executable, "-m", "objdet", "records", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "data CRCs are not checked" in " ".join(help_text.split())
 
 
 def test_verify_passes_good_files_and_fails_corrupt_ones(tmp_path: Path) -> None:
@@ -46,11 +60,22 @@ def test_verify_passes_good_files_and_fails_corrupt_ones(tmp_path: Path) -> None
 
     bad = objdet("verify", f"{RACCOON_RECORD},{corrupt}")
     assert bad.returncode == 1
-    assert f"error: {corrupt}: record 0 at byte offset 0: data CRC mismatch" in bad.stdout
-    assert "79 good records in 2 files, 1 problems" in bad.stdout
+    # Findings on stderr, one line each; the per-file table and the summary on stdout.
+    assert bad.stderr.splitlines() == [
+        (
+            f"objdet records verify: error: {corrupt}: record 0 at byte offset 0: data CRC "
+            "mismatch (54142 data bytes)"
+        )
+    ]
+    assert bad.stdout.splitlines() == [
+        f"ok\t40 records\t2464963 bytes\t{RACCOON_RECORD}",
+        f"FAILED\t39 records\t2464963 bytes\t{corrupt}",
+        "79 good records in 2 files, 1 problems",
+    ]
 
     warned = objdet("verify", str(empty))
-    assert warned.returncode == 0 and "warning: " in warned.stdout and "0 records" in warned.stdout
+    assert warned.returncode == 0 and "warning: " not in warned.stdout
+    assert warned.stderr == f"objdet records verify: warning: {empty}: 0 records (empty file)\n"
     assert objdet("verify", "--strict", str(empty)).returncode == 1
 
 

@@ -171,6 +171,50 @@ def test_color_steps_accept_float_images_on_the_255_scale(sample: Sample) -> Non
     assert changed.dtype == torch.float32 and changed.min() >= 0 and changed.max() <= 255
 
 
+@pytest.mark.parametrize(
+    ("ordering", "steps"),
+    [
+        (
+            0,
+            [
+                RandomAdjustBrightness(max_delta=32.0 / 255.0),
+                RandomAdjustSaturation(min_delta=0.5, max_delta=1.5),
+                RandomAdjustHue(max_delta=0.2),
+                RandomAdjustContrast(min_delta=0.5, max_delta=1.5),
+            ],
+        ),
+        (
+            1,
+            [
+                RandomAdjustBrightness(max_delta=32.0 / 255.0),
+                RandomAdjustContrast(min_delta=0.5, max_delta=1.5),
+                RandomAdjustSaturation(min_delta=0.5, max_delta=1.5),
+                RandomAdjustHue(max_delta=0.2),
+            ],
+        ),
+    ],
+)
+def test_distort_color_is_the_od_api_sequence(sample: Sample, ordering: int, steps: list) -> None:
+    """preprocessor.random_distort_color: the fixed ranges and orders of the OD API."""
+    for seed in range(3):
+        expected = sample
+        rng = generator(seed)
+        for step in steps:
+            expected = step(expected, rng)
+        distorted = RandomDistortColor(color_ordering=ordering)(sample, generator(seed))
+        assert torch.equal(distorted.image, expected.image)
+
+
+def test_pixel_value_scale_multiplies_each_value_within_the_range() -> None:
+    image = torch.full((3, 20, 20), 100, dtype=torch.uint8)
+    scaled = RandomPixelValueScale(minval=0.9, maxval=1.1)(
+        Sample(height=20, width=20, image=image), generator(7)
+    ).image.int()
+    assert scaled.min() >= 90 and scaled.max() <= 110
+    assert scaled.min() < 93 and scaled.max() > 107  # the whole range is used
+    assert len(scaled.unique()) > 10  # one factor per value, not one per image
+
+
 def test_distort_color_is_reproducible_and_rejects_unknown_ordering(sample: Sample) -> None:
     step = RandomDistortColor(color_ordering=1)
     assert torch.equal(step(sample, generator(5)).image, step(sample, generator(5)).image)

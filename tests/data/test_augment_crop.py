@@ -118,6 +118,33 @@ def test_overlap_threshold_zero_keeps_partial_boxes_but_prunes_outside_and_touch
     assert cropped.boxes.tolist() == [[15.0, 0.0, 20.0, 10.0], [10.0, 0.0, 20.0, 5.0]]
 
 
+def test_overlap_threshold_one_keeps_boxes_fully_inside() -> None:
+    # ssd_random_crop's last operation uses overlap_thresh 1.0: IoA >= 1 keeps whole boxes.
+    sample = rectangle_sample(40, 40, [[2, 2, 10, 10], [15, 15, 25, 25]])
+    window = CropWindow(top=0, left=0, height=20, width=20)
+    cropped = crop_to_window(sample, window, overlap_thresh=1.0, clip_boxes=True)
+    assert cropped.labels.tolist() == [1]
+    assert cropped.boxes.tolist() == [[2.0, 2.0, 10.0, 10.0]]
+
+
+@pytest.mark.parametrize(
+    "box",
+    [
+        [12, 0, 20, 10],  # ends at the window's top (y2 == top)
+        [0, 12, 10, 20],  # ends at its left edge (x2 == left)
+        [30, 12, 38, 20],  # starts at its right edge (x1 == right)
+        [12, 30, 20, 38],  # starts at its bottom edge (y1 == bottom)
+    ],
+)
+def test_boxes_touching_the_window_from_outside_are_pruned(box: list[int]) -> None:
+    sample = rectangle_sample(40, 40, [box, [12, 12, 20, 20]])
+    window = CropWindow(top=10, left=10, height=20, width=20)
+    cropped = crop_to_window(sample, window, overlap_thresh=0.0, clip_boxes=True)
+    # with overlap_thresh 0 a touching box would be kept (IoA 0 >= 0) were it not pruned first
+    assert cropped.labels.tolist() == [2]
+    assert cropped.boxes.tolist() == [[2.0, 2.0, 10.0, 10.0]]
+
+
 def test_without_clip_boxes_kept_boxes_extend_past_the_window() -> None:
     sample = rectangle_sample(40, 40, [[10, 10, 30, 30]])
     window = CropWindow(top=5, left=15, height=30, width=20)
@@ -150,6 +177,42 @@ def test_sampled_windows_respect_area_aspect_and_coverage(seed: int) -> None:
     overlap_w = min(60, window.left + window.width) - max(40, window.left)
     overlap_h = min(50, window.top + window.height) - max(30, window.top)
     assert max(overlap_w, 0) * max(overlap_h, 0) >= 0.7 * 400
+
+
+def test_min_object_covered_one_finds_windows_containing_a_whole_box() -> None:
+    boxes = torch.tensor([[40.0, 30.0, 50.0, 40.0]])
+    windows = [
+        sample_crop_window(
+            80,
+            120,
+            boxes,
+            min_object_covered=1.0,
+            aspect_ratio_range=(0.5, 2.0),
+            area_range=(0.1, 0.5),
+            generator=torch.Generator().manual_seed(seed),
+        )
+        for seed in range(10)
+    ]
+    cropped = [window for window in windows if (window.height, window.width) != (80, 120)]
+    assert len(cropped) >= 5  # coverage exactly 1.0 satisfies the constraint
+    for window in cropped:
+        assert window.left <= 40 and window.left + window.width >= 50
+        assert window.top <= 30 and window.top + window.height >= 40
+
+
+def test_window_offsets_are_drawn_below_the_free_space_as_tensorflow() -> None:
+    # A 9 x 9 window in a 10 x 10 image: TF draws the offset uniformly in [0, 10 - 9) = {0}.
+    for seed in range(20):
+        window = sample_crop_window(
+            10,
+            10,
+            torch.zeros(0, 4),
+            min_object_covered=0.0,
+            aspect_ratio_range=(1.0, 1.0),
+            area_range=(0.8, 0.82),
+            generator=torch.Generator().manual_seed(seed),
+        )
+        assert window == CropWindow(0, 0, 9, 9)
 
 
 def test_impossible_constraints_fall_back_to_the_whole_image() -> None:

@@ -168,6 +168,40 @@ def test_image_scale_resizes_boxes_with_the_image(sample: Sample) -> None:
     assert_boxes_match_pixels(dataclasses.replace(scaled, image=_binarize(scaled.image)))
 
 
+def test_image_scale_floors_the_size_and_scales_each_axis_by_its_own_factor() -> None:
+    sample = rectangle_sample(12, 20, [[2, 3, 7, 6], [10, 6, 19, 12]])
+    sample = dataclasses.replace(sample, areas=torch.tensor([15.0, 54.0]))
+    scaled = RandomImageScale(min_scale_ratio=1.375, max_scale_ratio=1.375)(sample, generator())
+    # The OD API casts to int: 12 * 1.375 = 16.5 -> 16, 20 * 1.375 = 27.5 -> 27.
+    assert (scaled.height, scaled.width) == (16, 27)
+    factors = torch.tensor([27 / 20, 16 / 12, 27 / 20, 16 / 12])
+    assert torch.allclose(scaled.boxes, sample.boxes * factors)
+    assert torch.allclose(scaled.keypoints, sample.keypoints * factors[:2])
+    assert torch.allclose(scaled.areas, sample.areas * (27 / 20) * (16 / 12))
+
+
+def test_flips_move_keypoints_to_the_mirrored_coordinate() -> None:
+    sample = rectangle_sample(10, 16, [[2, 3, 6, 7]])  # keypoint at the top-left (2, 3)
+    flipped = RandomHorizontalFlip(probability=1.0)(sample, generator())
+    assert flipped.keypoints.tolist() == [[[16.0 - 2.0, 3.0]]]
+    flipped = RandomVerticalFlip(probability=1.0)(sample, generator())
+    assert flipped.keypoints.tolist() == [[[2.0, 10.0 - 3.0]]]
+
+
+def test_geometric_steps_drop_stored_detections() -> None:
+    sample = rectangle_sample(10, 16, [[2, 3, 6, 7]])
+    sample = dataclasses.replace(
+        sample,
+        detection_boxes=torch.tensor([[2.0, 3.0, 6.0, 7.0]]),
+        detection_scores=torch.tensor([0.9]),
+        detection_labels=torch.tensor([1]),
+    )
+    for step in (RandomHorizontalFlip(1.0), RandomRotation90(1.0), RandomPadImage()):
+        moved = step(sample, generator())
+        assert moved.detection_boxes is None and moved.detection_scores is None, step
+        assert moved.detection_labels is None, step
+
+
 def _binarize(image: torch.Tensor) -> torch.Tensor:
     """Undo interpolation blur of a 0/255 image: each value becomes 0 or 255."""
     return torch.where(image >= 128, 255, 0).to(torch.uint8)
@@ -226,6 +260,17 @@ def test_symmetric_jitter_keeps_the_center_and_stays_inside(mode: str) -> None:
     if mode.endswith("_xy"):
         scale = (jittered[:, 2:] - jittered[:, :2]) / (sample.boxes[:, 2:] - sample.boxes[:, :2])
         assert torch.allclose(scale[1, 0], scale[1, 1])
+
+
+@pytest.mark.parametrize("mode", ["default", "expand"])
+def test_jittered_boxes_are_clipped_to_the_image(mode: str) -> None:
+    sample = rectangle_sample(30, 40, [[0, 0, 40, 30], [30, 20, 40, 30]])  # touch the borders
+    for seed in range(5):
+        jittered = RandomJitterBoxes(ratio=0.5, jitter_mode=mode)(sample, generator(seed)).boxes
+        assert jittered[:, [0, 1]].min() >= 0
+        assert jittered[:, 2].max() <= 40 and jittered[:, 3].max() <= 30
+    expanded = RandomJitterBoxes(ratio=0.5, jitter_mode="expand")(sample, generator()).boxes
+    assert expanded[0].tolist() == [0.0, 0.0, 40.0, 30.0]  # grown past every edge, clipped
 
 
 def test_jitter_with_ratio_zero_keeps_boxes(sample: Sample) -> None:

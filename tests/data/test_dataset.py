@@ -247,6 +247,54 @@ def test_missing_input_file_is_a_data_error(raccoon_dir: Path, tmp_path: Path) -
         build_dataset(config, training=False)
 
 
+def test_input_files_with_zero_records_name_the_field_and_files(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.record"
+    empty.write_bytes(b"")
+    config = text_format.Parse(
+        f'tf_record_input_reader {{ input_path: "{empty}" input_path: "{empty}" }}',
+        input_reader_pb2.InputReader(),
+    )
+    files = f"{empty} (0 records), {empty} (0 records)"
+    with pytest.raises(DataError) as info:
+        build_dataset(config, training=True)
+    assert str(info.value) == (
+        f"train_input_reader.tf_record_input_reader.input_path: the input files hold 0 "
+        f"records: {files}"
+    )
+    with pytest.raises(DataError, match=r"^eval_input_reader\[1\]\.tf_record_input_reader"):
+        build_dataset(config, training=False, config_field="eval_input_reader[1]")
+
+
+def test_a_record_that_does_not_load_is_one_clean_error_from_workers_too(
+    raccoon_dir: Path, tmp_path: Path
+) -> None:
+    """No skip policy: the record is named, and a worker's error arrives without the worker's
+    traceback in its message."""
+    from objdet.data.tfrecord import TFRecordWriter, read_records
+    from objdet.protos import example_pb2
+
+    records = list(read_records(raccoon_dir / "tfrecord" / "test.record"))[:6]
+    example = example_pb2.Example.FromString(records[3])
+    image = example.features.feature["image/encoded"].bytes_list.value
+    image[0] = image[0][: len(image[0]) // 2]  # a truncated JPEG
+    records[3] = example.SerializeToString()
+    path = tmp_path / "bad.record"
+    with TFRecordWriter(path) as writer:
+        for record in records:
+            writer.write(record)
+    config = reader_config(raccoon_dir, "shuffle: false")
+    config.tf_record_input_reader.input_path[:] = [str(path)]
+    dataset = build_dataset(config, training=False)
+    for workers in (0, 1):
+        loader = build_data_loader(dataset, batch_size=2, num_workers=workers, training=False)
+        with pytest.raises(DataError) as info:
+            list(loader)
+        message = str(info.value)
+        assert message.startswith(f"{path}#3 (offset ")
+        assert "image/encoded: JPEG data does not decode (truncated or corrupt" in message
+        assert "\n" not in message and "Traceback" not in message
+
+
 def test_unsupported_augmentation_step_fails_when_building_a_training_dataset(
     raccoon_dir: Path,
 ) -> None:

@@ -166,6 +166,39 @@ def test_label_map_text_decides_over_label() -> None:
     assert decoded.labels.tolist() == [2, 1]
 
 
+def test_label_text_conflicts_are_counted_and_warned_once_per_decade(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The text wins (the OD API's BackupHandler rule), but not silently: one warning naming
+    the first record, then one at the 10th and 100th, and a count for summaries."""
+    decoder = ExampleDecoder(LABEL_MAP, with_image_labels=True)
+    conflicting = make_example(image__object__class__label=[1, 1]).SerializeToString()
+    agreeing = make_example().SerializeToString()
+    image_level = make_example(
+        image__class__text=[b"cat"], image__class__label=[2]
+    ).SerializeToString()
+    with caplog.at_level("WARNING", logger="objdet.data.example"):
+        assert decoder(agreeing, "r#0").labels.tolist() == [2, 1]
+        assert decoder(conflicting, "r#1").labels.tolist() == [2, 1]
+        for number in range(2, 100):
+            decoder(conflicting if number % 2 else image_level, f"r#{number}")
+    conflicts = decoder.class_id_conflicts
+    assert (conflicts.records, conflicts.objects) == (99, 99)
+    messages = [record.getMessage() for record in caplog.records]
+    assert messages == [
+        (
+            "r#1: image/object/class/label 1 disagrees with image/object/class/text 'dog' "
+            "(id 2); using the text's id, as the OD API does (1 of 2 entries here; further "
+            "records like this are counted)"
+        ),
+        (
+            "class/label disagreed with class/text in 10 records so far (10 objects); the "
+            "text's label-map id was used (the OD API's rule)"
+        ),
+    ]
+    assert decode(make_example(image__object__class__label=[1, 1])).labels.tolist() == [1, 1]
+
+
 def test_text_missing_from_label_map_names_text_and_record() -> None:
     example = make_example(image__object__class__text=[b"dog", b"horse"])
     with pytest.raises(LabelMapError, match=r"pets\.record#17 \(offset 12345\): label 'horse'"):
@@ -250,10 +283,13 @@ def test_grayscale_jpeg_decodes_to_rgb() -> None:
             {"image__object__difficult": [0, 0, 1]},
             r"image/object/difficult has 3 values for 2 boxes",
         ),
-        ({"image__encoded": [b"not an image"]}, r"image/encoded does not decode as an image"),
-        ({"image__height": [HEIGHT + 1]}, r"is 25x32 but the encoded image decodes to 24x32"),
+        (
+            {"image__encoded": [b"not an image"]},
+            r"image/encoded: not an image file \(JPEG/PNG expected\)",
+        ),
+        ({"image__height": [HEIGHT + 1]}, r"is 25x32 but the encoded image is 24x32"),
         ({"image__height": [b"24"]}, r"'image/height' is a bytes_list, expected a int64_list"),
-        ({"image__object__mask": [b"x", b"y"]}, r"image/object/mask\[0\]: mask does not decode"),
+        ({"image__object__mask": [b"x", b"y"]}, r"image/object/mask\[0\]: mask: not an image file"),
         (
             {
                 "image__object__keypoint__x": [0.1, 0.2, 0.3],

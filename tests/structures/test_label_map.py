@@ -68,7 +68,12 @@ def test_save_round_trip(tmp_path: Path) -> None:
         ("item { id: 1 name: 'a' } item { id: 2 name: 'a' }", r"duplicate label map names: \['a'\]"),
         ("item { id: -1 name: 'a' }", "must be >= 0"),
         ("item { id: 0 name: 'cat' }", "reserved for 'background'"),
-        ("item { idd: 1 }", "not a StringIntLabelMap"),
+        ("item { idd: 1 }", r"bad\.pbtxt:1:8: label map syntax error: .* no field named \"idd\""),
+        ("item { id: 1 name: 'a' }\nitem {\n  id: 2\n", r"bad\.pbtxt:3:7: label map syntax error: Expected \"}\""),
+        (
+            "item { id: 1 name: 'a' } item { id: 2 display_name: 'Bee' }",
+            r"bad\.pbtxt: item 2 \(id 2, display_name 'Bee'\) has no name",
+        ),
     ],
 )
 def test_invalid_label_maps(tmp_path: Path, text: str, message: str) -> None:
@@ -77,6 +82,13 @@ def test_invalid_label_maps(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(LabelMapError, match=message) as info:
         load_label_map(path)
     assert str(path) in str(info.value)
+
+
+def test_bytes_that_are_neither_text_nor_binary(tmp_path: Path) -> None:
+    path = tmp_path / "bad.pbtxt"
+    path.write_bytes(b"\xff\xfe\x00junk")
+    with pytest.raises(LabelMapError, match=r"bad\.pbtxt: not a StringIntLabelMap: neither UTF-8"):
+        load_label_map(path)
 
 
 def test_background_id_zero_is_allowed(tmp_path: Path) -> None:

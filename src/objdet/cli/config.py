@@ -2,6 +2,12 @@
 
 objdet config validate pipeline.config other.config     # "OK path" / "FAIL path: why"
 objdet config show pipeline.config --override train_config.batch_size=8
+
+``validate`` also reads the label maps the input readers name (syntax, items with names,
+num_classes at least the largest label map id), as ``objdet train`` does before it starts;
+its exit status is 1 when a config fails. Stdout holds one line per file; warnings (e.g.
+num_classes above the largest id: accepted, as by the OD API) go to stderr as
+``WARNING path: ...``.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     parser = subcommands.add_parser("config", help="validate or show pipeline configs")
     actions = parser.add_subparsers(dest="config_command", metavar="ACTION", required=True)
 
-    validate = actions.add_parser("validate", help="parse and check configs; one line per file")
+    validate = actions.add_parser(
+        "validate", help="parse and check configs and their label maps; one line per file"
+    )
     validate.add_argument("paths", nargs="+", metavar="PATH", help="pipeline config files")
     validate.set_defaults(run=run_validate)
 
@@ -44,13 +52,17 @@ def run_validate(args: argparse.Namespace) -> int:
     failures = 0
     for path in args.paths:
         try:
-            pipeline_config.validate(pipeline_config.load(path), path)
+            warnings = pipeline_config.validate(
+                pipeline_config.load(path), path, check_label_maps=True
+            )
         except ConfigError as error:
             failures += 1
             message = str(error).removeprefix(f"{path}: ").replace("\n", " ")
             print(f"FAIL {path}: {message}")
         else:
             print(f"OK {path}")
+            for warning in warnings:
+                print(f"WARNING {warning}", file=sys.stderr)
     return 1 if failures else 0
 
 

@@ -20,6 +20,10 @@ of stopping at the first). Writers, from TFRecords back to a dataset directory:
 
   objdet convert tfrecord-to-coco|tfrecord-to-voc|tfrecord-to-yolo
                  --input_path RECORDS --label_map_path L --output_path DIR
+
+Every image is checked as it is read: it must decode, be the size its annotation (or the
+record's image/height and image/width) declares, and have at most ``--max_image_pixels``
+pixels (default $OBJDET_MAX_IMAGE_PIXELS or 89478485; 0: no limit).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from typing import Any
+
+from objdet.cli._image_flags import add_max_image_pixels_flag
 
 WRITER_FORMATS = ("coco", "voc", "yolo")
 
@@ -47,6 +53,7 @@ def register(subcommands: Any) -> None:
             action="store_true",
             help="skip (and count) invalid boxes and unreadable images",
         )
+        add_max_image_pixels_flag(source)
         source.set_defaults(run=run_source, read=read)
     for name in WRITER_FORMATS:
         writer = formats.add_parser(
@@ -57,6 +64,7 @@ def register(subcommands: Any) -> None:
         )
         writer.add_argument("--label_map_path", required=True, help="label_map.pbtxt")
         writer.add_argument("--output_path", required=True, help="output dataset directory")
+        add_max_image_pixels_flag(writer)
         writer.set_defaults(run=run_writer, writer_format=name)
 
 
@@ -257,7 +265,9 @@ def run_source(args: argparse.Namespace) -> int:
     import sys
 
     from objdet.data.formats import convert_to_tfrecord
+    from objdet.data.image_decode import set_max_image_pixels
 
+    set_max_image_pixels(args.max_image_pixels)
     for reader, output_path in args.read(args):
         summary = convert_to_tfrecord(
             reader,
@@ -272,7 +282,9 @@ def run_source(args: argparse.Namespace) -> int:
 
 def run_writer(args: argparse.Namespace) -> int:
     from objdet.data.formats import export_annotations
+    from objdet.data.image_decode import set_max_image_pixels
 
+    set_max_image_pixels(args.max_image_pixels)
     count = export_annotations(
         args.input_path, args.writer_format, args.output_path, _label_map(args.label_map_path)
     )

@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from objdet.cli._image_flags import add_max_image_pixels_flag
+
 
 def register(subcommands: Any) -> None:
     parser = subcommands.add_parser("detect", help="detect objects in image files")
@@ -27,14 +29,17 @@ def register(subcommands: Any) -> None:
     parser.add_argument(
         "--min_score", type=float, default=0.5, help="report and draw detections >= this score",
     )
+    add_max_image_pixels_flag(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from objdet.data.image_decode import set_max_image_pixels
     from objdet.errors import ObjdetError
     from objdet.inference.inputs import read_image_file
     from objdet.inference.predictor import Predictor
 
+    set_max_image_pixels(args.max_image_pixels)
     if args.output is not None and len(args.image) != 1:
         raise ObjdetError(f"--output names one drawing but {len(args.image)} images were given; "
                           "use --output_dir")
@@ -44,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     for index, image_path in enumerate(args.image):
         pixels = read_image_file(image_path)
         detections = predictor.predict_pixels(pixels).above(args.min_score)
-        result: dict[str, Any] = {"image": image_path, **detections.to_json()}
+        result: dict[str, Any] = {"image": image_path, **detections.to_json(predictor.label_map)}
         if drawings:
             _save_drawing(pixels, detections, predictor, drawings[index])
             result["drawing"] = str(drawings[index])
@@ -72,4 +77,4 @@ def _save_drawing(pixels: Any, detections: Any, predictor: Any, path: Path) -> N
     from objdet.viz.draw import save_drawing
 
     # min_score 0: the detections are already filtered by --min_score
-    save_drawing(pixels, detections.boxes, detections.classes, detections.scores, path, predictor.label_map)
+    save_drawing(pixels, detections.boxes, detections.labels, detections.scores, path, predictor.label_map)

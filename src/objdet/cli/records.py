@@ -2,9 +2,14 @@
 
 PATTERN is anything an ``input_path`` accepts: a file, a glob, ``base@N``, a comma list.
 
-* ``count``: records per file and in total (reads only the record headers).
-* ``verify``: reads every record and checks both CRCs; exit status 1 when any file has a
-  problem (with ``--strict`` also when a file has 0 records).
+* ``count``: records per file and in total, from the record headers alone: the length CRCs
+  are checked, the data CRCs are not (that would read every byte; on a 246 MB file in the
+  page cache 0.19 s instead of 0.09 s, from a cold disk or a network mount the time to read
+  the whole file). ``count`` says so on stderr; ``verify`` is the data checker.
+* ``verify``: reads every record and checks both CRCs; one line per file on stdout
+  (``ok``/``FAILED``, records, bytes, path) and a summary line; each problem and warning on
+  stderr. Exit status 1 when any file has a problem (with ``--strict`` also when a file has
+  0 records).
 * ``dump``: one JSON line per record (``json_format.MessageToJson`` of the tf.Example);
   ``--no_image`` replaces ``image/encoded`` by an int64 list holding its byte length.
 """
@@ -20,7 +25,11 @@ from typing import Any
 def register(subcommands: Any) -> None:
     parser = subcommands.add_parser("records", help="count, verify or dump TFRecord files")
     actions = parser.add_subparsers(dest="records_command", metavar="ACTION", required=True)
-    count = actions.add_parser("count", help="number of records per file and in total")
+    count = actions.add_parser(
+        "count",
+        help="number of records per file and in total (record headers only: data CRCs are "
+        "not checked; use verify)",
+    )
     count.add_argument("pattern", help="file, glob, base@N or a comma-separated list")
     count.set_defaults(run=run_count)
     verify = actions.add_parser("verify", help="read every record and check its CRCs")
@@ -47,7 +56,12 @@ def run_count(args: argparse.Namespace) -> int:
         count = count_records(path)
         total += count
         print(f"{count}\t{path}")
-    print(f"{total}\ttotal")
+    print(f"{total}\ttotal", flush=True)
+    print(
+        "objdet records count: counted from the record headers (length CRCs checked); data "
+        "CRCs were not checked: run `objdet records verify` for that",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -60,9 +74,9 @@ def run_verify(args: argparse.Namespace) -> int:
         status = "FAILED" if report.problems else "ok"
         print(f"{status}\t{report.records} records\t{report.size_bytes} bytes\t{report.path}")
         for problem in report.problems:
-            print(f"  error: {problem}")
+            print(f"objdet records verify: error: {problem}", file=sys.stderr)
         for warning in report.warnings:
-            print(f"  warning: {warning}")
+            print(f"objdet records verify: warning: {warning}", file=sys.stderr)
         failed |= bool(report.problems) or (args.strict and bool(report.warnings))
     total = sum(report.records for report in reports)
     problems = sum(len(report.problems) for report in reports)

@@ -10,15 +10,18 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from google.protobuf import json_format, text_format
+from google.protobuf.message import Message
 
 from objdet.atomic import atomic_write
 from objdet.config.dict_errors import find_problem
 from objdet.config.text_errors import config_error_from_parse_error
 from objdet.errors import ConfigError
 from objdet.protos.pipeline_pb2 import TrainEvalPipelineConfig
+
+MessageT = TypeVar("MessageT", bound=Message)
 
 JSON_SUFFIXES = (".json",)
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -40,12 +43,26 @@ def parse_text(text: str, source: str = "<text>") -> TrainEvalPipelineConfig:
     Like the OD API, a scalar field given twice keeps the last value.
     Raises ConfigError naming ``source:line:col``, the field path and the problem.
     """
-    config = TrainEvalPipelineConfig()
+    return _merge_text(text, source, TrainEvalPipelineConfig())
+
+
+def read_text_message(path: str | os.PathLike[str], message: MessageT, what: str) -> MessageT:
+    """Merge the text-format proto file at ``path`` into ``message`` and return it.
+
+    For the OD API's single-message files (an ``EvalConfig``, an ``InputReader``); ``what``
+    names the file in errors (``"eval config"``). Errors name ``path:line:col`` like
+    ``read_config``'s.
+    """
+    path = Path(path)
+    return _merge_text(_read_text(path, what), str(path), message)
+
+
+def _merge_text(text: str, source: str, message: MessageT) -> MessageT:
     try:
-        text_format.Merge(text, config)
+        text_format.Merge(text, message)
     except text_format.ParseError as error:
-        raise config_error_from_parse_error(error, text, source, config.DESCRIPTOR) from None
-    return config
+        raise config_error_from_parse_error(error, text, source, message.DESCRIPTOR) from None
+    return message
 
 
 def parse_dict(data: Any, source: str = "<dict>") -> TrainEvalPipelineConfig:
@@ -64,15 +81,17 @@ def parse_dict(data: Any, source: str = "<dict>") -> TrainEvalPipelineConfig:
     return config
 
 
-def _read_text(path: Path) -> str:
+def _read_text(path: Path, what: str = "pipeline config") -> str:
     try:
         return path.read_text(encoding="utf-8-sig")  # utf-8-sig also accepts a BOM
     except FileNotFoundError:
-        raise ConfigError(f"{path}: pipeline config not found") from None
+        raise ConfigError(f"{path}: {what} not found") from None
     except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory, expected a pipeline config file") from None
+        raise ConfigError(f"{path}: is a directory, expected a {what} file") from None
     except UnicodeDecodeError as error:
         raise ConfigError(f"{path}: not UTF-8 text (byte offset {error.start})") from None
+    except OSError as error:  # e.g. PermissionError
+        raise ConfigError(f"{path}: cannot read the {what}: {error.strerror or error}") from None
 
 
 def _parse_json(text: str, source: str) -> Any:

@@ -1,14 +1,17 @@
 """Cheap semantic checks of a parsed config: what parses but cannot possibly run.
 
 Builders still reject unsupported values later; these checks catch the common slips early
-(no model chosen, an input reader without files, an optimizer without a learning rate...)
-and report all of them at once.
+(no model chosen, num_classes 0, an input reader without files, an optimizer without a
+learning rate...) and report all of them at once. With ``check_label_maps`` the label maps
+the config names are read and checked against it too (``objdet.config.label_maps``); what
+runs but deserves a look (num_classes above the largest label-map id) comes back as warnings.
 """
 
 from __future__ import annotations
 
 import os
 
+from objdet.config.label_maps import label_map_findings
 from objdet.errors import ConfigError
 from objdet.protos.input_reader_pb2 import InputReader
 from objdet.protos.optimizer_pb2 import LearningRate
@@ -63,8 +66,13 @@ def _schedule_problems(learning_rate: LearningRate, path: str) -> list[str]:
 def problems(config: TrainEvalPipelineConfig) -> list[str]:
     """Every semantic problem found, as ``field.path: what is wrong`` lines."""
     found = []
-    if config.model.WhichOneof("model") is None:
+    architecture = config.model.WhichOneof("model")
+    if architecture is None:
         found.append("model: no meta-architecture set (e.g. model { ssd { ... } })")
+    elif "num_classes" in getattr(config.model, architecture).DESCRIPTOR.fields_by_name:
+        num_classes = getattr(config.model, architecture).num_classes
+        if num_classes <= 0:
+            found.append(f"model.{architecture}.num_classes: must be > 0, found {num_classes}")
     if config.HasField("train_config"):
         found += _train_problems(config)
     if config.HasField("train_input_reader"):
@@ -80,8 +88,27 @@ def problems(config: TrainEvalPipelineConfig) -> list[str]:
     return found
 
 
-def validate(config: TrainEvalPipelineConfig, path: str | os.PathLike[str] = "<config>") -> None:
-    """Raise one ConfigError listing every problem of ``config`` (read from ``path``)."""
+def validate(
+    config: TrainEvalPipelineConfig,
+    path: str | os.PathLike[str] = "<config>",
+    *,
+    check_label_maps: bool = False,
+) -> list[str]:
+    """Raise one ConfigError listing every problem of ``config`` (read from ``path``);
+    return the warnings, each a ``path: what`` line (empty when there is nothing to say).
+
+    ``check_label_maps`` also reads every label_map_path the input readers name and checks
+    it against ``num_classes`` (``objdet.config.label_maps``): ``objdet config validate``
+    and ``objdet train`` do. A num_classes above the label map's largest id is a warning
+    (the OD API accepts it); below it, a problem.
+    """
+    source = os.fspath(path)
     found = problems(config)
+    warnings: list[str] = []
+    if check_label_maps:
+        findings = label_map_findings(config)
+        found += findings.problems
+        warnings = [f"{source}: {warning}" for warning in findings.warnings]
     if found:
-        raise ConfigError(f"{os.fspath(path)}: invalid config: " + "; ".join(found))
+        raise ConfigError(f"{source}: invalid config: " + "; ".join(found))
+    return warnings

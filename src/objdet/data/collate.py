@@ -23,11 +23,13 @@ costs").
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 from torch.utils.data import get_worker_info
 
+from objdet.errors import ObjdetError
 from objdet.structures.sample import Sample
 
 OPTIONAL_TARGET_FIELDS = (
@@ -65,13 +67,36 @@ def sample_to_target(sample: Sample, record_index: int = -1) -> dict[str, Tensor
     return target
 
 
+@dataclass(frozen=True)
+class FailedRecord:
+    """A record a DataLoader worker could not load, handed to the main process as data.
+
+    An exception raised in a worker reaches the main process with the worker's whole
+    traceback pasted into its message; carried as data, the main process re-raises the
+    error with its own one-line message (``objdet.data.dataset``'s loader does).
+    """
+
+    error_type: type[ObjdetError]
+    message: str
+
+    def reraise(self) -> None:
+        raise self.error_type(self.message)
+
+
 def collate_samples(
-    batch: Sequence[tuple[int, Sample]],
-) -> tuple[list[Tensor], list[dict[str, Tensor]]]:
-    """DataLoader ``collate_fn``: ``(record_index, Sample)`` pairs -> ``(images, targets)``."""
+    batch: Sequence[tuple[int, Sample | FailedRecord]],
+) -> tuple[list[Tensor], list[dict[str, Tensor]]] | FailedRecord:
+    """DataLoader ``collate_fn``: ``(record_index, Sample)`` pairs -> ``(images, targets)``.
+
+    A batch holding a ``FailedRecord`` becomes that ``FailedRecord`` (the first one).
+    """
+    for _, sample in batch:
+        if isinstance(sample, FailedRecord):
+            return sample
     images: list[Tensor] = []
     targets: list[dict[str, Tensor]] = []
     for record_index, sample in batch:
+        assert isinstance(sample, Sample)
         if sample.image is None:
             raise ValueError(f"sample {sample.filename or sample.source_id!r} has no decoded image")
         images.append(image_to_unit_float(sample.image))

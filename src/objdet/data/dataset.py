@@ -27,6 +27,14 @@ How the OD API's input_reader fields map here:
   label hierarchy expansion, dataset mixing weights, per-input image resizer, external
   readers) raise ``ConfigError`` naming the field when set.
 
+Bad records: a record that does not load (a corrupt or truncated image, an image above the
+pixel limit, a box out of range, a label missing from the label map...) stops training or
+evaluation with a ``DataError`` naming the record (``file#index (offset N)``) and the
+problem; records are never skipped silently (``objdet records verify`` and reconverting
+fix the data). Errors raised in DataLoader workers reach the caller as the same one-line
+error (``FailedRecord``), not as a worker traceback. Input files holding 0 records are a
+``DataError`` naming the input_reader field and the files.
+
 Randomness: the sample at loader position ``p`` (= epoch * len + record position) is augmented
 with a ``torch.Generator`` seeded from ``(seed, p)``, so results do not depend on the number
 of workers or which worker loads what.
@@ -42,15 +50,15 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 from objdet.data.augment import AugmentationPipeline, select_objects
 from objdet.data.augment_builder import build_augmentations
-from objdet.data.collate import collate_samples
+from objdet.data.collate import FailedRecord, collate_samples
 from objdet.data.example import ExampleDecoder
 from objdet.data.resize import Resizer, resize_sample
 from objdet.data.tfrecord_index import IndexedTFRecords
-from objdet.errors import ConfigError, DataError
+from objdet.errors import ConfigError, DataError, ObjdetError
 from objdet.protos import input_reader_pb2
 from objdet.structures.label_map import load_label_map
 from objdet.structures.sample import Sample
@@ -64,7 +72,7 @@ def derive_seed(*parts: int) -> int:
     return int.from_bytes(digest, "little") & ((1 << 63) - 1)
 
 
-class TFRecordDetectionDataset(Dataset[tuple[int, Sample]]):
+class TFRecordDetectionDataset(Dataset[tuple[int, Sample | FailedRecord]]):
     """Decoded (and, for training, augmented) ``Sample``s from TFRecord files of tf.Examples.
 
     ``dataset[p]`` returns ``(record_index, sample)`` where ``record_index`` is the record's
@@ -117,8 +125,20 @@ class TFRecordDetectionDataset(Dataset[tuple[int, Sample]]):
     def __len__(self) -> int:
         return len(self.record_numbers)
 
-    def __getitem__(self, position: int) -> tuple[int, Sample]:
-        return self._record_number(position), self.load(position)
+    def __getitem__(self, position: int) -> tuple[int, Sample | FailedRecord]:
+        record_number = self._record_number(position)
+        try:
+            return record_number, self.load(position)
+        except ObjdetError as error:
+            if get_worker_info() is None:  # the main process: the error reaches the caller
+                raise
+            return record_number, FailedRecord(type(error), str(error))
+
+    def describe_inputs(self) -> str:
+        """The input files and their record counts, for messages."""
+        return ", ".join(
+            f"{index.path} ({len(index)} records)" for index in self.records.indexes
+        )
 
     def _record_number(self, position: int) -> int:
         if position < 0 or len(self) == 0:
@@ -253,6 +273,10 @@ def build_data_loader(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if len(dataset) == 0:
+        raise DataError(
+            f"no records to read: the input files hold 0 records: {dataset.describe_inputs()}"
+        )
     sampler = EpochSampler(
         len(dataset),
         shuffle=training and dataset.shuffle,
@@ -263,7 +287,7 @@ def build_data_loader(
         start_epoch=start_epoch if training else 0,
         start_position=start_position if training else 0,
     )
-    return DataLoader(
+    return DetectionDataLoader(
         dataset,
         batch_size=batch_size,
         sampler=sampler,
@@ -276,6 +300,16 @@ def build_data_loader(
         worker_init_fn=_seed_worker,
         generator=torch.Generator().manual_seed(derive_seed(dataset.seed, rank, 0x3C)),
     )
+
+
+class DetectionDataLoader(DataLoader[Any]):
+    """A DataLoader that re-raises a ``FailedRecord`` from a worker as its one-line error."""
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        for batch in super().__iter__():
+            if isinstance(batch, FailedRecord):
+                batch.reraise()
+            yield batch
 
 
 def _seed_worker(worker_id: int) -> None:
@@ -301,8 +335,10 @@ _UNSUPPORTED_FIELDS = {
 }
 
 
-def _check_supported(config: Any) -> None:
-    """``ConfigError`` for an input_reader field that is set but not implemented."""
+def check_input_reader(config: Any) -> None:
+    """``ConfigError`` for an input_reader field that is set but not implemented, or for a
+    reader that is not a tf_record_input_reader with input paths (every reader of TFRecords
+    calls it: ``build_dataset``, offline evaluation)."""
     name = config.name or "input_reader"
     for field, unused in _UNSUPPORTED_FIELDS.items():
         value = getattr(config, field)
@@ -346,6 +382,7 @@ def build_dataset(
     augmentation_steps: Sequence[Any] = (),
     seed: int = 0,
     image_resizer: Resizer | None = None,
+    config_field: str | None = None,
 ) -> TFRecordDetectionDataset:
     """A dataset from an ``objdet.protos.input_reader_pb2.InputReader`` message.
 
@@ -356,11 +393,16 @@ def build_dataset(
             messages), built by ``build_augmentations``.
         seed: base seed of shuffling and augmentation.
         image_resizer: the model's resizer, to resize in the loader workers (training).
+        config_field: the reader's place in the pipeline config, for errors (default
+            ``train_input_reader`` / ``eval_input_reader`` by ``training``).
 
-    Missing input files raise ``DataError``; unsupported fields and steps ``ConfigError``.
+    Missing input files, and input files holding 0 records, raise ``DataError``;
+    unsupported fields and steps ``ConfigError``.
     """
     config = input_reader_config
-    _check_supported(config)
+    if config_field is None:
+        config_field = "train_input_reader" if training else "eval_input_reader"
+    check_input_reader(config)
     label_map = load_label_map(config.label_map_path) if config.label_map_path else None
     decoder = ExampleDecoder(
         label_map=label_map,
@@ -370,7 +412,7 @@ def build_dataset(
         with_detections=False,  # stored detections are batch-inference output, not targets
     )
     augmentation = build_augmentations(augmentation_steps) if training else None
-    return TFRecordDetectionDataset(
+    dataset = TFRecordDetectionDataset(
         list(config.tf_record_input_reader.input_path),
         decoder=decoder,
         augmentation=augmentation,
@@ -382,3 +424,9 @@ def build_dataset(
         seed=seed,
         image_resizer=image_resizer,
     )
+    if len(dataset) == 0:
+        raise DataError(
+            f"{config_field}.tf_record_input_reader.input_path: the input files hold 0 records: "
+            f"{dataset.describe_inputs()}"
+        )
+    return dataset

@@ -9,7 +9,10 @@ Decisions, following the OD API's ``TfExampleDecoder`` where it has one:
 
 * With a label map, ``class/text`` decides the id over ``class/label`` (a text missing from
   the label map is a ``LabelMapError``, where the OD API silently used -1). ``class/label``
-  ids must be in the label map when one is given.
+  ids must be in the label map when one is given. Where both are given and disagree, the
+  text's id is used, as in the OD API, but not silently: the decoder counts such records
+  (``ExampleDecoder.class_id_conflicts``) and logs a warning at the first one, naming it,
+  then at the 10th, 100th, ... with the count so far.
 * An optional per-object list that is absent or empty is ``None``; any other length that is
   not the number of boxes is an error naming the key.
 * Boxes, masks and keypoints are coded as ``objdet.data.example_features`` describes
@@ -24,7 +27,7 @@ Every error names the record (``source``, e.g. ``file.record#17 (offset 12345)``
 from __future__ import annotations
 
 import hashlib
-import io
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -32,7 +35,6 @@ import numpy as np
 import torch
 from google.protobuf.message import DecodeError
 from torch import Tensor
-from torchvision.io import ImageReadMode, decode_image
 
 from objdet.data.example_features import (
     FeatureReader,
@@ -41,15 +43,59 @@ from objdet.data.example_features import (
     read_masks,
     read_normalized_boxes,
 )
+from objdet.data.image_decode import decode_image_bytes, read_image_header
 from objdet.errors import DataError, LabelMapError
 from objdet.protos import example_pb2
 from objdet.structures.boxes import normalized_yxyx_to_xyxy
 from objdet.structures.label_map import LabelMap
 from objdet.structures.sample import Sample
 
+logger = logging.getLogger(__name__)
+
 _BOX = "image/object/bbox/"
 _DETECTION_BOX = "image/detection/bbox/"
+# Batch inference output: all present (possibly empty) or all absent.
+DETECTION_KEYS = (
+    *(_DETECTION_BOX + name for name in ("ymin", "xmin", "ymax", "xmax")),
+    "image/detection/label",
+    "image/detection/score",
+)
 _OBJECT_FLAGS = {"difficult": "difficult", "is_crowd": "is_crowd", "group_of": "group_of"}
+
+
+@dataclass
+class ClassIdConflicts:
+    """Records whose ``class/label`` ids disagree with the label-map ids of their
+    ``class/text`` (the text's ids are used); counted per decoder, i.e. per dataset and
+    process (each DataLoader worker counts its own)."""
+
+    records: int = 0
+    objects: int = 0
+
+    def add(
+        self, source: str, prefix: str, given: np.ndarray, used: np.ndarray, texts: list[str]
+    ) -> None:
+        """Count one record; warn at the 1st (naming it), 10th, 100th, ... record."""
+        wrong = np.flatnonzero(given != used)
+        self.records += 1
+        self.objects += len(wrong)
+        if self.records == 1:
+            i = int(wrong[0])
+            logger.warning(
+                "%s: %slabel %d disagrees with %stext %r (id %d); using the text's id, as the "
+                "OD API does (%d of %d entries here; further records like this are counted)",
+                source, prefix, int(given[i]), prefix, texts[i], int(used[i]), len(wrong),
+                len(used),
+            )
+        elif str(self.records).rstrip("0") == "1":  # 10, 100, 1000, ...
+            logger.warning(self.summary(so_far=True))
+
+    def summary(self, so_far: bool = False) -> str:
+        return (
+            f"class/label disagreed with class/text in {self.records} records"
+            f"{' so far' if so_far else ''} ({self.objects} objects); the text's label-map id "
+            "was used (the OD API's rule)"
+        )
 
 
 @dataclass(frozen=True)
@@ -69,6 +115,7 @@ class ExampleDecoder:
     with_image_labels: bool = True
     with_detections: bool = True
     _text_ids: dict[str, int] = field(init=False, repr=False, compare=False)
+    class_id_conflicts: ClassIdConflicts = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # A dict for the per-object text lookups; ambiguous names go to LabelMap.id_for,
@@ -79,6 +126,7 @@ class ExampleDecoder:
             counts = Counter(key_of(item) for item in self.label_map.items)
             texts = {key_of(i): i.id for i in self.label_map.items if counts[key_of(i)] == 1}
         object.__setattr__(self, "_text_ids", texts)
+        object.__setattr__(self, "class_id_conflicts", ClassIdConflicts())
 
     def __call__(self, serialized: bytes, source: str = "") -> Sample:
         """Decode one serialized tf.Example; ``source`` names it in errors."""
@@ -131,17 +179,24 @@ class ExampleDecoder:
         if self.decode_image:
             if encoded is None:
                 raise DataError(f"{source}: image/encoded is missing; cannot decode the image")
-            image = _decode_rgb(encoded, source)
-            found = (int(image.shape[1]), int(image.shape[2]))
+            # The header's size is checked before decoding: a mismatch costs no decode.
+            header = read_image_header(encoded, f"{source}: image/encoded")
+            found = (header.height, header.width)
             stated = (height or found[0], width or found[1])
             if stated != found:
                 raise DataError(
                     f"{source}: image/height x image/width is {stated[0]}x{stated[1]} but the "
-                    f"encoded image decodes to {found[0]}x{found[1]}"
+                    f"encoded image is {found[0]}x{found[1]}"
                 )
+            image = decode_image_bytes(encoded, f"{source}: image/encoded")
             height, width = found
         elif height is None or width is None:
-            height, width = _size_from_header(encoded, source)
+            if encoded is None:
+                raise DataError(
+                    f"{source}: image/height and image/width are missing and so is image/encoded"
+                )
+            header = read_image_header(encoded, f"{source}: image/encoded")
+            height, width = header.height, header.width
         if height <= 0 or width <= 0:  # type: ignore[operator]
             raise DataError(f"{source}: image size must be positive, got {height}x{width}")
         return image, int(height), int(width)  # type: ignore[call-overload]
@@ -159,7 +214,10 @@ class ExampleDecoder:
             if values is not None and len(values) != count:
                 raise DataError(f"{source}: {key} has {len(values)} values for {count} entries")
         if self.label_map is not None and texts is not None:
+            given = ids
             ids = np.array([self._id_for_text(text, source) for text in texts], np.int64)
+            if given is not None and (given != ids).any():
+                self.class_id_conflicts.add(source, prefix, given, ids, texts)
         elif ids is None:
             if count == 0:
                 return torch.zeros((0,), dtype=torch.int64), texts
@@ -193,20 +251,35 @@ class ExampleDecoder:
         )
 
     def _add_detections(self, sample: Sample, features: FeatureReader) -> None:
+        """``detection_*`` from ``image/detection/*`` (batch inference output).
+
+        All six keys absent: no stored detections (None). All six present with empty lists:
+        an image where the model found nothing (empty tensors), as the OD API's offline
+        evaluation reads it. Some present and some absent is an error naming them.
+        """
         boxes = read_normalized_boxes(features, _DETECTION_BOX)
         scores = features.per_object("image/detection/score", len(boxes), "float_list")
         labels = features.per_object("image/detection/label", len(boxes), "int64_list")
-        if len(boxes) == 0 and scores is None and labels is None:
+        present = [key for key in DETECTION_KEYS if features.kind(key) is not None]
+        if not present:
             return
-        if scores is None or labels is None:
+        if len(present) < len(DETECTION_KEYS):
+            absent = [key for key in DETECTION_KEYS if key not in present]
+            raise DataError(
+                f"{features.source}: has {', '.join(present)} but not {', '.join(absent)}; "
+                "stored detections need all six lists (empty ones for no detections)"
+            )
+        if len(boxes) and (scores is None or labels is None):
             raise DataError(
                 f"{features.source}: {len(boxes)} detection boxes need image/detection/score "
                 "and image/detection/label of the same length"
             )
         xyxy = normalized_yxyx_to_xyxy(torch.from_numpy(boxes), sample.height, sample.width)
         sample.detection_boxes = xyxy
-        sample.detection_scores = torch.from_numpy(scores)
-        sample.detection_labels = torch.from_numpy(labels)
+        sample.detection_scores = torch.from_numpy(
+            np.zeros(0, np.float32) if scores is None else scores
+        )
+        sample.detection_labels = torch.from_numpy(np.zeros(0, np.int64) if labels is None else labels)
 
 
 def decode_example(
@@ -228,31 +301,6 @@ def decode_example(
 
 def _tensor(values: np.ndarray | None) -> Tensor | None:
     return None if values is None else torch.from_numpy(values)
-
-
-def _decode_rgb(encoded: bytes, source: str) -> Tensor:
-    """``uint8 [3, H, W]`` RGB from JPEG/PNG/... bytes."""
-    try:
-        return decode_image(
-            torch.frombuffer(bytearray(encoded), dtype=torch.uint8), ImageReadMode.RGB
-        )
-    except (RuntimeError, ValueError) as error:
-        raise DataError(f"{source}: image/encoded does not decode as an image: {error}") from None
-
-
-def _size_from_header(encoded: bytes | None, source: str) -> tuple[int, int]:
-    """(height, width) from the image file's header, without decoding the pixels."""
-    from PIL import Image, UnidentifiedImageError
-
-    if encoded is None:
-        raise DataError(
-            f"{source}: image/height and image/width are missing and so is image/encoded"
-        )
-    try:
-        with Image.open(io.BytesIO(encoded)) as image:
-            return image.height, image.width
-    except (UnidentifiedImageError, OSError) as error:
-        raise DataError(f"{source}: image/encoded is not a readable image: {error}") from None
 
 
 def _add_object_fields(sample: Sample, features: FeatureReader, num_objects: int) -> None:

@@ -25,8 +25,9 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 from torch import Tensor
-from torchvision.io import ImageReadMode, decode_image, encode_png
+from torchvision.io import encode_png
 
+from objdet.data.image_decode import decode_image_bytes
 from objdet.errors import DataError
 from objdet.protos import feature_pb2
 from objdet.structures.boxes import xyxy_to_normalized_yxyx
@@ -198,10 +199,7 @@ def read_masks(features: FeatureReader, num_objects: int, height: int, width: in
 
 
 def _decode_mask(png: bytes, where: str) -> Tensor:
-    try:
-        mask = decode_image(torch.frombuffer(bytearray(png), dtype=torch.uint8), ImageReadMode.GRAY)
-    except (RuntimeError, ValueError) as error:
-        raise DataError(f"{where}: mask does not decode as PNG: {error}") from None
+    mask = decode_image_bytes(png, f"{where}: mask", gray=True)  # [1, H, W]
     return (mask[0] > 0).to(torch.uint8)
 
 

@@ -1,10 +1,12 @@
 """``LabelMap``: class names <-> label-map ids, loaded from the OD API's label_map.pbtxt.
 
-Text (``.pbtxt``) and binary StringIntLabelMap files both load. Validation follows the OD
-API (ids >= 0; id 0 only for 'background') and adds what it leaves silent: duplicate ids
-and duplicate names are errors that list them. Duplicate *display* names occur in real
-label maps (Open Images has two 'Bench'); they are an error only when a lookup by display
-name hits one.
+Text (``.pbtxt``) and binary StringIntLabelMap files both load; a text syntax error is
+reported as ``file:line:col``. Validation follows the OD API (ids >= 0; id 0 only for
+'background') and adds what it leaves silent: duplicate ids and duplicate names are errors
+that list them, and an item without a ``name`` (the text records' ``class/text`` holds) is
+an error naming the file and the item, rather than every record's label failing to match.
+Duplicate *display* names occur in real label maps (Open Images has two 'Bench'); they are
+an error only when a lookup by display name hits one.
 """
 
 from __future__ import annotations
@@ -174,23 +176,45 @@ def load_label_map(path: str | os.PathLike[str]) -> LabelMap:
         raise LabelMapError(f"{path}: cannot read label map: {error}") from None
     proto = pb.StringIntLabelMap()
     try:
-        text_format.Parse(data.decode("utf-8"), proto)
+        text_format.Parse(data.decode("utf-8-sig"), proto)
     except (UnicodeDecodeError, text_format.ParseError) as text_error:
         binary = pb.StringIntLabelMap()
         try:
             binary.ParseFromString(data)
         except DecodeError:
-            raise LabelMapError(
-                f"{path}: not a StringIntLabelMap in text or binary format: {text_error}"
-            ) from None
+            binary.Clear()
         if not binary.item:
-            raise LabelMapError(f"{path}: not a StringIntLabelMap: {text_error}") from None
+            raise _text_error(path, text_error) from None
         proto = binary
     return LabelMap.from_proto(proto, source=str(path))
 
 
+def _text_error(path: Path, error: Exception) -> LabelMapError:
+    """``path:line:col: ...`` for a text-format syntax error (not UTF-8: a byte offset)."""
+    if isinstance(error, UnicodeDecodeError):
+        return LabelMapError(
+            f"{path}: not a StringIntLabelMap: neither UTF-8 text (byte offset {error.start}) "
+            "nor a binary label map"
+        )
+    assert isinstance(error, text_format.ParseError)
+    message = str(error)
+    line, column = error.GetLine(), error.GetColumn()
+    if line is not None:
+        message = message.split(" : ", 1)[-1]  # protobuf prefixes "line:col : "
+        where = f"{path}:{line}:{column}" if column is not None else f"{path}:{line}"
+    else:
+        where = str(path)
+    return LabelMapError(f"{where}: label map syntax error: {message}")
+
+
 def _validate(items: list[LabelMapItem], source: str) -> None:
-    for item in items:
+    for number, item in enumerate(items, start=1):
+        if not item.name:
+            shown = f", display_name {item.display_name!r}" if item.display_name else ""
+            raise LabelMapError(
+                f"{source}: item {number} (id {item.id}{shown}) has no name; every item needs "
+                "the name that records' class/text hold"
+            )
         if item.id < 0:
             raise LabelMapError(f"{source}: label map ids must be >= 0, item {item.name!r} has {item.id}")
         if item.id == 0 and "background" not in (item.name, item.display_name):

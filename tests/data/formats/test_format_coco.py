@@ -150,3 +150,36 @@ def test_bad_annotations_name_the_annotation(tmp_path: Path) -> None:
     annotations.write_text("{ not json")
     with pytest.raises(DataError, match=r"instances\.json:1:3: not valid JSON"):
         CocoReader(annotations, tmp_path / "images")
+
+
+def test_duplicate_image_ids_are_an_error(tmp_path: Path) -> None:
+    """Grouping annotations by image id would copy image 10's boxes onto b.png as well."""
+    annotations = make_coco(tmp_path)
+    document = json.loads(annotations.read_text())
+    document["images"][1]["id"] = 10
+    annotations.write_text(json.dumps(document))
+    with pytest.raises(DataError) as info:
+        CocoReader(annotations, tmp_path / "images")
+    assert str(info.value) == (
+        f"{annotations}: duplicate image id 10: images[0] (a.jpg) and images[1] (b.png); "
+        "image ids must be unique"
+    )
+
+
+def test_duplicate_annotation_ids_are_an_error(tmp_path: Path) -> None:
+    annotations = make_coco(tmp_path)
+    document = json.loads(annotations.read_text())
+    document["annotations"][2]["id"] = 1
+    annotations.write_text(json.dumps(document))
+    with pytest.raises(DataError) as info:
+        CocoReader(annotations, tmp_path / "images")
+    assert str(info.value) == (
+        f"{annotations}: duplicate annotation id 1: annotations[0] and annotations[2]; "
+        "annotation ids must be unique"
+    )
+
+
+def test_a_json_file_with_a_byte_order_mark_reads(tmp_path: Path) -> None:
+    annotations = make_coco(tmp_path)
+    annotations.write_bytes(b"\xef\xbb\xbf" + annotations.read_bytes())
+    assert len(CocoReader(annotations, tmp_path / "images")) == 2

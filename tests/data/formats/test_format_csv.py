@@ -124,12 +124,12 @@ def test_missing_and_undecodable_images(tmp_path: Path, animals_label_map: Label
         read_all(csv_path, animals_label_map)
     (tmp_path / "images" / "b.jpg").write_bytes(b"this is not a jpeg")
     with pytest.raises(
-        DataError, match=r"labels\.csv:3: image .*b\.jpg: image bytes do not decode"
+        DataError, match=r"labels\.csv:3: image .*b\.jpg: not an image file \(JPEG/PNG expected\)"
     ):
         read_all(csv_path, animals_label_map)
     truncated = (tmp_path / "images" / "a.jpg").read_bytes()[:-200]
     (tmp_path / "images" / "b.jpg").write_bytes(truncated)
-    with pytest.raises(DataError, match=r"b\.jpg: image bytes do not decode"):
+    with pytest.raises(DataError, match=r"b\.jpg: JPEG data does not decode \(truncated"):
         read_all(csv_path, animals_label_map)
 
 
@@ -162,3 +162,13 @@ def test_raccoon_train_split_indexes_every_row(
     for index in (0, 80, 159):  # reading every image is the test split's job; spot-check here
         sample = reader[index]
         assert sample.boxes.tolist() == expected[sample.filename]
+
+
+def test_a_csv_saved_with_a_byte_order_mark_reads(
+    tmp_path: Path, animals_label_map: LabelMap
+) -> None:
+    """Excel's "CSV UTF-8" starts the file with a BOM; it is not part of the first column."""
+    csv_path = write_csv(tmp_path, ["a.jpg,40,30,cat,1,1,5,5"])
+    csv_path.write_bytes(b"\xef\xbb\xbf" + csv_path.read_bytes())
+    (sample,) = read_all(csv_path, animals_label_map)
+    assert sample.filename == "a.jpg" and sample.labels.tolist() == [1]

@@ -129,7 +129,7 @@ class CocoReader(AnnotationReader):
 
 def _load_json(path: Path) -> dict[str, Any]:
     try:
-        with path.open(encoding="utf-8") as handle:
+        with path.open(encoding="utf-8-sig") as handle:  # -sig: a BOM is not content
             data = json.load(handle)
     except FileNotFoundError:
         raise DataError(f"{path}: annotations file not found") from None
@@ -152,12 +152,45 @@ def _label_id(category_name: str, label_map: LabelMap, source: Path) -> int:
 def _group_by_image(
     data: dict[str, Any], images: list[dict[str, Any]], source: Path
 ) -> dict[Any, list[dict[str, Any]]]:
+    """Annotations per image id. Duplicate image ids are an error (the annotations of both
+    would be copied onto each), and so are duplicate annotation ids (COCO tools key on them).
+    """
     grouped: dict[Any, list[dict[str, Any]]] = defaultdict(list)
-    for entry in images:
-        if "id" not in entry or "file_name" not in entry:
+    first_index: dict[Any, int] = {}
+    for index, entry in enumerate(images):
+        if not isinstance(entry, dict) or "id" not in entry or "file_name" not in entry:
             raise DataError(f"{source}: image entry without 'id' or 'file_name': {entry!r:.120}")
-        grouped[entry["id"]] = []
-    for annotation in data.get("annotations", []):
+        image_id = entry["id"]
+        if not isinstance(image_id, (int, str)):
+            raise DataError(
+                f"{source}: images[{index}]: 'id' must be a number, found {image_id!r:.40}"
+            )
+        if image_id in first_index:
+            raise DataError(
+                f"{source}: duplicate image id {image_id!r}: images[{first_index[image_id]}] "
+                f"({images[first_index[image_id]]['file_name']}) and images[{index}] "
+                f"({entry['file_name']}); image ids must be unique"
+            )
+        first_index[image_id] = index
+        grouped[image_id] = []
+    annotation_index: dict[Any, int] = {}
+    for index, annotation in enumerate(data.get("annotations", [])):
+        if not isinstance(annotation, dict):
+            raise DataError(f"{source}: annotations[{index}] is not an object: {annotation!r:.80}")
+        annotation_id = annotation.get("id")
+        if not isinstance(annotation_id, (int, str, type(None))):
+            raise DataError(
+                f"{source}: annotations[{index}]: 'id' must be a number, "
+                f"found {annotation_id!r:.40}"
+            )
+        if annotation_id is not None:
+            if annotation_id in annotation_index:
+                raise DataError(
+                    f"{source}: duplicate annotation id {annotation_id!r}: "
+                    f"annotations[{annotation_index[annotation_id]}] and annotations[{index}]; "
+                    "annotation ids must be unique"
+                )
+            annotation_index[annotation_id] = index
         image_id = annotation.get("image_id")
         if image_id not in grouped:
             raise DataError(

@@ -8,16 +8,23 @@ only when every record was written; writer directories are renamed into place).
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from objdet.data.formats.annotation import SkipLog
 from objdet.data.formats.reader import AnnotationReader
 from objdet.errors import DataError, ObjdetError
 from objdet.structures.label_map import LabelMap
 from objdet.structures.sample import Sample
+
+if TYPE_CHECKING:
+    from objdet.data.example import ExampleDecoder
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -125,15 +132,34 @@ def _collect_skips(
 
 
 def read_tfrecord_samples(
-    input_path: str | os.PathLike[str], label_map: LabelMap | None = None
+    input_path: str | os.PathLike[str],
+    label_map: LabelMap | None = None,
+    decoder: ExampleDecoder | None = None,
 ) -> Iterator[Sample]:
-    """Samples from TFRecords of tf.Examples (image bytes kept, pixels not decoded)."""
+    """Samples from TFRecords of tf.Examples, image bytes kept as they are.
+
+    Each image is proven to decode (a JPEG at 1/8 scale) and to be the size that
+    image/height and image/width declare: a writer must not copy out an image that training
+    would reject. ``decoder`` (default: one without detections) may be passed in to read its
+    ``class_id_conflicts`` afterwards.
+    """
     from objdet.data.example import ExampleDecoder
+    from objdet.data.image_decode import verify_image_bytes
     from objdet.data.tfrecord import read_records_with_source
 
-    decoder = ExampleDecoder(label_map, decode_image=False, with_detections=False)
+    if decoder is None:
+        decoder = ExampleDecoder(label_map, decode_image=False, with_detections=False)
     for source, record in read_records_with_source(os.fspath(input_path)):
-        yield decoder(record, source)
+        sample = decoder(record, source)
+        if sample.encoded_image is None:
+            raise DataError(f"{source}: image/encoded is missing; there is no image to write")
+        header = verify_image_bytes(sample.encoded_image, f"{source}: image/encoded")
+        if (header.height, header.width) != (sample.height, sample.width):
+            raise DataError(
+                f"{source}: image/height x image/width is {sample.height}x{sample.width} but "
+                f"the encoded image is {header.height}x{header.width}"
+            )
+        yield sample
 
 
 def export_annotations(
@@ -144,10 +170,17 @@ def export_annotations(
 ) -> int:
     """Write the TFRecords at ``input_path`` as a ``format_name`` dataset (coco/voc/yolo).
 
-    Returns the number of images written.
+    Returns the number of images written. Records whose class/label disagrees with their
+    class/text are written with the text's id and counted in one warning at the end.
     """
+    from objdet.data.example import ExampleDecoder
     from objdet.data.formats import WRITERS
 
     if format_name not in WRITERS:
         raise ObjdetError(f"no writer for format {format_name!r}; writers: {sorted(WRITERS)}")
-    return WRITERS[format_name](read_tfrecord_samples(input_path, label_map), output_dir, label_map)
+    decoder = ExampleDecoder(label_map, decode_image=False, with_detections=False)
+    samples = read_tfrecord_samples(input_path, label_map, decoder)
+    written = WRITERS[format_name](samples, output_dir, label_map)
+    if decoder.class_id_conflicts.records:
+        logger.warning("%s: %s", os.fspath(input_path), decoder.class_id_conflicts.summary())
+    return written

@@ -80,7 +80,7 @@ class CsvReader(AnnotationReader):
 def _parse_csv(csv_path: Path) -> list[_CsvImage]:
     """Group the rows by filename, in order of first appearance."""
     try:
-        handle = csv_path.open(newline="", encoding="utf-8")
+        handle = csv_path.open(newline="", encoding="utf-8-sig")  # -sig: a BOM is not a column name
     except OSError as error:
         raise DataError(f"{csv_path}: cannot read CSV file: {error}") from None
     images: dict[str, _CsvImage] = {}

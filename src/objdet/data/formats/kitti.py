@@ -127,7 +127,7 @@ def _intersects(a: Sequence[float], b: Sequence[float]) -> bool:
 
 def _read_label_file(path: Path) -> list[AnnotatedObject]:
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
     except FileNotFoundError:
         raise DataError(f"{path}: KITTI label file not found") from None
     objects = []

@@ -137,7 +137,7 @@ class OpenImagesReader(AnnotationReader):
 def _rows(path: Path, required: tuple[str, ...]) -> Iterator[tuple[dict[str, str], str]]:
     """Each row of a CSV with its 'file:line' location; missing columns are an error."""
     try:
-        handle = path.open(newline="", encoding="utf-8")
+        handle = path.open(newline="", encoding="utf-8-sig")  # -sig: a BOM is not a column name
     except OSError as error:
         raise DataError(f"{path}: cannot read CSV file: {error}") from None
     with handle:

@@ -143,7 +143,7 @@ def _read_example_list(year_dir: Path, split: str) -> list[str]:
     candidates = [main / f"aeroplane_{split}.txt", main / f"{split}.txt"]
     for path in candidates:
         if path.is_file():
-            lines = path.read_text(encoding="utf-8").splitlines()
+            lines = path.read_text(encoding="utf-8-sig").splitlines()
             return [line.split()[0] for line in lines if line.strip()]
     raise DataError(f"example list not found: tried {', '.join(str(p) for p in candidates)}")
 

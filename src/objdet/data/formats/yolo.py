@@ -29,7 +29,7 @@ NAMES_FILE = "classes.txt"
 def read_names_file(path: str | os.PathLike[str]) -> list[str]:
     """Class names, one per line (blank lines ignored); line i is class index i."""
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
     except OSError as error:
         raise LabelMapError(f"{path}: cannot read names file: {error}") from None
     names = [line.strip() for line in lines if line.strip()]
@@ -90,7 +90,7 @@ class YoloReader(AnnotationReader):
         if not path.is_file():
             return []
         objects = []
-        for line_number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        for line_number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
             values = line.split()
             if not values:
                 continue
