@@ -60,6 +60,30 @@ def test_ssd_anchors_stay_square_on_non_square_images() -> None:
     assert torch.allclose(anchors, torch.tensor([_box(50, 50, 50, 50), _box(150, 50, 50, 50)]))
 
 
+def test_ssd_anchor_strides_and_offsets_follow_each_axis() -> None:
+    generator = SSDAnchorGenerator(box_specs=[[(0.5, 1.0)]])
+    anchors = generator([(2, 4)], 60, 200)  # strides (y 30, x 50), offsets half a stride
+    assert anchors.shape == (8, 4)
+    assert torch.allclose(anchors[0], torch.tensor(_box(25, 15, 30, 30)))
+    assert torch.allclose(anchors[1], torch.tensor(_box(75, 15, 30, 30)))
+    assert torch.allclose(anchors[4], torch.tensor(_box(25, 45, 30, 30)))  # second row
+
+
+def test_interpolated_scale_aspect_ratio_zero_adds_no_box() -> None:
+    specs = create_ssd_box_specs(
+        num_layers=2,
+        min_scale=0.2,
+        max_scale=0.9,
+        aspect_ratios=[1.0, 2.0],
+        interpolated_scale_aspect_ratio=0.0,
+        reduce_boxes_in_lowest_layer=False,
+    )
+    assert specs == [
+        [(0.2, 1.0), (0.2, 2.0)],
+        [(pytest.approx(0.9), 1.0), (pytest.approx(0.9), 2.0)],
+    ]
+
+
 def test_ssd_anchors_with_explicit_strides_and_offsets() -> None:
     generator = SSDAnchorGenerator(
         box_specs=[[(0.1, 1.0)]],
@@ -89,6 +113,15 @@ def test_multiscale_anchors_match_retinanet_layout() -> None:
     assert torch.allclose(anchors[:3], torch.tensor(expected), atol=1e-4)
     # first anchor of level 4: stride 16, offset 8, base 64
     assert torch.allclose(anchors[64 * 4], torch.tensor(_box(8, 8, 64, 64)))
+
+
+def test_multiscale_offset_is_zero_on_an_axis_not_divisible_by_the_stride() -> None:
+    generator = MultiscaleAnchorGenerator(
+        min_level=3, max_level=3, anchor_scale=4.0, aspect_ratios=[1.0], scales_per_octave=1
+    )
+    anchors = generator([(8, 8)], 60, 64)  # 60 % 8 != 0: the OD API puts y centres at 0, 8, ..
+    assert torch.allclose(anchors[0], torch.tensor(_box(4, 0, 32, 32)))
+    assert torch.allclose(anchors[8], torch.tensor(_box(4, 8, 32, 32)))  # second row
 
 
 def test_anchor_generator_rejects_wrong_number_of_maps() -> None:

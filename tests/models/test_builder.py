@@ -150,3 +150,19 @@ def test_built_models_compute_in_channels_last_with_unchanged_results() -> None:
         fast, reference = model.predict(images), contiguous.predict(images)
     for key in ("box_encodings", "class_logits"):
         torch.testing.assert_close(fast[key], reference[key], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("resizer", "field"),
+    [
+        ("fixed_shape_resizer { height: 0 width: 64 }", "fixed_shape_resizer.height: 0"),
+        ("fixed_shape_resizer { height: 64 width: -3 }", "fixed_shape_resizer.width: -3"),
+        ("keep_aspect_ratio_resizer { min_dimension: 0 max_dimension: 80 }",
+         "keep_aspect_ratio_resizer.min_dimension: 0"),
+        ("keep_aspect_ratio_resizer { min_dimension: 48 max_dimension: 0 }",
+         "keep_aspect_ratio_resizer.max_dimension: 0"),
+    ],
+)
+def test_a_zero_image_size_is_a_config_error_naming_the_field(resizer: str, field: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^model\.ssd\.image_resizer\.{field}; an image size must be > 0"):
+        build_model(parse_model(ssd_config_text(resizer=resizer)))

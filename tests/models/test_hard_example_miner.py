@@ -45,16 +45,32 @@ def test_nms_removes_overlapping_hard_examples_and_caps_count() -> None:
 
 
 def test_loss_type_both_ranks_by_weighted_sum_and_sums_selected_losses() -> None:
-    location = torch.tensor([[0.0, 10.0, 0.0]])
+    location = torch.tensor([[1.0, 10.0, 4.0]])
     classification = torch.tensor([[3.0, 1.0, 2.0]])
     matches = torch.tensor([[UNMATCHED, 0, UNMATCHED]])
     miner = HardExampleMiner(
-        num_hard_examples=2, iou_threshold=0.99, loss_type="BOTH", localization_weight=0.5
+        num_hard_examples=2,
+        iou_threshold=0.99,
+        loss_type="BOTH",
+        classification_weight=2.0,
+        localization_weight=0.25,
     )
-    assert miner.select(
-        location[0], classification[0], _separate_boxes(3), matches[0]
-    ).tolist() == [1, 0]
+    # ranking losses 2 * cls + 0.25 * loc = [6.25, 4.5, 5.0]: anchors 0 and 2 are the hardest
+    # (unweighted sums [4, 11, 6] would pick anchors 1 and 2).
+    selected = miner.select(location[0], classification[0], _separate_boxes(3), matches[0])
+    assert selected.tolist() == [0, 2]
     mined_location, mined_classification = miner(
         location, classification, _separate_boxes(3)[None], matches
     )
-    assert mined_location.item() == 10.0 and mined_classification.item() == 4.0
+    # the raw (unweighted) losses of the selected anchors only
+    assert mined_location.item() == 1.0 + 4.0 and mined_classification.item() == 3.0 + 2.0
+
+
+def test_each_image_is_mined_separately() -> None:
+    location = torch.zeros(2, 3)
+    classification = torch.tensor([[3.0, 1.0, 2.0], [0.5, 4.0, 1.0]])
+    matches = torch.full((2, 3), UNMATCHED)
+    miner = HardExampleMiner(num_hard_examples=1, iou_threshold=0.99, loss_type="CLASSIFICATION")
+    boxes = _separate_boxes(3)[None].expand(2, 3, 4)
+    _, mined_classification = miner(location, classification, boxes, matches)
+    assert mined_classification.item() == 3.0 + 4.0  # the hardest anchor of each image

@@ -13,6 +13,14 @@ def test_thresholds_split_matches_negatives_and_ignored() -> None:
     assert swapped(similarity).tolist() == [0, UNMATCHED, IGNORED, 0]
 
 
+def test_threshold_values_themselves_fall_on_the_od_api_side() -> None:
+    # argmax_matcher: matched when >= matched_threshold, ignored when in
+    # [unmatched_threshold, matched_threshold), negative only when < unmatched_threshold.
+    similarity = torch.tensor([[0.5, 0.25, 0.125]])
+    matcher = ArgMaxMatcher(matched_threshold=0.5, unmatched_threshold=0.25)
+    assert matcher(similarity).tolist() == [0, IGNORED, UNMATCHED]
+
+
 def test_ties_pick_the_lowest_groundtruth_index() -> None:
     similarity = torch.tensor([[0.6, 0.6], [0.6, 0.9]])
     assert ArgMaxMatcher(matched_threshold=0.5)(similarity).tolist() == [0, 1]

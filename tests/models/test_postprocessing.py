@@ -92,3 +92,29 @@ def test_many_classes_equal_plain_per_class_nms() -> None:
     expected.sort(key=lambda item: -item[0])
     assert result["scores"].tolist() == [item[0] for item in expected]
     assert result["labels"].tolist() == [item[1] for item in expected]
+
+
+def test_a_score_equal_to_the_threshold_is_dropped() -> None:
+    # TF's non_max_suppression keeps scores strictly above score_threshold.
+    scores = [[0.5, 0.25], [0.75, 0.5], [0.5, 0.5], [0.25, 0.75]]
+    for agnostic in (False, True):
+        nms = BatchNonMaxSuppression(
+            score_threshold=0.5, iou_threshold=0.99, use_class_agnostic_nms=agnostic
+        )
+        result = nms(BOXES[None], _logits(scores))[0]
+        assert result["scores"].tolist() == [0.75, 0.75], agnostic
+        assert result["labels"].tolist() == [1, 2], agnostic
+
+
+def test_class_agnostic_extra_classes_must_pass_the_threshold_too() -> None:
+    scores = [[0.9, 0.1], [0.0, 0.0], [0.3, 0.4], [0.0, 0.0]]
+    nms = BatchNonMaxSuppression(
+        score_threshold=0.2,
+        iou_threshold=0.5,
+        use_class_agnostic_nms=True,
+        max_classes_per_detection=2,
+    )
+    result = nms(BOXES[None], _logits(scores))[0]
+    # anchor 0 reports class 1 only: its class 2 score 0.1 is under the threshold.
+    assert result["scores"].tolist() == pytest.approx([0.9, 0.4, 0.3])
+    assert result["labels"].tolist() == [1, 2, 1]

@@ -80,3 +80,37 @@ def test_category_names() -> None:
 def test_mismatched_lengths_are_an_error() -> None:
     with pytest.raises(ValueError, match="same length"):
         draw_detections(gray_image(), [[0, 0, 5, 5]], [1, 2], [0.9], None)
+
+
+def test_a_score_equal_to_min_score_is_drawn() -> None:
+    drawn = np.asarray(draw_detections(gray_image(), [[40, 50, 120, 110]], [1], [0.5], None, 0.5))
+    assert tuple(drawn[80, 40]) == class_color(1)
+
+
+def test_the_best_detection_is_drawn_on_top() -> None:
+    # Two boxes share their left edge; the higher score's colour must win there.
+    for scores in ([0.9, 0.6], [0.6, 0.9]):
+        drawn = np.asarray(
+            draw_detections(
+                gray_image(), [[40, 50, 120, 110], [40, 60, 100, 100]], [1, 2], scores, None,
+                line_width=2,
+            )
+        )
+        best = 1 if scores[0] > scores[1] else 2
+        assert tuple(drawn[80, 40]) == class_color(best)
+
+
+def test_max_boxes_keeps_the_highest_scores() -> None:
+    boxes = [[10, 30, 40, 60], [60, 30, 90, 60], [110, 30, 140, 60]]
+    drawn = np.asarray(
+        draw_detections(gray_image(), boxes, [1, 2, 3], [0.7, 0.9, 0.8], None, 0.0, max_boxes=2)
+    )
+    assert tuple(drawn[45, 10]) == GRAY  # the lowest score (0.7) is not drawn
+    assert tuple(drawn[45, 60]) == class_color(2) and tuple(drawn[45, 110]) == class_color(3)
+
+
+def test_float_images_in_zero_one_become_0_to_255() -> None:
+    tensor = torch.full((3, 40, 50), 0.5)
+    tensor[0] = 1.0
+    out = np.asarray(draw_detections(tensor, np.zeros((0, 4)), [], [], None))
+    assert out.shape == (40, 50, 3) and tuple(out[0, 0]) == (255, 128, 128)

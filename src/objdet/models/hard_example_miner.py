@@ -3,7 +3,9 @@
 Per image, anchors are ranked by loss, NMS over their decoded boxes removes near duplicates
 (``iou_threshold``), the top ``num_hard_examples`` survive, and then negatives are capped at
 ``max(min_negatives_per_image, max_negatives_per_positive * num_positives)`` in loss order.
-Ignored anchors (match -2) are dropped from the selection, as in the OD API.
+Ignored anchors (match -2) are dropped from the selection. The OD API keeps those ranked
+before the negative quota runs out, but an ignored anchor has class and box weight 0, so
+its losses are zero and the mined sums are the same.
 """
 
 from __future__ import annotations
