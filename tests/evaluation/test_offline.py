@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from metric_asserts import assert_same_metrics
 from PIL import Image
 
 from objdet.data.example import DETECTION_KEYS, decode_example, encode_sample
@@ -62,15 +62,6 @@ def write_configs(
         f'tf_record_input_reader {{ input_path: "{records}" }}\n'
     )
     return eval_config, input_config
-
-
-def assert_same_metrics(found: dict[str, float], expected: dict[str, float]) -> None:
-    assert sorted(found) == sorted(expected)
-    for name, value in expected.items():
-        if math.isnan(value):
-            assert math.isnan(found[name]), name
-        else:
-            assert found[name] == pytest.approx(value, abs=1e-6), name
 
 
 # -- parity with the OD API ------------------------------------------------------------------
