@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from objdet.models.box_predictors import (
+from objdet.models.heads.box_predictors import (
     ConvolutionalBoxPredictor,
     WeightSharedConvolutionalBoxPredictor,
 )

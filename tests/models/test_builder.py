@@ -7,8 +7,8 @@ from ssd_configs import parse_model, ssd_config_text
 from objdet import config as cfg
 from objdet.errors import ConfigError
 from objdet.models import build_model, parameter_groups
-from objdet.models.box_predictors import ConvolutionalBoxPredictor
-from objdet.models.ssd import SSD
+from objdet.models.heads.box_predictors import ConvolutionalBoxPredictor
+from objdet.models.meta_arch.ssd import SSD
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / ".." / "shared" / "data" / "odapi" / "configs" / "tf1_samples"

@@ -14,11 +14,11 @@ from ssd_configs import (
 
 from objdet.errors import DataError
 from objdet.models import build_model
-from objdet.models.feature_extractors.ssd_mobilenet import SSD_FEATURE_EXTRACTORS
+from objdet.models.feature_extractors.registry import SSD_FEATURE_EXTRACTORS
 from objdet.models.image_resizers import batch_images
 from objdet.models.losses import WeightedSigmoidLoss, WeightedSmoothL1Loss
 from objdet.models.matchers import IGNORED, UNMATCHED
-from objdet.models.ssd import CLASSIFICATION_LOSS, LOCALIZATION_LOSS, SSDLoss
+from objdet.models.meta_arch.ssd import CLASSIFICATION_LOSS, LOCALIZATION_LOSS, SSDLoss
 from objdet.models.target_assigner import AssignedTargets
 
 IMAGES = [

@@ -9,23 +9,25 @@ decay per parameter group).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 import torch
 from torch import nn
 
 from objdet.errors import ConfigError
 from objdet.models import component_builders as parts
-from objdet.models.box_predictors import (
+from objdet.models.config_checks import check_fields, require_equal, which_oneof
+from objdet.models.feature_extractors.params import (
+    BiFpnParams,
+    FeatureExtractorParams,
+    FpnParams,
+)
+from objdet.models.feature_extractors.registry import SSD_FEATURE_EXTRACTORS
+from objdet.models.heads.box_predictors import (
     ConvolutionalBoxPredictor,
     WeightSharedConvolutionalBoxPredictor,
 )
-from objdet.models.config_checks import check_fields, require_equal, which_oneof
-from objdet.models.feature_extractors.ssd_mobilenet import (
-    SSD_FEATURE_EXTRACTORS,
-    FeatureExtractorParams,
-    SSDFeatureExtractor,
-)
-from objdet.models.ssd import SSD, SSDLoss
+from objdet.models.meta_arch.ssd import SSD, SSDLoss
 from objdet.models.target_assigner import TargetAssigner
 from objdet.protos import box_predictor_pb2, model_pb2, ssd_pb2
 
@@ -64,6 +66,9 @@ _FEATURE_EXTRACTOR_FIELDS = {
     "use_depthwise",
     "num_layers",
     "replace_preprocessor_with_placeholder",
+    "fpn",
+    "bifpn",
+    "use_hardswish",
 }
 _LOSS_FIELDS = {
     "localization_loss",
@@ -108,11 +113,12 @@ def build_ssd(config: ssd_pb2.Ssd, path: str = "model.ssd") -> SSD:
         config.anchor_generator, f"{path}.anchor_generator"
     )
     anchors_per_location = anchor_generator.num_anchors_per_location()
-    if len(anchors_per_location) != len(feature_extractor.out_channels):
+    extractor_channels = cast(list[int], feature_extractor.out_channels)
+    if len(anchors_per_location) != len(extractor_channels):
         raise ConfigError(
             f"{path}.anchor_generator: generates anchors for {len(anchors_per_location)} feature "
             f"maps but {path}.feature_extractor ({config.feature_extractor.type}) produces "
-            f"{len(feature_extractor.out_channels)} (its num_layers)"
+            f"{len(extractor_channels)} (its num_layers)"
         )
     box_coder = parts.build_box_coder(config.box_coder, f"{path}.box_coder")
     target_assigner = TargetAssigner(
@@ -131,7 +137,7 @@ def build_ssd(config: ssd_pb2.Ssd, path: str = "model.ssd") -> SSD:
         box_predictor=build_ssd_box_predictor(
             config.box_predictor,
             f"{path}.box_predictor",
-            in_channels=feature_extractor.out_channels,
+            in_channels=extractor_channels,
             num_anchors_per_location=anchors_per_location,
             num_classes=config.num_classes,
         ),
@@ -146,11 +152,12 @@ def build_ssd(config: ssd_pb2.Ssd, path: str = "model.ssd") -> SSD:
 
 def build_ssd_feature_extractor(
     config: ssd_pb2.SsdFeatureExtractor, path: str
-) -> tuple[SSDFeatureExtractor, int]:
+) -> tuple[nn.Module, int]:
     """``feature_extractor`` -> (extractor, pad_to_multiple).
 
-    ``use_explicit_padding`` is accepted either way: our convs always pad symmetrically,
-    which is what it asks for. ``replace_preprocessor_with_placeholder`` is an export option.
+    ``use_explicit_padding`` chooses symmetric padding over TF's 'SAME' padding
+    (:mod:`objdet.models.layers.padding`). ``replace_preprocessor_with_placeholder`` is an
+    export option.
     """
     if config.type not in SSD_FEATURE_EXTRACTORS:
         raise ConfigError(
@@ -174,8 +181,39 @@ def build_ssd_feature_extractor(
         num_layers=config.num_layers,
         use_depthwise=config.use_depthwise,
         override_base_hyperparams=config.override_base_feature_extractor_hyperparams,
+        padding="explicit" if config.use_explicit_padding else "same",
+        fpn=_fpn_params(config) if config.HasField("fpn") else None,
+        bifpn=_bifpn_params(config) if config.HasField("bifpn") else None,
+        use_hardswish=config.use_hardswish,
     )
-    return SSD_FEATURE_EXTRACTORS[config.type](params), config.pad_to_multiple
+    try:
+        return SSD_FEATURE_EXTRACTORS[config.type](params), config.pad_to_multiple
+    except ValueError as error:  # the factory's own checks (e.g. a pyramid it needs)
+        raise ConfigError(f"{path} ({config.type}): {error}") from None
+
+
+def _fpn_params(config: ssd_pb2.SsdFeatureExtractor) -> FpnParams:
+    fpn = config.fpn
+    if not 1 <= fpn.min_level <= fpn.max_level:
+        raise ConfigError(
+            f"model.ssd.feature_extractor.fpn: expected 1 <= min_level <= max_level, found "
+            f"{fpn.min_level} and {fpn.max_level}"
+        )
+    return FpnParams(min_level=fpn.min_level, max_level=fpn.max_level,
+                     additional_layer_depth=fpn.additional_layer_depth)
+
+
+def _bifpn_params(config: ssd_pb2.SsdFeatureExtractor) -> BiFpnParams:
+    bifpn = config.bifpn
+    if not 1 <= bifpn.min_level <= bifpn.max_level:
+        raise ConfigError(
+            f"model.ssd.feature_extractor.bifpn: expected 1 <= min_level <= max_level, found "
+            f"{bifpn.min_level} and {bifpn.max_level}"
+        )
+    return BiFpnParams(min_level=bifpn.min_level, max_level=bifpn.max_level,
+                       num_iterations=bifpn.num_iterations, num_filters=bifpn.num_filters,
+                       combine_method=bifpn.combine_method,
+                       use_native_resize_op=bifpn.use_native_resize_op)
 
 
 def build_ssd_box_predictor(

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from objdet.models.layers.padding import PaddingMode, make_conv2d
+
 ACTIVATIONS = ("NONE", "RELU", "RELU_6", "SWISH")
 INITIALIZERS = ("truncated_normal", "random_normal", "variance_scaling", "default")
 
@@ -148,20 +150,22 @@ def make_conv_block(
     stride: int = 1,
     groups: int = 1,
     with_norm_and_activation: bool = True,
+    padding: PaddingMode = "explicit",
 ) -> nn.Sequential:
-    """Conv (+ batch norm) (+ activation), padded symmetrically (``kernel_size // 2``).
+    """Conv (+ batch norm) (+ activation), padded as ``padding`` says: ``"explicit"``
+    (symmetric ``kernel_size // 2``, the OD API's ``use_explicit_padding``) or TF ``"same"``.
 
     With ``with_norm_and_activation=False`` it is a plain conv with bias (a prediction layer).
     """
     use_norm = with_norm_and_activation and hyperparams.batch_norm is not None
-    conv = nn.Conv2d(
+    conv = make_conv2d(
         in_channels,
         out_channels,
         kernel_size,
         stride=stride,
-        padding=kernel_size // 2,
         groups=groups,
         bias=(not use_norm) or hyperparams.force_use_bias,
+        padding=padding,
     )
     initialize_weight(conv.weight, hyperparams.initializer)
     if conv.bias is not None:

@@ -1,45 +1,30 @@
 """SSD MobileNet feature extractors (v1, v2, v3 large, v3 small) and their registry.
 
 Each extractor taps its base at stride 16 and stride 32 (the OD API's ``from_layer``
-endpoints) and appends the OD API's extra layers (``layer_depth [-1, -1, 512, 256, 256,
-128]``): a 1x1 conv to half depth, then a 3x3 stride-2 conv (depthwise + 1x1 with
-``use_depthwise``). MobileNet v2/v3 come from torchvision (``weights=None``); their width
+endpoints) and appends the OD API's extra layers (:mod:`objdet.models.necks.ssd_extra_layers`). MobileNet v2/v3 come from torchvision (``weights=None``); their width
 follows torchvision's ``width_mult`` rounding (multiples of 8), not slim's ``min_depth``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
 from typing import TypeAlias, cast
 
 from torch import Tensor, nn
 from torchvision.models import mobilenetv2, mobilenetv3
 
-from objdet.models.backbones.mobilenet_v1 import MobileNetV1, scaled_depth
+from objdet.models.backbones.mobilenet_v1 import MobileNetV1
+from objdet.models.feature_extractors.params import FeatureExtractorParams
+from objdet.models.feature_extractors.ssd_feature_extractor import SSDFeatureExtractor
 from objdet.models.hyperparams import (
-    ConvHyperparams,
     SlimBatchNorm2d,
     apply_to_base,
-    make_conv_block,
 )
+from objdet.models.necks.ssd_extra_layers import SSDExtraLayers
 
-EXTRA_LAYER_DEPTHS = (-1, -1, 512, 256, 256, 128)
 # torchvision's MobileNets are trained with L2 4e-5 in slim; keep that as their decay.
 _BASE_WEIGHT_DECAY = 0.00004
-
-
-@dataclass(frozen=True)
-class FeatureExtractorParams:
-    """The ``feature_extractor`` settings every SSD MobileNet extractor understands."""
-
-    depth_multiplier: float
-    min_depth: int
-    hyperparams: ConvHyperparams
-    num_layers: int = 6
-    use_depthwise: bool = False
-    override_base_hyperparams: bool = False
 
 
 class MobileNetV1Taps(nn.Module):
@@ -97,71 +82,10 @@ def _last_conv(module: nn.Module) -> nn.Conv2d:
 BaseTaps: TypeAlias = MobileNetV1Taps | TorchvisionMobileNetTaps
 
 
-class SSDExtraLayers(nn.Module):
-    """The OD API's ``multi_resolution_feature_maps`` layers after the two base taps.
-
-    ``forward(last_base_map [B, C, H, W]) -> list`` of ``num_layers - 2`` maps, each
-    half the size of the previous one (3x3 convs with stride 2, ``SAME``-style padding).
-    """
-
-    def __init__(self, *, in_channels: int, params: FeatureExtractorParams) -> None:
-        super().__init__()
-        self.weight_decay = params.hyperparams.weight_decay
-        self.regularize_depthwise = params.hyperparams.regularize_depthwise
-        self.blocks = nn.ModuleList()
-        self.out_channels: list[int] = []
-        for layer_depth in EXTRA_LAYER_DEPTHS[2 : params.num_layers]:
-            middle = scaled_depth(layer_depth // 2, params.depth_multiplier, params.min_depth)
-            out = scaled_depth(layer_depth, params.depth_multiplier, params.min_depth)
-            hyper = params.hyperparams
-            layers = [make_conv_block(in_channels, middle, 1, hyperparams=hyper)]
-            if params.use_depthwise:
-                layers.append(
-                    make_conv_block(middle, middle, 3, stride=2, groups=middle, hyperparams=hyper)
-                )
-                layers.append(make_conv_block(middle, out, 1, hyperparams=hyper))
-            else:
-                layers.append(make_conv_block(middle, out, 3, stride=2, hyperparams=hyper))
-            self.blocks.append(nn.Sequential(*layers))
-            self.out_channels.append(out)
-            in_channels = out
-
-    def forward(self, features: Tensor) -> list[Tensor]:
-        maps = []
-        for block in self.blocks:
-            features = block(features)
-            maps.append(features)
-        return maps
-
-
-class SSDFeatureExtractor(nn.Module):
-    """Base taps + extra layers. ``forward(preprocessed [B, 3, H, W]) -> list`` of maps.
-
-    ``preprocess`` maps images in ``[0, 1]`` to the ``[-1, 1]`` range MobileNets expect.
-    ``out_channels`` lists the channels of each returned map (at most 6 maps).
-    """
-
-    def __init__(self, *, base: BaseTaps, extra_layers: SSDExtraLayers, num_layers: int) -> None:
-        super().__init__()
-        if not 1 <= num_layers <= len(EXTRA_LAYER_DEPTHS):
-            raise ValueError(f"num_layers must be in 1..6, got {num_layers}")
-        self.base = base
-        self.extra_layers = extra_layers
-        self.num_layers = num_layers
-        self.out_channels = (list(base.out_channels) + extra_layers.out_channels)[:num_layers]
-
-    @staticmethod
-    def preprocess(images: Tensor) -> Tensor:
-        """``[B, 3, H, W]`` in [0, 1] -> [-1, 1] (the OD API's ``(2 / 255) * x - 1``)."""
-        return images * 2.0 - 1.0
-
-    def forward(self, images: Tensor) -> list[Tensor]:
-        maps = list(self.base(images))
-        maps.extend(self.extra_layers(maps[-1]))
-        return maps[: self.num_layers]
-
-
 def _assemble(base: BaseTaps, params: FeatureExtractorParams) -> SSDFeatureExtractor:
+    if params.fpn is not None or params.bifpn is not None:
+        raise ValueError("this extractor has no feature pyramid; remove fpn/bifpn or use its "
+                         "_fpn_keras / _bifpn_keras type")
     if params.override_base_hyperparams:
         apply_to_base(base, params.hyperparams)
         base.weight_decay = params.hyperparams.weight_decay
@@ -216,17 +140,3 @@ def build_ssd_mobilenet_v3_large(params: FeatureExtractorParams) -> SSDFeatureEx
 def build_ssd_mobilenet_v3_small(params: FeatureExtractorParams) -> SSDFeatureExtractor:
     """SSD MobileNet v3 small: taps ``layer_10/expansion_output`` (288 ch) and ``layer_13``."""
     return _build_ssd_mobilenet_v3("mobilenet_v3_small", 9, params)
-
-
-# The registry of SSD feature extractor types, as the OD API names them. The ``_keras``
-# names are the OD API's TF2 variants of the same networks.
-SSD_FEATURE_EXTRACTORS: dict[str, Callable[[FeatureExtractorParams], SSDFeatureExtractor]] = {
-    "ssd_mobilenet_v1": build_ssd_mobilenet_v1,
-    "ssd_mobilenet_v1_keras": build_ssd_mobilenet_v1,
-    "ssd_mobilenet_v2": build_ssd_mobilenet_v2,
-    "ssd_mobilenet_v2_keras": build_ssd_mobilenet_v2,
-    "ssd_mobilenet_v3_large": build_ssd_mobilenet_v3_large,
-    "ssd_mobilenet_v3_large_keras": build_ssd_mobilenet_v3_large,
-    "ssd_mobilenet_v3_small": build_ssd_mobilenet_v3_small,
-    "ssd_mobilenet_v3_small_keras": build_ssd_mobilenet_v3_small,
-}

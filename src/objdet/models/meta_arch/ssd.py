@@ -9,7 +9,7 @@ For export, ``predict`` (batched canvas -> raw tensors) and ``postprocess`` are 
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, cast
 
 import torch
 from torch import Tensor, nn
@@ -17,7 +17,6 @@ from torch.nn import functional as F
 
 from objdet.errors import DataError
 from objdet.models.box_coders import FasterRcnnBoxCoder
-from objdet.models.feature_extractors.ssd_mobilenet import SSDFeatureExtractor
 from objdet.models.hard_example_miner import HardExampleMiner
 from objdet.models.image_resizers import ImageBatch, ImageResizer, batch_images
 from objdet.models.postprocessing import BatchNonMaxSuppression
@@ -32,6 +31,16 @@ class AnchorGenerator(Protocol):
     def __call__(
         self, feature_map_sizes: list[tuple[int, int]], image_height: int, image_width: int
     ) -> Tensor: ...
+
+
+class FeatureExtractor(Protocol):
+    """``preprocess(images [B, 3, H, W] in [0, 1])`` -> the network's input range;
+    ``__call__(preprocessed) -> list`` of feature maps, finest first; ``out_channels``."""
+
+    out_channels: list[int]
+
+    def preprocess(self, images: Tensor) -> Tensor: ...
+    def __call__(self, images: Tensor) -> list[Tensor]: ...
 
 
 class BoxPredictor(Protocol):
@@ -109,7 +118,7 @@ class SSD(nn.Module):
         *,
         num_classes: int,
         image_resizer: ImageResizer,
-        feature_extractor: SSDFeatureExtractor,
+        feature_extractor: nn.Module,  # a FeatureExtractor
         anchor_generator: AnchorGenerator,
         box_predictor: BoxPredictor,
         box_coder: FasterRcnnBoxCoder,
@@ -162,7 +171,8 @@ class SSD(nn.Module):
     def predict(self, images: Tensor) -> dict[str, Tensor]:
         """Canvas ``[B, 3, H, W]`` in [0, 1] -> ``box_encodings [B, A, 4]``,
         ``class_logits [B, A, K]``, ``anchors [A, 4]`` (x1, y1, x2, y2 canvas pixels)."""
-        features = self.feature_extractor(self.feature_extractor.preprocess(images))
+        extractor = cast(FeatureExtractor, self.feature_extractor)
+        features = extractor(extractor.preprocess(images))
         box_encodings, class_logits = self.box_predictor(features)
         feature_map_sizes = [(int(feature.shape[2]), int(feature.shape[3])) for feature in features]
         anchors = self.anchor_generator(

@@ -1,0 +1,1 @@
+"""Prediction heads: box predictors over feature maps."""

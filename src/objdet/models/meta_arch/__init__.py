@@ -1,0 +1,1 @@
+"""Meta-architectures: how a detector turns images into losses and detections (SSD, ...)."""
