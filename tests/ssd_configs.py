@@ -76,6 +76,32 @@ def ssd_config_text(
 }}"""
 
 
+MULTISCALE_3_5 = """multiscale_anchor_generator {
+  min_level: 3 max_level: 5 anchor_scale: 4.0 aspect_ratios: 1.0 aspect_ratios: 2.0
+  scales_per_octave: 2 }"""
+SHARED_DEPTHWISE = f"""weight_shared_convolutional_box_predictor {{
+  depth: 16 num_layers_before_predictor: 1 kernel_size: 3 class_prediction_bias_init: -4.6
+  use_depthwise: true conv_hyperparams {{ {HYPERPARAMS} }} }}"""
+
+
+def contract_config_text(extractor: str) -> str:
+    """A tiny SSD for ``extractor``: its pyramid (if any), matching anchors and predictor."""
+    if "bifpn" in extractor:
+        pyramid = "bifpn { min_level: 3 max_level: 5 num_iterations: 1 num_filters: 16 }"
+    elif "fpn" in extractor:
+        pyramid = "fpn { min_level: 3 max_level: 5 additional_layer_depth: 16 }"
+    else:
+        return ssd_config_text(extractor=extractor, anchors=SSD_ANCHORS, predictor=CONV_PREDICTOR)
+    text = ssd_config_text(extractor=extractor, anchors=MULTISCALE_3_5, predictor=SHARED_DEPTHWISE)
+    if "mobilenet" not in extractor:
+        # Depthwise extra layers are a MobileNet (FPNLite) option; the OD API's ResNet and
+        # EfficientNet take no depth multiplier, and its ResNet FPN needs inputs >= 129.
+        text = text.replace("depth_multiplier: 0.25 min_depth: 8 use_depthwise: true",
+                            "depth_multiplier: 1.0 min_depth: 8")
+        text = text.replace(FIXED_RESIZER, "fixed_shape_resizer { height: 160 width: 160 }")
+    return text.replace(f"type: '{extractor}'", f"type: '{extractor}' {pyramid}")
+
+
 def parse_model(text: str) -> model_pb2.DetectionModel:
     """Text -> ``DetectionModel``."""
     return text_format.Parse(text, model_pb2.DetectionModel())

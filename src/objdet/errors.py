@@ -19,3 +19,7 @@ class LabelMapError(ObjdetError):
 
 class DataError(ObjdetError):
     """Bad data: a corrupt TFRecord, an undecodable image, an invalid box or annotation."""
+
+
+class CheckpointError(ObjdetError):
+    """A checkpoint that cannot be read or does not fit the model (names the file and key)."""

@@ -64,8 +64,17 @@ def test_canvas_is_padded_up_to_a_multiple_with_the_pad_value() -> None:
     assert batch.scales().tolist() == [[pytest.approx(27 / 30), pytest.approx(80 / 90)]]
 
 
-def test_bilinear_resize_uses_half_pixel_centres() -> None:
+def test_bilinear_resize_is_tf1_resize_images() -> None:
     image = torch.tensor([0.0, 1.0]).reshape(1, 1, 2).expand(3, 1, 2)
-    # Output pixel i samples source x = (i + 0.5) / 2 - 0.5 = -0.25, 0.25, 0.75, 1.25 (clamped).
+    # TF1 resize_bilinear (the OD API's): output pixel i samples source x = i * 2 / 4 =
+    # 0, 0.5, 1, 1.5 (clamped); half-pixel centres would give 0, 0.25, 0.75, 1.
     resized = resize_image(image, (1, 4), "bilinear")
-    assert resized[0, 0].tolist() == [0.0, 0.25, 0.75, 1.0]
+    assert resized[0, 0].tolist() == [0.0, 0.5, 1.0, 1.0]
+    shrunk = resize_image(torch.arange(6.0).reshape(1, 1, 6), (1, 4), "bilinear")
+    assert shrunk[0, 0].tolist() == [0.0, 1.5, 3.0, 4.5]  # x = i * 1.5
+
+
+def test_nearest_resize_is_tf1_resize_nearest_neighbor() -> None:
+    image = torch.arange(5.0).reshape(1, 1, 5)
+    # source x = floor(i * 5 / 3) = 0, 1, 3 (half-pixel centres would give 0, 2, 4)
+    assert resize_image(image, (1, 3), "nearest")[0, 0].tolist() == [0.0, 1.0, 3.0]

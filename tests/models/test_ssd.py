@@ -14,7 +14,6 @@ from ssd_configs import (
 
 from objdet.errors import DataError
 from objdet.models import build_model
-from objdet.models.feature_extractors.registry import SSD_FEATURE_EXTRACTORS
 from objdet.models.image_resizers import batch_images
 from objdet.models.losses import WeightedSigmoidLoss, WeightedSmoothL1Loss
 from objdet.models.matchers import IGNORED, UNMATCHED
@@ -62,11 +61,6 @@ def _train_and_eval(model: torch.nn.Module) -> list[dict[str, torch.Tensor]]:
         )
         assert (detection["scores"][:-1] >= detection["scores"][1:]).all()
     return detections
-
-
-@pytest.mark.parametrize("extractor", sorted(SSD_FEATURE_EXTRACTORS))
-def test_every_feature_extractor_trains_and_detects(extractor: str) -> None:
-    _train_and_eval(build_model(parse_model(ssd_config_text(extractor=extractor))))
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,9 @@ fine_tune_checkpoint_type (the OD API TF2 names):
 - ``detection``: everything whose name and shape match, except the class prediction head
   (its shape depends on num_classes), from another detector's checkpoint;
 - ``full``: every weight must match (same architecture and classes).
+
+An OD API TF2 checkpoint (``DIR/ckpt-N`` or its directory) is read without TensorFlow and
+restored as the OD API restores it (:mod:`objdet.models.checkpoints.importer`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from torch import Tensor, nn
 
 from objdet.engine.checkpoint_file import load_checkpoint_file
 from objdet.errors import ConfigError, ObjdetError
+from objdet.models.contract import as_detection_model
 
 FINE_TUNE_TYPES = ("classification", "detection", "full")
 
@@ -53,8 +57,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
 
 
 def load_fine_tune_checkpoint(
-    model: nn.Module, path: str | os.PathLike[str], checkpoint_type: str,
-    backbone_attribute: str = "feature_extractor",
+    model: nn.Module, path: str | os.PathLike[str], checkpoint_type: str
 ) -> FineTuneReport:
     """Copy matching weights from ``path`` into ``model`` as ``checkpoint_type`` says."""
     if checkpoint_type not in FINE_TUNE_TYPES:
@@ -62,6 +65,11 @@ def load_fine_tune_checkpoint(
             f"train_config.fine_tune_checkpoint_type: {checkpoint_type!r} is not supported; "
             f"supported: {', '.join(FINE_TUNE_TYPES)}"
         )
+    from objdet.models.checkpoints.importer import is_tf2_checkpoint, load_tf2_checkpoint
+
+    if is_tf2_checkpoint(path):  # an OD API checkpoint (the TF2 zoo's ckpt-0, or a directory)
+        imported = load_tf2_checkpoint(model, path, checkpoint_type)
+        return FineTuneReport(len(imported.loaded), [], imported.fresh)
     source = read_state_dict(path)
     if checkpoint_type == "full":
         try:
@@ -70,10 +78,7 @@ def load_fine_tune_checkpoint(
             raise ObjdetError(f"fine_tune_checkpoint {path} (type full) does not match: {error}") from None
         return FineTuneReport(len(source), [], [])
     if checkpoint_type == "classification":
-        target = getattr(model, backbone_attribute, None)
-        if not isinstance(target, nn.Module):
-            raise ObjdetError(f"the model has no '{backbone_attribute}' to load a classification checkpoint into")
-        return _load_matching(target, source)
+        return _load_matching(as_detection_model(model).backbone(), source)
     return _load_matching(model, source)
 
 

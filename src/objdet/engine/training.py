@@ -37,6 +37,7 @@ from objdet.engine.trainer import Batch, Trainer
 from objdet.errors import ConfigError
 from objdet.evaluation.base import DetectionEvaluator
 from objdet.models import build_model
+from objdet.models.contract import as_detection_model
 from objdet.models.regularization import parameter_groups
 
 logger = logging.getLogger(__name__)
@@ -126,7 +127,7 @@ def train(
         trainer.load_state_dict(state)
         logger.info("resuming from step %d", trainer.step)
     trainer.batches = _train_batches(config, settings, options, context, trainer.samples_seen,
-                                     getattr(model, "image_resizer", None))
+                                     as_detection_model(model).image_resizer)
     eval_hook = _eval_hook(config, options, manager, model_dir, device) if context.is_main else None
     trainer.hooks = list(_hooks(options, manager, model_dir, context, eval_hook))
     trainer.train()

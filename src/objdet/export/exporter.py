@@ -30,6 +30,7 @@ from objdet.engine.restore import restore_model
 from objdet.errors import ConfigError
 from objdet.export.graph import check_exportable, export_network, fixed_canvas_size
 from objdet.export.signature import build_signature, check_input_type
+from objdet.models.contract import DetectionModel
 from objdet.protos.pipeline_pb2 import TrainEvalPipelineConfig
 from objdet.structures.label_map import load_label_map
 
@@ -74,10 +75,10 @@ def export_inference_graph(
         load_label_map(label_map_path)  # fails here, not in a half-built directory
     restored = restore_model(config, trained_checkpoint_dir, os.fspath(pipeline_config_path))
     model = restored.model
-    check_exportable(model)
-    canvas_size = fixed_canvas_size(model)
+    detector = check_exportable(model)
+    canvas_size = fixed_canvas_size(detector)
     program = export_network(model, canvas_size)
-    signature = _signature(model, input_type, canvas_size)
+    signature = _signature(detector, input_type, canvas_size)
     metadata = {
         "objdet_version": objdet.__version__,
         "torch_version": torch.__version__,
@@ -122,12 +123,11 @@ def configured_label_map_path(config: TrainEvalPipelineConfig) -> Path | None:
     return None
 
 
-def _signature(model: Any, input_type: str, canvas_size: tuple[int, int]) -> dict[str, Any]:
+def _signature(model: DetectionModel, input_type: str, canvas_size: tuple[int, int]) -> dict[str, Any]:
     with torch.no_grad():
         raw = model.predict(torch.zeros(1, 3, *canvas_size))
-    num_anchors, num_class_slots = raw["class_logits"].shape[1:]
-    return build_signature(input_type, model.postprocessor.max_total_detections, canvas_size,
-                           int(num_anchors), int(num_class_slots))
+    graph_outputs = {name: tuple(raw[name].shape) for name in model.graph_outputs}
+    return build_signature(input_type, model.max_detections, canvas_size, graph_outputs)
 
 
 def _write_json(path: Path, content: dict[str, Any]) -> None:

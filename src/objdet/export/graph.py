@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from objdet.errors import ConfigError, ObjdetError
 from objdet.export.signature import GRAPH_OUTPUTS
+from objdet.models.contract import DetectionModel, as_detection_model
 
 # The exported graph must reproduce the eager network this closely (float32 on the CPU).
 GRAPH_TOLERANCE = 1e-4
@@ -36,27 +36,26 @@ class NetworkGraph(nn.Module):
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        self.model: Any = model  # an SSD-like model: predict(canvas) -> dict of tensors
+        self.model = check_exportable(model)
 
-    def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``[1, 3, H_c, W_c]`` canvas -> (box_encodings, class_logits, anchors)."""
+    def forward(self, images: Tensor) -> tuple[Tensor, ...]:
+        """``[1, 3, H_c, W_c]`` canvas -> the model's ``graph_outputs`` (SSD: box_encodings,
+        class_logits, anchors)."""
         predictions = self.model.predict(images)
-        return tuple(predictions[name] for name in GRAPH_OUTPUTS)  # type: ignore[return-value]
+        return tuple(predictions[name] for name in self.model.graph_outputs)
 
 
-def check_exportable(model: nn.Module) -> None:
-    """A ``ConfigError`` unless ``model`` has the predict/postprocess split export needs."""
-    missing = [name for name in ("predict", "postprocess", "image_resizer", "postprocessor") if not hasattr(model, name)]
-    if missing:
-        raise ConfigError(
-            f"model: {type(model).__name__} cannot be exported: it lacks {', '.join(missing)} "
-            "(export supports meta-architectures with predict/postprocess, e.g. ssd)"
-        )
+def check_exportable(model: nn.Module) -> DetectionModel:
+    """``model`` as a DetectionModel; a ``ConfigError`` if it does not keep the contract."""
+    try:
+        return as_detection_model(model)
+    except TypeError as error:
+        raise ConfigError(f"model: cannot be exported: {error}") from None
 
 
-def fixed_canvas_size(model: Any) -> tuple[int, int]:
+def fixed_canvas_size(model: DetectionModel) -> tuple[int, int]:
     """(height, width) of the canvas every image is resized onto, padding included."""
-    from objdet.models.image_resizers import KeepAspectRatioResizer, batch_images
+    from objdet.models.image_resizers import KeepAspectRatioResizer
 
     resizer = model.image_resizer
     if isinstance(resizer, KeepAspectRatioResizer) and not resizer.pad_to_max_dimension:
@@ -64,7 +63,7 @@ def fixed_canvas_size(model: Any) -> tuple[int, int]:
             "model.ssd.image_resizer.keep_aspect_ratio_resizer.pad_to_max_dimension: export "
             "needs a fixed input size; found false, expected true (or use fixed_shape_resizer)"
         )
-    probe = batch_images([torch.zeros(3, 8, 8)], resizer, getattr(model, "pad_to_multiple", 1))
+    probe = model.resize_batch([torch.zeros(3, 8, 8)])
     return int(probe.images.shape[2]), int(probe.images.shape[3])
 
 
@@ -78,7 +77,7 @@ def export_network(model: nn.Module, canvas_size: tuple[int, int]) -> torch.expo
         program = torch.export.export(network, (example,))
         expected = network(example)
         found = program.module()(example)
-    for name, want, got in zip(GRAPH_OUTPUTS, expected, found):
+    for name, want, got in zip(network.model.graph_outputs, expected, found, strict=True):
         error = float((want - got).abs().max()) if want.numel() else 0.0
         if want.shape != got.shape or error > GRAPH_TOLERANCE:
             raise ObjdetError(
@@ -91,8 +90,11 @@ def export_network(model: nn.Module, canvas_size: tuple[int, int]) -> torch.expo
 GraphFunction = Callable[[Tensor], dict[str, Tensor]]
 
 
-def load_graph(path: str | os.PathLike[str]) -> GraphFunction:
-    """``model.pt2`` -> a function from the canvas to a dict of the named graph outputs."""
+def load_graph(
+    path: str | os.PathLike[str], output_names: tuple[str, ...] = GRAPH_OUTPUTS
+) -> GraphFunction:
+    """``model.pt2`` -> a function from the canvas to a dict of the named graph outputs
+    (``output_names``: the signature's graph outputs, in order)."""
     try:
         module = torch.export.load(os.fspath(path)).module()
     except FileNotFoundError:
@@ -102,6 +104,6 @@ def load_graph(path: str | os.PathLike[str]) -> GraphFunction:
 
     def run(images: Tensor) -> dict[str, Tensor]:
         with torch.no_grad():
-            return dict(zip(GRAPH_OUTPUTS, module(images), strict=True))
+            return dict(zip(output_names, module(images), strict=True))
 
     return run

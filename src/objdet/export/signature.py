@@ -32,7 +32,8 @@ INPUT_TYPES: dict[str, dict[str, Any]] = {
 }
 OUTPUT_NAMES = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
 GRAPH_INPUT = "preprocessed_inputs"
-GRAPH_OUTPUTS = ("box_encodings", "class_logits", "anchors")
+GRAPH_OUTPUTS = ("box_encodings", "class_logits", "anchors")  # an SSD's graph outputs
+_GRAPH_LAYOUTS = {"anchors": {"layout": "x1, y1, x2, y2 canvas pixels"}}
 
 
 def check_input_type(input_type: str) -> str:
@@ -56,7 +57,7 @@ def output_specs(max_detections: int) -> dict[str, dict[str, Any]]:
 
 def build_signature(
     input_type: str, max_detections: int, canvas_size: tuple[int, int],
-    num_anchors: int, num_class_slots: int,
+    graph_outputs: dict[str, tuple[int, ...]],
 ) -> dict[str, Any]:
     """The ``signature.json`` content for an export.
 
@@ -64,8 +65,9 @@ def build_signature(
         input_type: one of ``INPUT_TYPES``.
         max_detections: rows of every detection output (post_processing max_total_detections).
         canvas_size: (height, width) of the preprocessed input of ``model.pt2``.
-        num_anchors: anchors A of the graph outputs.
-        num_class_slots: class columns K of the logits (classes + background, column 0).
+        graph_outputs: name -> shape of each tensor ``model.pt2`` returns, in order (SSD:
+            box_encodings ``[1, A, 4]``, class_logits ``[1, A, K]`` with background column 0,
+            anchors ``[A, 4]`` x1, y1, x2, y2 canvas pixels).
     """
     height, width = canvas_size
     return {
@@ -79,10 +81,8 @@ def build_signature(
             "inputs": {GRAPH_INPUT: {"dtype": "float32", "shape": [1, 3, height, width],
                                      "range": [0.0, 1.0]}},
             "outputs": {
-                "box_encodings": {"dtype": "float32", "shape": [1, num_anchors, 4]},
-                "class_logits": {"dtype": "float32", "shape": [1, num_anchors, num_class_slots]},
-                "anchors": {"dtype": "float32", "shape": [num_anchors, 4],
-                            "layout": "x1, y1, x2, y2 canvas pixels"},
+                name: {"dtype": "float32", "shape": list(shape), **_GRAPH_LAYOUTS.get(name, {})}
+                for name, shape in graph_outputs.items()
             },
         },
     }

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from objdet import config as cfg
 from objdet.errors import ObjdetError
@@ -34,8 +34,9 @@ from objdet.export.exporter import (
     WEIGHTS_FILE,
     configured_label_map_path,
 )
-from objdet.export.signature import GRAPH_INPUT, check_input_type
+from objdet.export.signature import GRAPH_INPUT, GRAPH_OUTPUTS, check_input_type
 from objdet.inference.inputs import decode_input
+from objdet.models.contract import DetectionModel, as_detection_model
 from objdet.structures.detections import Detections
 from objdet.structures.label_map import LabelMap, load_label_map
 
@@ -47,19 +48,19 @@ class Predictor:
     """Detections for one image at a time from a model with a predict/postprocess split."""
 
     def __init__(
-        self, *, model: Any, network: Network, input_type: str = "image_tensor",
+        self, *, model: nn.Module, network: Network, input_type: str = "image_tensor",
         label_map: LabelMap | None = None, canvas_size: tuple[int, int] | None = None,
         device: str | torch.device = "cpu",
     ) -> None:
         """``model`` supplies the resizer and post-processing; ``network`` maps the canvas
         ``[1, 3, H_c, W_c]`` to the raw outputs; ``canvas_size`` is checked when given."""
-        self.model: Any = model.eval()  # SSD-like: image_resizer, postprocess, postprocessor
+        self.model: DetectionModel = as_detection_model(model.eval())
         self.network = network
         self.input_type = check_input_type(input_type)
         self.label_map = label_map
         self.canvas_size = canvas_size
         self.device = torch.device(device)
-        self.max_detections = int(self.model.postprocessor.max_total_detections)
+        self.max_detections = int(self.model.max_detections)
 
     @classmethod
     def from_export(
@@ -81,7 +82,9 @@ class Predictor:
         model = build_model(config.model)
         model.load_state_dict(torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True))
         model = model.to(device).eval()
-        network = load_graph(directory / MODEL_FILE) if use_graph else _eager_network(model)
+        graph_outputs = tuple(signature.get("graph", {}).get("outputs", {})) or GRAPH_OUTPUTS
+        network = (load_graph(directory / MODEL_FILE, graph_outputs) if use_graph
+                   else _eager_network(model))
         label_map_path = directory / LABEL_MAP_FILE
         try:
             canvas = signature["graph"]["inputs"][GRAPH_INPUT]["shape"][2:]
@@ -124,11 +127,10 @@ class Predictor:
     @torch.no_grad()
     def predict_pixels(self, image: Tensor) -> Detections:
         """``uint8 [3, H, W]`` RGB -> all detections (up to ``max_detections``)."""
-        from objdet.models.image_resizers import batch_images
 
         height, width = int(image.shape[1]), int(image.shape[2])
         pixels = image.to(self.device, torch.float32) / 255.0
-        batch = batch_images([pixels], self.model.image_resizer, getattr(self.model, "pad_to_multiple", 1))
+        batch = self.model.resize_batch([pixels])
         found = tuple(batch.images.shape[2:])
         if self.canvas_size is not None and found != self.canvas_size:
             raise ObjdetError(
@@ -140,8 +142,8 @@ class Predictor:
         return Detections.from_model_output(detection, image_size=(height, width))
 
 
-def _eager_network(model: Any) -> Network:
-    return model.predict  # type: ignore[no-any-return]
+def _eager_network(model: nn.Module) -> Network:
+    return as_detection_model(model).predict
 
 
 def _read_json(path: Path) -> dict[str, Any]:

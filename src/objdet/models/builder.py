@@ -17,6 +17,7 @@ from torch import nn
 from objdet.errors import ConfigError
 from objdet.models import component_builders as parts
 from objdet.models.config_checks import check_fields, require_equal, which_oneof
+from objdet.models.contract import check_detection_model
 from objdet.models.feature_extractors.params import (
     BiFpnParams,
     FeatureExtractorParams,
@@ -89,6 +90,7 @@ def build_model(model_config: model_pb2.DetectionModel) -> nn.Module:
     """
     kind = which_oneof(model_config, "model", "model", META_ARCHITECTURES)
     model = META_ARCHITECTURES[kind](getattr(model_config, kind))
+    check_detection_model(model)
     return model.to(memory_format=torch.channels_last)
 
 

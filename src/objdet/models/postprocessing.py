@@ -120,14 +120,27 @@ class BatchNonMaxSuppression:
         self.max_classes_per_detection = max_classes_per_detection
         self.score_converter, self.logit_scale = score_converter, logit_scale
 
-    def __call__(self, boxes: Tensor, class_logits: Tensor) -> list[dict[str, Tensor]]:
+    def __call__(
+        self, boxes: Tensor, class_logits: Tensor,
+        clip_sizes: list[tuple[int, int]] | None = None,
+    ) -> list[dict[str, Tensor]]:
         """``boxes [B, A, 4]``, ``class_logits [B, A, K]`` -> per image dict of
-        ``boxes [D, 4]``, ``scores [D]``, ``labels [D]`` (1..K-1)."""
+        ``boxes [D, 4]``, ``scores [D]``, ``labels [D]`` (1..K-1).
+
+        With ``clip_sizes`` ((height, width) per image, canvas pixels), kept boxes are clipped
+        to ``[0, width] x [0, height]`` *after* NMS and boxes left with no area are dropped
+        before the total cap, as the OD API's ``multiclass_non_max_suppression`` does with its
+        clip window (NMS itself sees the unclipped boxes).
+        """
         scores = convert_scores(class_logits, self.score_converter, self.logit_scale)[..., 1:]
         suppress = self._class_agnostic if self.use_class_agnostic_nms else self._per_class
-        return [
-            suppress(image_boxes, image_scores) for image_boxes, image_scores in zip(boxes, scores)
-        ]
+        detections = []
+        for index, (image_boxes, image_scores) in enumerate(zip(boxes, scores)):
+            detection = suppress(image_boxes, image_scores)
+            if clip_sizes is not None:
+                detection = _clip_and_prune(detection, clip_sizes[index])
+            detections.append(_cap(detection, self.max_total_detections))
+        return detections
 
     def _per_class(self, boxes: Tensor, scores: Tensor) -> dict[str, Tensor]:
         """``boxes [A, 4]``, ``scores [A, C]`` -> detections."""
@@ -135,9 +148,7 @@ class BatchNonMaxSuppression:
             boxes, scores, self.score_threshold, self.iou_threshold, self.max_detections_per_class
         )
         kept_scores = scores[keep_anchor, keep_class]
-        order = torch.argsort(kept_scores, descending=True, stable=True)[
-            : self.max_total_detections
-        ]
+        order = torch.argsort(kept_scores, descending=True, stable=True)
         return {
             "boxes": boxes[keep_anchor[order]],
             "scores": kept_scores[order],
@@ -150,7 +161,6 @@ class BatchNonMaxSuppression:
         best_scores = scores.max(dim=1).values  # [A]
         candidates = torch.nonzero(best_scores > self.score_threshold, as_tuple=True)[0]
         kept = candidates[nms(boxes[candidates], best_scores[candidates], self.iou_threshold)]
-        kept = kept[: self.max_total_detections]
         top_k = min(self.max_classes_per_detection, scores.shape[1])
         top_scores, top_classes = scores[kept].topk(top_k, dim=1)  # [D, k]
         anchor_index = kept[:, None].expand(-1, top_k).reshape(-1)
@@ -161,9 +171,24 @@ class BatchNonMaxSuppression:
             top_scores[valid],
             top_classes[valid],
         )
-        order = torch.argsort(top_scores, descending=True, stable=True)[: self.max_total_detections]
+        order = torch.argsort(top_scores, descending=True, stable=True)
         return {
             "boxes": boxes[anchor_index[order]],
             "scores": top_scores[order],
             "labels": top_classes[order] + 1,
         }
+
+
+def _clip_and_prune(detection: dict[str, Tensor], size: tuple[int, int]) -> dict[str, Tensor]:
+    """Clip score-sorted boxes to ``[0, width] x [0, height]``; drop those left with no area."""
+    height, width = size
+    boxes = detection["boxes"]
+    limits = boxes.new_tensor([width, height, width, height])
+    clipped = torch.minimum(boxes.clamp(min=0), limits)
+    has_area = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
+    return {"boxes": clipped[has_area], "scores": detection["scores"][has_area],
+            "labels": detection["labels"][has_area]}
+
+
+def _cap(detection: dict[str, Tensor], max_total: int) -> dict[str, Tensor]:
+    return {name: value[:max_total] for name, value in detection.items()}

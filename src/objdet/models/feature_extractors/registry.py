@@ -12,18 +12,37 @@ from collections.abc import Callable
 
 from torch import nn
 
-from objdet.models.feature_extractors import ssd_mobilenet
+from objdet.models.feature_extractors import (
+    ssd_efficientdet,
+    ssd_mobilenet,
+    ssd_mobilenet_fpn_keras,
+    ssd_mobilenet_keras,
+    ssd_resnet_fpn,
+)
 from objdet.models.feature_extractors.params import FeatureExtractorParams
 
 # The registry of SSD feature extractor types, as the OD API names them. The ``_keras``
 # names are the OD API's TF2 variants of the same networks.
 SSD_FEATURE_EXTRACTORS: dict[str, Callable[[FeatureExtractorParams], nn.Module]] = {
     "ssd_mobilenet_v1": ssd_mobilenet.build_ssd_mobilenet_v1,
-    "ssd_mobilenet_v1_keras": ssd_mobilenet.build_ssd_mobilenet_v1,
+    "ssd_mobilenet_v1_keras": ssd_mobilenet_keras.build_ssd_mobilenet_v1_keras,
     "ssd_mobilenet_v2": ssd_mobilenet.build_ssd_mobilenet_v2,
-    "ssd_mobilenet_v2_keras": ssd_mobilenet.build_ssd_mobilenet_v2,
+    "ssd_mobilenet_v2_keras": ssd_mobilenet_keras.build_ssd_mobilenet_v2_keras,
+    "ssd_mobilenet_v1_fpn_keras": ssd_mobilenet_fpn_keras.build_ssd_mobilenet_v1_fpn_keras,
+    "ssd_mobilenet_v2_fpn_keras": ssd_mobilenet_fpn_keras.build_ssd_mobilenet_v2_fpn_keras,
     "ssd_mobilenet_v3_large": ssd_mobilenet.build_ssd_mobilenet_v3_large,
     "ssd_mobilenet_v3_large_keras": ssd_mobilenet.build_ssd_mobilenet_v3_large,
     "ssd_mobilenet_v3_small": ssd_mobilenet.build_ssd_mobilenet_v3_small,
     "ssd_mobilenet_v3_small_keras": ssd_mobilenet.build_ssd_mobilenet_v3_small,
+    "ssd_resnet50_v1_fpn_keras": ssd_resnet_fpn.build_ssd_resnet50_v1_fpn,
+    "ssd_resnet101_v1_fpn_keras": ssd_resnet_fpn.build_ssd_resnet101_v1_fpn,
+    "ssd_resnet152_v1_fpn_keras": ssd_resnet_fpn.build_ssd_resnet152_v1_fpn,
+    "ssd_efficientnet-b0_bifpn_keras": ssd_efficientdet.build_ssd_efficientnet_b0_bifpn,
+    "ssd_efficientnet-b1_bifpn_keras": ssd_efficientdet.build_ssd_efficientnet_b1_bifpn,
+    "ssd_efficientnet-b2_bifpn_keras": ssd_efficientdet.build_ssd_efficientnet_b2_bifpn,
+    "ssd_efficientnet-b3_bifpn_keras": ssd_efficientdet.build_ssd_efficientnet_b3_bifpn,
+    "ssd_efficientnet-b4_bifpn_keras": ssd_efficientdet.build_ssd_efficientnet_b4_bifpn,
+    "ssd_efficientnet-b5_bifpn_keras": ssd_efficientdet.build_ssd_efficientnet_b5_bifpn,
+    "ssd_efficientnet-b6_bifpn_keras": ssd_efficientdet.build_ssd_efficientnet_b6_bifpn,
+    "ssd_efficientnet-b7_bifpn_keras": ssd_efficientdet.build_ssd_efficientnet_b7_bifpn,
 }

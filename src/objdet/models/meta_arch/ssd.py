@@ -9,14 +9,15 @@ For export, ``predict`` (batched canvas -> raw tensors) and ``postprocess`` are 
 
 from __future__ import annotations
 
-from typing import Protocol, cast
+from typing import Protocol, cast, runtime_checkable
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from objdet.errors import DataError
+from objdet.errors import DataError, ObjdetError
 from objdet.models.box_coders import FasterRcnnBoxCoder
+from objdet.models.checkpoints.variable_map import Target
 from objdet.models.hard_example_miner import HardExampleMiner
 from objdet.models.image_resizers import ImageBatch, ImageResizer, batch_images
 from objdet.models.postprocessing import BatchNonMaxSuppression
@@ -41,6 +42,13 @@ class FeatureExtractor(Protocol):
 
     def preprocess(self, images: Tensor) -> Tensor: ...
     def __call__(self, images: Tensor) -> list[Tensor]: ...
+
+
+@runtime_checkable
+class MirrorsTF2Object(Protocol):
+    """A module with a TF2 checkpoint counterpart: keys relative to its OD API object."""
+
+    def tf2_variable_map(self) -> dict[str, Target]: ...
 
 
 class BoxPredictor(Protocol):
@@ -142,6 +150,37 @@ class SSD(nn.Module):
             for norm in self._batch_norms():
                 norm.requires_grad_(False)
 
+    # The tensors ``predict`` returns that an export serializes, in this order.
+    graph_outputs: tuple[str, ...] = ("box_encodings", "class_logits", "anchors")
+
+    @property
+    def max_detections(self) -> int:
+        return self.postprocessor.max_total_detections
+
+    def resize_batch(self, images: list[Tensor]) -> ImageBatch:
+        """Images ``[3, H, W]`` in [0, 1] -> the canvas batch the network sees."""
+        return batch_images(images, self.image_resizer, self.pad_to_multiple)
+
+    def backbone(self) -> nn.Module:
+        """What a ``classification`` fine-tune checkpoint fills: the feature extractor."""
+        return self.feature_extractor
+
+    def tf2_variable_map(self) -> dict[str, Target]:
+        """The OD API's TF2 checkpoint keys (``model/_feature_extractor/...``,
+        ``model/_box_predictor/...``) -> this model's state_dict names."""
+        variable_map: dict[str, Target] = {}
+        for tf_path, name in (("model/_feature_extractor/", "feature_extractor"),
+                              ("model/_box_predictor/", "box_predictor")):
+            component = getattr(self, name)
+            if not isinstance(component, MirrorsTF2Object):
+                raise ObjdetError(
+                    f"{type(component).__name__} ({name}) has no TF2 variable map: TF2 "
+                    "checkpoints cannot be imported into this model"
+                )
+            for key, target in component.tf2_variable_map().items():
+                variable_map[tf_path + key] = Target(f"{name}.{target.name}", target.layout)
+        return variable_map
+
     def _batch_norms(self) -> list[nn.Module]:
         return [
             module
@@ -160,7 +199,7 @@ class SSD(nn.Module):
         self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None
     ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
         """Losses in train mode (``targets`` required), detections in eval mode."""
-        batch = batch_images(images, self.image_resizer, self.pad_to_multiple)
+        batch = self.resize_batch(images)
         predictions = self.predict(batch.images)
         if self.training:
             if targets is None:
@@ -232,14 +271,11 @@ class SSD(nn.Module):
         resized_sizes: list[tuple[int, int]],
         original_sizes: list[tuple[int, int]],
     ) -> list[dict[str, Tensor]]:
-        """Raw predictions -> per-image detections in input-image pixels. Boxes are clipped to
-        the resized image (not its padding) before NMS, as the OD API's clip window does."""
+        """Raw predictions -> per-image detections in input-image pixels. Kept boxes are
+        clipped to the resized image (not its padding) after NMS, as the OD API's clip window
+        does."""
         boxes = self.box_coder.decode(predictions["box_encodings"], predictions["anchors"][None])
-        clipped = []
-        for image_boxes, (height, width) in zip(boxes, resized_sizes):
-            limits = image_boxes.new_tensor([width, height, width, height])
-            clipped.append(torch.minimum(image_boxes.clamp(min=0), limits))
-        detections = self.postprocessor(torch.stack(clipped), predictions["class_logits"])
+        detections = self.postprocessor(boxes, predictions["class_logits"], resized_sizes)
         for detection, resized, original in zip(detections, resized_sizes, original_sizes):
             factors = detection["boxes"].new_tensor(
                 [original[1] / resized[1], original[0] / resized[0]] * 2
