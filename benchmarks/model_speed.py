@@ -232,6 +232,9 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
               "of which network ms | objdet exported ms | OD API TF ms | load |")
     lines = [header, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for row in rows:
+        if "error" in row:
+            lines.append(f"| {row['config']} | failed: {row['error'][:120]} |")
+            continue
         params = f"{row['params'] / 1e6:.2f} M / " + (
             f"{row['tf_params'] / 1e6:.2f} M" if "tf_params" in row else "-")
         lines.append(f"| {row['config']} | {row['resolution']} | {params} | {row['gflops']:.2f} | "
@@ -255,7 +258,10 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="model_speed_") as workdir:
         for config_path in args.configs:
-            row = measure(config_path, args, Path(workdir))
+            try:
+                row = measure(config_path, args, Path(workdir))
+            except Exception as error:  # noqa: BLE001 - e.g. a config objdet cannot build yet
+                row = {"config": config_path.stem, "error": f"{type(error).__name__}: {error}"}
             print(json.dumps(row), flush=True)
             rows.append(row)
     table = markdown_table(rows)

@@ -93,12 +93,14 @@ def contract_config_text(extractor: str) -> str:
     else:
         return ssd_config_text(extractor=extractor, anchors=SSD_ANCHORS, predictor=CONV_PREDICTOR)
     text = ssd_config_text(extractor=extractor, anchors=MULTISCALE_3_5, predictor=SHARED_DEPTHWISE)
-    if "mobilenet" not in extractor:
-        # Depthwise extra layers are a MobileNet (FPNLite) option; the OD API's ResNet and
-        # EfficientNet take no depth multiplier, and its ResNet FPN needs inputs >= 129.
+    if "resnet" in extractor:  # no depthwise option; the OD API's ResNet FPN needs >= 129 px
+        text = text.replace("min_depth: 8 use_depthwise: true", "min_depth: 8")
+        # and always builds levels 3..7, whatever fpn {} says
+        text = text.replace("min_level: 3 max_level: 5", "min_level: 3 max_level: 7")
+        text = text.replace(FIXED_RESIZER, "fixed_shape_resizer { height: 160 width: 160 }")
+    elif "efficientnet" in extractor:  # the OD API's EfficientNet takes no depth multiplier
         text = text.replace("depth_multiplier: 0.25 min_depth: 8 use_depthwise: true",
                             "depth_multiplier: 1.0 min_depth: 8")
-        text = text.replace(FIXED_RESIZER, "fixed_shape_resizer { height: 160 width: 160 }")
     return text.replace(f"type: '{extractor}'", f"type: '{extractor}' {pyramid}")
 
 

@@ -19,13 +19,22 @@ class Detector(nn.Module):
 
 
 def test_classification_checkpoint_fills_the_backbone_only(tmp_path: Path) -> None:
-    backbone = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
-    nn.init.constant_(backbone[0].weight, 0.5)
-    torch.save(backbone.state_dict(), tmp_path / "backbone.pth")  # a torchvision-style state_dict
-    model = Detector(num_classes=3)
+    from ssd_configs import parse_model, ssd_config_text
+
+    from objdet.models import build_model
+
+    source = build_model(parse_model(ssd_config_text()))
+    backbone = {name: torch.full_like(value, 0.5) if value.is_floating_point() else value
+                for name, value in source.backbone().state_dict().items()}
+    torch.save(backbone, tmp_path / "backbone.pth")  # a torchvision-style state_dict
+    model = build_model(parse_model(ssd_config_text()))
+    predictor_before = {name: value.clone() for name, value in model.box_predictor.state_dict().items()}
     report = load_fine_tune_checkpoint(model, tmp_path / "backbone.pth", "classification")
-    assert report.loaded == 7  # conv w, b + bn w, b, mean, var, num_batches
-    assert torch.all(model.feature_extractor[0].weight == 0.5)
+    assert report.loaded == len(backbone) and not report.missing
+    assert all(torch.all(value == 0.5) for name, value in model.backbone().state_dict().items()
+               if value.is_floating_point())
+    for name, value in model.box_predictor.state_dict().items():  # left as initialized
+        assert torch.equal(value, predictor_before[name]), name
 
 
 def test_detection_checkpoint_skips_the_class_head(tmp_path: Path) -> None:

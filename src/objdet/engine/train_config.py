@@ -62,8 +62,11 @@ NO_EFFECT = {
     "does not use them",
     "run_fine_tune_checkpoint_dummy_computation": "TF2 builds variables lazily and needs a "
     "dummy forward pass before restoring; PyTorch modules hold their weights from the start",
-    "fine_tune_checkpoint_version": "selects TF's V1/V2 checkpoint reader; objdet reads "
-    "PyTorch checkpoints, whose layout has one version",
+    "fine_tune_checkpoint_version": "selects TF's V1/V2 checkpoint reader; objdet reads its "
+    "own checkpoints and the OD API's TF2 (V2, object-based) ones by their files",
+    "unpad_groundtruth_tensors": "false keeps TPU-style padded ground-truth rows; the OD API "
+    "gives them weight 0, so they leave its losses out (each only takes one anchor out of the "
+    "negatives); objdet never pads ground truth, which every TF2 zoo config's false also gives",
 }
 
 
@@ -88,11 +91,6 @@ UNSUPPORTED = {
         False,
         "objdet's decoder does not read image/object/class/multiclass_scores and its "
         "losses take one-hot classes",
-    ),
-    "unpad_groundtruth_tensors": Unsupported(
-        True,
-        "objdet never pads ground truth to a static shape (the TPU layout this turns "
-        "off); padded rows would be force-matched to anchors",
     ),
 }
 

@@ -97,7 +97,6 @@ def build_model(model_config: model_pb2.DetectionModel) -> nn.Module:
 def build_ssd(config: ssd_pb2.Ssd, path: str = "model.ssd") -> SSD:
     """``Ssd`` -> :class:`SSD`."""
     check_fields(config, path, _SSD_FIELDS)
-    require_equal(config, path, "add_background_class", True)
     if config.num_classes <= 0:
         raise ConfigError(
             f"{path}.num_classes: expected a positive number of classes, found {config.num_classes}"
@@ -127,7 +126,7 @@ def build_ssd(config: ssd_pb2.Ssd, path: str = "model.ssd") -> SSD:
         matcher=parts.build_matcher(config.matcher, f"{path}.matcher"),
         box_coder=box_coder,
         unmatched_class_label=parts.unmatched_class_label(
-            config.num_classes, config.encode_background_as_zeros
+            config.num_classes, config.encode_background_as_zeros, config.add_background_class
         ),
         negative_class_weight=config.negative_class_weight,
     )
@@ -142,11 +141,16 @@ def build_ssd(config: ssd_pb2.Ssd, path: str = "model.ssd") -> SSD:
             in_channels=extractor_channels,
             num_anchors_per_location=anchors_per_location,
             num_classes=config.num_classes,
+            add_background_class=config.add_background_class,
         ),
         box_coder=box_coder,
         target_assigner=target_assigner,
         loss=_build_ssd_loss(config, f"{path}.loss", code_size=box_coder.code_size),
-        postprocessor=parts.build_postprocessor(config.post_processing, f"{path}.post_processing"),
+        postprocessor=parts.build_postprocessor(
+            config.post_processing, f"{path}.post_processing",
+            background_column=config.add_background_class,
+        ),
+        add_background_class=config.add_background_class,
         pad_to_multiple=pad_to_multiple,
         freeze_batchnorm=config.freeze_batchnorm,
     )
@@ -225,8 +229,10 @@ def build_ssd_box_predictor(
     in_channels: list[int],
     num_anchors_per_location: list[int],
     num_classes: int,
+    add_background_class: bool = True,
 ) -> nn.Module:
-    """``box_predictor`` -> a predictor with ``num_classes + 1`` class columns."""
+    """``box_predictor`` -> a predictor with ``num_classes`` class columns, plus background
+    column 0 with ``add_background_class``."""
     kind = which_oneof(
         config,
         "box_predictor_oneof",
@@ -239,7 +245,7 @@ def build_ssd_box_predictor(
     common = {
         "in_channels": in_channels,
         "num_anchors_per_location": num_anchors_per_location,
-        "num_class_slots": num_classes + 1,
+        "num_class_slots": num_classes + int(add_background_class),
         "hyperparams": hyperparams,
         "kernel_size": values.kernel_size,
         "box_code_size": values.box_code_size,

@@ -135,8 +135,8 @@ def build_image_resizer(
                 f"{path}.per_channel_pad_value: expected 3 values (RGB), "
                 f"found {list(values.per_channel_pad_value)}"
             )
-        # The OD API pads in 0..255 pixel units; our images are in [0, 1].
-        pad_value = tuple(value / 255.0 for value in values.per_channel_pad_value)  # type: ignore[assignment]
+        # In the network's input space: the OD API's SSD normalizes, then resizes and pads.
+        pad_value = tuple(values.per_channel_pad_value)  # type: ignore[assignment]
     try:
         return KeepAspectRatioResizer(
             min_dimension=values.min_dimension,
@@ -280,7 +280,7 @@ def build_hard_example_miner(config: losses_pb2.Loss, path: str) -> HardExampleM
 
 
 def build_postprocessor(
-    config: post_processing_pb2.PostProcessing, path: str
+    config: post_processing_pb2.PostProcessing, path: str, *, background_column: bool = True
 ) -> BatchNonMaxSuppression:
     """``post_processing`` -> :class:`BatchNonMaxSuppression` with its score converter."""
     check_fields(config, path, {"batch_non_max_suppression", "score_converter", "logit_scale"})
@@ -308,6 +308,7 @@ def build_postprocessor(
     )
     try:
         return BatchNonMaxSuppression(
+            background_column=background_column,
             score_threshold=values.score_threshold,
             iou_threshold=values.iou_threshold,
             max_detections_per_class=values.max_detections_per_class,
@@ -321,9 +322,14 @@ def build_postprocessor(
         raise ConfigError(f"{nms_path}: {error}") from None
 
 
-def unmatched_class_label(num_classes: int, encode_background_as_zeros: bool) -> torch.Tensor:
-    """``[num_classes + 1]``: background one-hot, or all zeros (``encode_background_as_zeros``)."""
-    label = torch.zeros(num_classes + 1)
+def unmatched_class_label(
+    num_classes: int, encode_background_as_zeros: bool, add_background_class: bool = True
+) -> torch.Tensor:
+    """The class target of unmatched anchors, one value per class column: ``[num_classes + 1]``
+    with a background column, else ``[num_classes]`` (the OD API's
+    ``add_background_class: false``). Its first entry is 1 unless
+    ``encode_background_as_zeros``, as the OD API builds it."""
+    label = torch.zeros(num_classes + 1 if add_background_class else num_classes)
     if not encode_background_as_zeros:
         label[0] = 1.0
     return label

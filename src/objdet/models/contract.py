@@ -13,7 +13,8 @@ outside ``models/`` calls these members instead of probing attributes.
 - ``postprocess(predictions, resized_sizes, original_sizes) -> list`` of detections.
 - ``backbone() -> nn.Module`` — what a ``classification`` fine-tune checkpoint fills.
 - ``tf2_variable_map() -> dict[str, Target]`` — OD API TF2 checkpoint key -> state_dict
-  name and layout, for ``objdet import-checkpoint`` and TF2 fine-tune checkpoints.
+  name and layout, for ``objdet import-checkpoint`` and TF2 fine-tune checkpoints;
+  ``tf2_classification_map()`` the same for a TF2 classification (backbone) checkpoint.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from objdet.models.checkpoints.variable_map import Target
 from objdet.models.image_resizers import ImageBatch, ImageResizer
 
 CONTRACT_MEMBERS = ("num_classes", "max_detections", "image_resizer", "graph_outputs",
-                    "resize_batch", "predict", "postprocess", "backbone", "tf2_variable_map")
+                    "resize_batch", "predict", "postprocess", "backbone", "tf2_variable_map",
+                    "tf2_classification_map")
 
 
 @runtime_checkable
@@ -56,6 +58,8 @@ class DetectionModel(Protocol):
     def backbone(self) -> nn.Module: ...
 
     def tf2_variable_map(self) -> dict[str, Target]: ...
+
+    def tf2_classification_map(self) -> dict[str, Target]: ...
 
 
 def check_detection_model(model: nn.Module) -> DetectionModel:

@@ -110,6 +110,22 @@ def make_batch_norm(channels: int, params: BatchNormParams) -> nn.BatchNorm2d:
     return norm
 
 
+def truncated_normal_(tensor: torch.Tensor, mean: float, stddev: float) -> torch.Tensor:
+    """Fill ``tensor`` in place from a normal truncated at two standard deviations (TF's
+    ``truncated_normal``), redrawing out-of-range values: ~20x faster on the CPU than
+    ``nn.init.trunc_normal_``'s inverse-CDF sampling, which took 18 s for EfficientNet-B7."""
+    if tensor.is_meta:  # shapes only (e.g. variable-map checks): nothing to draw
+        return tensor
+    with torch.no_grad():
+        tensor.normal_(mean, stddev)
+        outside = (tensor - mean).abs() > 2 * stddev
+        while outside.any():  # ~4.6% of the values per round
+            tensor[outside] = torch.empty(int(outside.sum()), dtype=tensor.dtype,
+                                          device=tensor.device).normal_(mean, stddev)
+            outside = (tensor - mean).abs() > 2 * stddev
+    return tensor
+
+
 def initialize_weight(weight: torch.Tensor, params: InitializerParams) -> None:
     """Fill a conv weight ``[out, in/groups, kh, kw]`` in place like the OD API initializer."""
     if params.kind == "default":
@@ -117,8 +133,7 @@ def initialize_weight(weight: torch.Tensor, params: InitializerParams) -> None:
     with torch.no_grad():
         if params.kind == "truncated_normal":
             # TF truncates at two standard deviations.
-            low, high = params.mean - 2 * params.stddev, params.mean + 2 * params.stddev
-            nn.init.trunc_normal_(weight, params.mean, params.stddev, low, high)
+            truncated_normal_(weight, params.mean, params.stddev)
         elif params.kind == "random_normal":
             nn.init.normal_(weight, params.mean, params.stddev)
         elif params.kind == "variance_scaling":
@@ -138,7 +153,7 @@ def _variance_scaling_(weight: torch.Tensor, params: InitializerParams) -> None:
     else:
         # 1.3 corrects the variance of a normal truncated at 2 stddev, as slim does.
         stddev = math.sqrt(1.3 * params.factor / fan)
-        nn.init.trunc_normal_(weight, 0.0, stddev, -2 * stddev, 2 * stddev)
+        truncated_normal_(weight, 0.0, stddev)
 
 
 def make_conv_block(

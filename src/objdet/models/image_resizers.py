@@ -154,10 +154,11 @@ class ImageBatch:
 
 
 def batch_images(
-    images: list[Tensor], resizer: ImageResizer, pad_to_multiple: int = 1
+    images: list[Tensor], resizer: ImageResizer, pad_to_multiple: int = 1,
+    pad_value: tuple[float, float, float] | None = None,
 ) -> ImageBatch:
     """Resize ``[3, H_i, W_i]`` images and paste them onto one canvas, padded bottom/right
-    to a multiple of ``pad_to_multiple``."""
+    to a multiple of ``pad_to_multiple`` with ``pad_value`` (default: the resizer's)."""
     if not images:
         raise ValueError("images is empty: expected at least one [3, H, W] tensor")
     for index, image in enumerate(images):
@@ -168,7 +169,8 @@ def batch_images(
     canvas_height, canvas_width = resizer.canvas_size(resized_sizes)
     canvas_height = -(-canvas_height // pad_to_multiple) * pad_to_multiple
     canvas_width = -(-canvas_width // pad_to_multiple) * pad_to_multiple
-    pad = torch.tensor(resizer.pad_value, dtype=images[0].dtype, device=images[0].device)
+    pad = torch.tensor(resizer.pad_value if pad_value is None else pad_value,
+                       dtype=images[0].dtype, device=images[0].device)
     canvas = pad.view(1, 3, 1, 1).repeat(len(images), 1, canvas_height, canvas_width)
     for index, (image, (height, width)) in enumerate(zip(images, resized_sizes)):
         if (height, width) != tuple(image.shape[1:]):

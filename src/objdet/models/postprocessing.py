@@ -106,7 +106,10 @@ class BatchNonMaxSuppression:
         max_classes_per_detection: int = 1,
         score_converter: str = "IDENTITY",
         logit_scale: float = 1.0,
+        background_column: bool = True,
     ) -> None:
+        """``background_column``: the logits' column 0 is background (dropped before NMS);
+        false for models without one (the OD API's ``add_background_class: false``)."""
         if score_converter not in SCORE_CONVERTERS:
             raise ValueError(
                 f"score_converter must be one of {SCORE_CONVERTERS}, got {score_converter!r}"
@@ -119,6 +122,7 @@ class BatchNonMaxSuppression:
         self.use_class_agnostic_nms = use_class_agnostic_nms
         self.max_classes_per_detection = max_classes_per_detection
         self.score_converter, self.logit_scale = score_converter, logit_scale
+        self.background_column = background_column
 
     def __call__(
         self, boxes: Tensor, class_logits: Tensor,
@@ -132,7 +136,9 @@ class BatchNonMaxSuppression:
         before the total cap, as the OD API's ``multiclass_non_max_suppression`` does with its
         clip window (NMS itself sees the unclipped boxes).
         """
-        scores = convert_scores(class_logits, self.score_converter, self.logit_scale)[..., 1:]
+        scores = convert_scores(class_logits, self.score_converter, self.logit_scale)
+        if self.background_column:
+            scores = scores[..., 1:]
         suppress = self._class_agnostic if self.use_class_agnostic_nms else self._per_class
         detections = []
         for index, (image_boxes, image_scores) in enumerate(zip(boxes, scores)):

@@ -25,8 +25,13 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import stochastic_depth
 
-from objdet.models.checkpoints.variable_map import Target, batch_norm_targets, conv_targets
-from objdet.models.hyperparams import SlimBatchNorm2d
+from objdet.models.checkpoints.variable_map import (
+    Target,
+    batch_norm_targets,
+    conv_targets,
+    ignored_targets,
+)
+from objdet.models.hyperparams import SlimBatchNorm2d, truncated_normal_
 from objdet.models.layers.padding import make_conv2d
 
 
@@ -111,10 +116,9 @@ def _conv(in_channels: int, out_channels: int, kernel_size: int, *, stride: int 
     # Keras fan_out of a [kh, kw, in, out] kernel is kh*kw*out; of a depthwise one kh*kw*1.
     fan_out = kernel_size * kernel_size * out_channels // groups
     stddev = math.sqrt(2.0 / fan_out) / 0.87962566103423978  # truncated normal correction
-    with torch.no_grad():
-        nn.init.trunc_normal_(conv.weight, 0.0, stddev, -2 * stddev, 2 * stddev)
-        if conv.bias is not None:
-            conv.bias.zero_()
+    truncated_normal_(conv.weight, 0.0, stddev)
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
     return conv
 
 
@@ -187,6 +191,7 @@ class EfficientNet(nn.Module):
         self.weight_decay = weight_decay
         self.regularize_depthwise = False  # tf-models sets no depthwise_regularizer
         self.taps = list(taps)
+        self.depth_coefficient = depth_coefficient
         self.stem_conv = _conv(3, round_filters(STEM_FILTERS, width_coefficient), 3, stride=2)
         self.stem_bn = _batch_norm(self.stem_conv.out_channels)
         self.activation = make_activation(activation)
@@ -247,8 +252,18 @@ class EfficientNet(nn.Module):
                                   f"stacks.{stack_index}.{block_index}.{attribute}"))
         return names
 
+    def num_keras_layers(self) -> int:
+        """Weighted layers of the OD API's whole Keras EfficientNet: stem, every block of
+        every stack, the top conv + batch norm and the classifier (``logits``)."""
+        blocks = [(stack, round_repeats(stack.num_repeat, self.depth_coefficient))
+                  for stack in B0_STACKS]
+        block_layers = sum(repeats * (8 if stack.expand_ratio != 1 else 6)
+                           for stack, repeats in blocks)
+        return 2 + block_layers + 3
+
     def tf2_variable_map(self) -> dict[str, Target]:
-        """Keys relative to the Keras EfficientNet model (``layer_with_weights-N/...``)."""
+        """Keys relative to the Keras EfficientNet model (``layer_with_weights-N/...``); the
+        layers after the last tapped block are ``ignored`` (they never reach a feature map)."""
         targets: dict[str, Target] = {}
         for index, (keras_name, prefix) in enumerate(self.keras_layer_names()):
             tf_prefix = f"layer_with_weights-{index}"
@@ -258,4 +273,6 @@ class EfficientNet(nn.Module):
                 has_bias = "/se_" in keras_name
                 targets.update(conv_targets(tf_prefix, prefix, bias=has_bias,
                                             depthwise="depthwise" in keras_name))
+        for index in range(len(self.keras_layer_names()), self.num_keras_layers()):
+            targets.update(ignored_targets(f"layer_with_weights-{index}"))
         return targets

@@ -3,7 +3,8 @@
 The OD API restores (``SSDMetaArch.restore_from_objects``):
 
 - ``classification``: the backbone alone, from a checkpoint whose keys start
-  ``feature_extractor/`` (a ``tf.train.Checkpoint(feature_extractor=backbone)``);
+  ``feature_extractor/`` (a ``tf.train.Checkpoint(feature_extractor=backbone)``); its
+  classifier head is left over, as the OD API's ``expect_partial`` allows;
 - ``detection``: the feature extractor (backbone and pyramid) of a detection checkpoint,
   ``model/_feature_extractor/...``; the box predictor starts fresh;
 - ``full``: every variable of the model.
@@ -28,7 +29,6 @@ from objdet.models.checkpoints.variable_map import Target, to_torch_layout
 from objdet.models.contract import as_detection_model
 
 FINE_TUNE_CHECKPOINT_TYPES = ("classification", "detection", "full")
-_BACKBONE_SCOPE = "model/_feature_extractor/classification_backbone/"
 _LISTED = 12  # names shown per problem in an error message
 
 
@@ -64,24 +64,25 @@ def _scoped_map(model: nn.Module, checkpoint_type: str) -> dict[str, Target]:
             f"fine_tune_checkpoint_type {checkpoint_type!r}: expected one of "
             f"{', '.join(FINE_TUNE_CHECKPOINT_TYPES)}"
         )
-    full = as_detection_model(model).tf2_variable_map()
+    detector = as_detection_model(model)
+    if checkpoint_type == "classification":
+        return detector.tf2_classification_map()
+    full = detector.tf2_variable_map()
     if checkpoint_type == "full":
         return full
-    if checkpoint_type == "detection":
-        return {key: target for key, target in full.items()
-                if key.startswith("model/_feature_extractor/")}
-    return {"feature_extractor/" + key[len(_BACKBONE_SCOPE):]: target
-            for key, target in full.items() if key.startswith(_BACKBONE_SCOPE)}
+    return {key: target for key, target in full.items()
+            if key.startswith("model/_feature_extractor/")}
 
 
 def _in_scope(key: str, checkpoint_type: str) -> bool:
+    """Whether a checkpoint variable must land in the model: every model variable of a
+    ``full`` import, the feature extractor's of a ``detection`` one. A classification
+    checkpoint's classifier head and optimizer slots are expected leftovers."""
     if key.startswith("_") or "/.OPTIMIZER_SLOT/" in key:
         return False
     if checkpoint_type == "full":
         return key.startswith("model/")
-    if checkpoint_type == "detection":
-        return key.startswith("model/_feature_extractor/")
-    return key.startswith("feature_extractor/")
+    return checkpoint_type == "detection" and key.startswith("model/_feature_extractor/")
 
 
 def _problem(kind: str, names: list[str]) -> str:
@@ -98,11 +99,14 @@ def load_tf2_checkpoint(
     variables no model tensor takes, and the shape mismatches; nothing is loaded then.
     """
     reader = TFCheckpoint.open(checkpoint)
-    variable_map = _scoped_map(model, checkpoint_type)
+    scoped = _scoped_map(model, checkpoint_type)
+    ignored = {key for key, target in scoped.items() if target.layout == "ignored"}
+    variable_map = {key: target for key, target in scoped.items() if key not in ignored}
     state = model.state_dict()
     keys = set(reader.keys())
     unmatched = sorted(key for key in variable_map if key not in keys)
-    unused = sorted(key for key in keys if _in_scope(key, checkpoint_type) and key not in variable_map)
+    unused = sorted(key for key in keys if _in_scope(key, checkpoint_type)
+                    and key not in variable_map and key not in ignored)
     unknown_targets = sorted({t.name for t in variable_map.values() if t.name not in state})
     uncovered = _uncovered(model, variable_map) if checkpoint_type == "full" else []
     mismatched, values = [], {}

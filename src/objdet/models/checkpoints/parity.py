@@ -9,7 +9,10 @@ xmax), ``detection_scores_i``, ``detection_classes_i`` 0-based, ``num_detections
 ``meta.json``. :func:`compare_with_reference` imports the checkpoint into objdet's model
 for that config and measures each level:
 
-- preprocessed image, anchors: max |Δ| (anchors normalized to the canvas);
+- preprocessed image, anchors: max |Δ| (anchors normalized to the canvas). The preprocessed
+  bound is 1e-5 or two float32 ulps of the reference's largest value, whichever is larger:
+  ResNet's input is on the 0..255 scale, where one ulp is 1.5e-5 and objdet, whose images
+  are in [0, 1], rounds in other places than TensorFlow;
 - raw box encodings and class logits: max |Δ| divided by the reference's max |value|;
 - post-processing: objdet's post-processing fed the OD API's raw predictions, against the
   OD API's detections; end to end: objdet's own detections against the OD API's. Both as
@@ -49,6 +52,7 @@ class Tolerances:
 class ParityResult:
     config: str
     preprocessed_max_abs: float
+    preprocessed_tolerance: float
     anchors_max_abs: float
     raw_boxes_max_abs: float
     raw_classes_max_abs: float
@@ -140,7 +144,7 @@ def _anchors_normalized(anchors: Tensor, canvas: tuple[int, int]) -> np.ndarray:
 
 def _reference_anchors(data: Any, index: int, meta: dict[str, Any], canvas: tuple[int, int]) -> np.ndarray:
     anchors = np.asarray(data[f"anchors_{index}"], dtype=np.float64).reshape(-1, 4)
-    if meta.get("anchors_normalized", True):
+    if meta.get("anchors", {}).get("normalized", True):
         return anchors
     height, width = canvas
     return anchors / np.array([height, width, height, width])
@@ -162,7 +166,8 @@ def compare_with_reference(
     load_tf2_checkpoint(model, directory / "checkpoint" / "ckpt-0", "full")
     data = np.load(directory / "reference.npz")
     indices = sorted(int(key.rsplit("_", 1)[1]) for key in data.files if key.startswith("image_"))
-    worst = {"pre": 0.0, "anchors": 0.0, "boxes": 0.0, "classes": 0.0, "post": 1.0, "e2e": 1.0}
+    worst = {"pre": 0.0, "anchors": 0.0, "boxes": 0.0, "classes": 0.0, "post": 1.0, "e2e": 1.0,
+             "pre_scale": 0.0}
     for index in indices:
         image = torch.from_numpy(np.asarray(data[f"image_{index}"])).permute(2, 0, 1).float() / 255.0
         batch = model.resize_batch([image])
@@ -171,6 +176,7 @@ def compare_with_reference(
         preprocessed = extractor.preprocess(batch.images).permute(0, 2, 3, 1)
         reference_pre = np.asarray(data[f"preprocessed_{index}"], dtype=np.float64)
         worst["pre"] = max(worst["pre"], float(np.abs(preprocessed.double().numpy() - reference_pre).max()))
+        worst["pre_scale"] = max(worst["pre_scale"], float(np.abs(reference_pre).max()))
         predictions = model.predict(batch.images)
         anchors = _anchors_normalized(predictions["anchors"], canvas)
         worst["anchors"] = max(worst["anchors"], float(np.abs(
@@ -190,15 +196,18 @@ def compare_with_reference(
         worst["post"] = min(worst["post"], matched_share(expected, _detections_to_reference_form(post, image_size)))
         own = cast(list[dict[str, Tensor]], model([image]))[0]
         worst["e2e"] = min(worst["e2e"], matched_share(expected, _detections_to_reference_form(own, image_size)))
+    pre_tolerance = max(tolerances.preprocessed,
+                        2 * float(np.spacing(np.float32(worst["pre_scale"]))))
     ok = (
-        worst["pre"] <= tolerances.preprocessed and worst["anchors"] <= tolerances.anchors
+        worst["pre"] <= pre_tolerance and worst["anchors"] <= tolerances.anchors
         and worst["boxes"] <= tolerances.raw and worst["classes"] <= tolerances.raw
         and worst["post"] >= tolerances.postprocess_matched
         and worst["e2e"] >= tolerances.end_to_end_matched
     )
     return ParityResult(
         config=name or str(meta.get("config", directory.name)),
-        preprocessed_max_abs=worst["pre"], anchors_max_abs=worst["anchors"],
+        preprocessed_max_abs=worst["pre"], preprocessed_tolerance=pre_tolerance,
+        anchors_max_abs=worst["anchors"],
         raw_boxes_max_abs=worst["boxes"], raw_classes_max_abs=worst["classes"],
         postprocess_matched=worst["post"], end_to_end_matched=worst["e2e"], ok=bool(ok),
     )

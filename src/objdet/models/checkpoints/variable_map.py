@@ -19,7 +19,10 @@ import numpy as np
 # depthwise: TF [kh, kw, channels, multiplier] -> torch [channels * multiplier, 1, kh, kw]
 # dense: TF [in, out] -> torch [out, in]
 # copy: same layout (biases, batch norm vectors, scalars)
-Layout = Literal["conv", "depthwise", "dense", "copy"]
+# ignored: a variable the OD API model holds but that never reaches its outputs (e.g. the
+#   classifier layers of a backbone tapped below its top); objdet builds no tensor for it,
+#   and it need not be in the checkpoint.
+Layout = Literal["conv", "depthwise", "dense", "copy", "ignored"]
 
 VARIABLE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 
@@ -43,9 +46,16 @@ def to_torch_layout(value: np.ndarray, layout: Layout) -> np.ndarray:
         )
     if layout == "dense":
         return np.ascontiguousarray(value.T)
-    if layout == "copy":
+    if layout in ("copy", "ignored"):
         return value
     raise ValueError(f"unknown layout {layout!r}")
+
+
+def ignored_targets(tf_prefix: str) -> dict[str, Target]:
+    """Every variable a Keras layer at ``tf_prefix`` may hold, marked ``ignored``."""
+    names = ("kernel", "depthwise_kernel", "bias", "gamma", "beta", "moving_mean",
+             "moving_variance")
+    return {variable_key(f"{tf_prefix}/{name}"): Target("", "ignored") for name in names}
 
 
 def variable_key(path: str) -> str:

@@ -4,6 +4,9 @@ As the OD API's ``SSDEfficientNetBiFPNKerasFeatureExtractor``: images normalized
 ImageNet mean and standard deviation, an EfficientNet tapped at levels
 ``bifpn.min_level..min(bifpn.max_level, 5)`` (``_EFFICIENTNET_LEVEL_ENDPOINTS``), then a
 BiFPN with ``max(bifpn.num_filters, min_depth)`` channels giving one map per level.
+``bifpn.use_native_resize_op`` changes nothing: both of the OD API's nearest-neighbour
+upsamplings repeat each pixel. ``bifpn.max_level <= 5`` (no level above the backbone's),
+which the OD API fails to build, is taken as the BiFPN starting its passes at level 5.
 """
 
 from __future__ import annotations
@@ -60,6 +63,10 @@ class SSDEfficientDetFeatureExtractor(nn.Module):
     def forward(self, images: Tensor) -> list[Tensor]:
         return self.bifpn(self.backbone(images))
 
+    # Where the checkpoint keeps the backbone's weights, relative to model/_feature_extractor/
+    # (what a ``classification`` fine-tune checkpoint fills).
+    tf2_backbone_prefix = "_efficientnet/"
+
     def tf2_variable_map(self) -> dict[str, Target]:
         """Keys relative to ``model/_feature_extractor/``.
 
@@ -69,7 +76,10 @@ class SSDEfficientDetFeatureExtractor(nn.Module):
         """
         targets: dict[str, Target] = {}
         for key, target in self.backbone.tf2_variable_map().items():
-            targets[f"_efficientnet/{key}"] = Target(f"backbone.{target.name}", target.layout)
+            # The classifier layers past the taps live only in the full Keras model, which
+            # the checkpoint tracks as classification_backbone.
+            scope = "classification_backbone" if target.layout == "ignored" else "_efficientnet"
+            targets[f"{scope}/{key}"] = Target(f"backbone.{target.name}", target.layout)
         for key, target in self.bifpn.tf2_variable_map().items():
             targets[f"_bifpn_stage/{key}"] = Target(f"bifpn.{target.name}", target.layout)
         return targets

@@ -9,13 +9,15 @@ layers applied one after the other to the level-5 FPN output. All pyramid layers
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from torch import Tensor, nn
 
 from objdet.models.backbones.keras_conv_unit import drop_absent_batch_norm_variables
 from objdet.models.backbones.resnet_v1 import DEFAULT_HYPERPARAMS, ResNetV1
 from objdet.models.checkpoints.variable_map import Target, batch_norm_targets, conv_targets
-from objdet.models.feature_extractors.params import FeatureExtractorParams
+from objdet.models.feature_extractors.params import FeatureExtractorParams, FpnParams
 from objdet.models.hyperparams import initialize_weight, make_activation, make_batch_norm
 from objdet.models.layers.padding import make_conv2d
 from objdet.models.necks.fpn import FpnTopDown, keras_use_bias
@@ -24,6 +26,9 @@ from objdet.models.necks.fpn import FpnTopDown, keras_use_bias
 CHANNEL_MEANS = (123.68, 116.779, 103.939)
 # shape_utils.check_min_image_dim(129, ...) in the OD API's _extract_features.
 MIN_IMAGE_SIZE = 129
+
+
+logger = logging.getLogger(__name__)
 
 
 class SSDResNetV1FpnFeatureExtractor(nn.Module):
@@ -122,11 +127,28 @@ def build_ssd_resnet_v1_fpn(depth: int, params: FeatureExtractorParams
         DEFAULT_HYPERPARAMS)
     base = ResNetV1(depth=depth, depth_multiplier=params.depth_multiplier,
                     min_depth=params.min_depth, hyperparams=base_hyperparams)
-    pyramid_depth = max(int(params.fpn.additional_layer_depth * params.depth_multiplier),
+    fpn = _odapi_fpn(params.fpn)
+    pyramid_depth = max(int(fpn.additional_layer_depth * params.depth_multiplier),
                         params.min_depth)
-    return SSDResNetV1FpnFeatureExtractor(base=base, min_level=params.fpn.min_level,
-                                          max_level=params.fpn.max_level, depth=pyramid_depth,
+    return SSDResNetV1FpnFeatureExtractor(base=base, min_level=fpn.min_level,
+                                          max_level=fpn.max_level, depth=pyramid_depth,
                                           params=params)
+
+
+def _odapi_fpn(fpn: FpnParams) -> FpnParams:
+    """The pyramid the OD API really builds: its ResNet 50/101/152 FPN extractors do not
+    pass ``fpn { min_level max_level additional_layer_depth }`` on to their base class, so
+    it is always levels 3..7 of depth 256 (times the depth multiplier). objdet builds the
+    same, so that TF2 checkpoints carry over, and says so when a config asks otherwise."""
+    built = FpnParams()
+    if fpn != built:
+        logger.warning(
+            "model.ssd.feature_extractor.fpn: the OD API's ssd_resnet*_v1_fpn_keras ignores "
+            "min_level/max_level/additional_layer_depth (%d/%d/%d) and builds %d/%d/%d; "
+            "objdet builds the same", fpn.min_level, fpn.max_level,
+            fpn.additional_layer_depth, built.min_level, built.max_level,
+            built.additional_layer_depth)
+    return built
 
 
 def build_ssd_resnet50_v1_fpn(params: FeatureExtractorParams) -> SSDResNetV1FpnFeatureExtractor:

@@ -118,7 +118,8 @@ class SSD(nn.Module):
     """Single-shot detector: feature extractor + box predictor over anchors (see module doc).
 
     ``num_classes`` excludes background; the predictor emits ``num_classes + 1`` columns,
-    column 0 being background (the OD API's ``add_background_class``).
+    column 0 being background (the OD API's ``add_background_class``), or ``num_classes``
+    columns with ``add_background_class=False`` (EfficientDet).
     """
 
     def __init__(
@@ -135,8 +136,10 @@ class SSD(nn.Module):
         postprocessor: BatchNonMaxSuppression,
         pad_to_multiple: int = 1,
         freeze_batchnorm: bool = False,
+        add_background_class: bool = True,
     ) -> None:
         super().__init__()
+        self.add_background_class = add_background_class
         self.num_classes = num_classes
         self.image_resizer = image_resizer
         self.feature_extractor = feature_extractor
@@ -158,8 +161,23 @@ class SSD(nn.Module):
         return self.postprocessor.max_total_detections
 
     def resize_batch(self, images: list[Tensor]) -> ImageBatch:
-        """Images ``[3, H, W]`` in [0, 1] -> the canvas batch the network sees."""
-        return batch_images(images, self.image_resizer, self.pad_to_multiple)
+        """Images ``[3, H, W]`` in [0, 1] -> the canvas batch the network sees.
+
+        The OD API's SSD normalizes before it resizes, so its padding (``pad_to_max_dimension``,
+        ``pad_to_multiple``) holds ``per_channel_pad_value`` (0 by default) *after* the
+        extractor's preprocessing; the canvas is padded with the [0, 1] value that the
+        (per-channel affine) preprocessing maps there."""
+        return batch_images(images, self.image_resizer, self.pad_to_multiple,
+                            pad_value=self._canvas_pad_value())
+
+    def _canvas_pad_value(self) -> tuple[float, float, float]:
+        extractor = cast(FeatureExtractor, self.feature_extractor)
+        with torch.no_grad():
+            at_zero = extractor.preprocess(torch.zeros(1, 3, 1, 1)).reshape(3)
+            slope = extractor.preprocess(torch.ones(1, 3, 1, 1)).reshape(3) - at_zero
+        target = torch.tensor(self.image_resizer.pad_value, dtype=torch.float64)
+        value = (target - at_zero.double()) / slope.double()
+        return (float(value[0]), float(value[1]), float(value[2]))
 
     def backbone(self) -> nn.Module:
         """What a ``classification`` fine-tune checkpoint fills: the feature extractor."""
@@ -180,6 +198,14 @@ class SSD(nn.Module):
             for key, target in component.tf2_variable_map().items():
                 variable_map[tf_path + key] = Target(f"{name}.{target.name}", target.layout)
         return variable_map
+
+    def tf2_classification_map(self) -> dict[str, Target]:
+        """The backbone's variables as a TF2 *classification* checkpoint holds them
+        (``tf.train.Checkpoint(feature_extractor=backbone)``: ``feature_extractor/...``)."""
+        prefix = "model/_feature_extractor/" + getattr(
+            self.feature_extractor, "tf2_backbone_prefix", "classification_backbone/")
+        return {"feature_extractor/" + key[len(prefix):]: target
+                for key, target in self.tf2_variable_map().items() if key.startswith(prefix)}
 
     def _batch_norms(self) -> list[nn.Module]:
         return [
@@ -235,7 +261,8 @@ class SSD(nn.Module):
         for index, target in enumerate(targets):
             boxes, labels, weights = self._checked_target(index, target, anchors)
             gt_boxes.append(boxes * scales[index])
-            gt_classes.append(F.one_hot(labels, self.num_classes + 1).to(anchors))
+            one_hot = F.one_hot(labels, self.num_classes + 1).to(anchors)  # [N, 1 + classes]
+            gt_classes.append(one_hot if self.add_background_class else one_hot[:, 1:])
             gt_weights.append(weights)
         assigned = self.target_assigner.assign(anchors, gt_boxes, gt_classes, gt_weights)
         decoded = self.box_coder.decode(predictions["box_encodings"], anchors[None])
