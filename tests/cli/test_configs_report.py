@@ -15,7 +15,7 @@ import pytest
 from ssd_configs import ssd_config_text
 
 from objdet.cli.main import main
-from objdet.models.coverage import IMAGE_SIZE, random_batch
+from objdet.models.coverage import IMAGE_SIZE, NUM_IMAGES, random_batch
 
 TRAIN_CONFIG = """train_config {
   batch_size: 2
@@ -116,7 +116,7 @@ def test_missing_folder_is_a_one_line_error(tmp_path: Path, capsys: pytest.Captu
 @pytest.mark.parametrize("seed", range(5))
 def test_random_batch_is_valid_training_data(seed: int) -> None:
     images, targets = random_batch(num_classes=3, seed=seed)
-    assert [tuple(image.shape) for image in images] == [(3, IMAGE_SIZE, IMAGE_SIZE)] * 2
+    assert [tuple(image.shape) for image in images] == [(3, IMAGE_SIZE, IMAGE_SIZE)] * NUM_IMAGES
     for target in targets:
         boxes, labels = target["boxes"], target["labels"]
         assert 1 <= boxes.shape[0] <= 3 and labels.shape == (boxes.shape[0],)

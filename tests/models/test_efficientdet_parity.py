@@ -15,7 +15,6 @@ import torch
 
 from objdet import config as cfg
 from objdet.models.backbones.efficientnet import EfficientNet, round_filters, round_repeats
-from objdet.models.builder import build_ssd_feature_extractor
 from objdet.models.checkpoints.variable_map import VARIABLE_SUFFIX, Target, to_torch_layout
 from objdet.models.feature_extractors.params import BiFpnParams, FeatureExtractorParams
 from objdet.models.feature_extractors.registry import SSD_FEATURE_EXTRACTORS
@@ -24,6 +23,7 @@ from objdet.models.feature_extractors.ssd_efficientdet import (
     SSDEfficientDetFeatureExtractor,
 )
 from objdet.models.hyperparams import BatchNormParams, ConvHyperparams, InitializerParams
+from objdet.models.meta_arch.ssd_builder import build_ssd_feature_extractor
 from objdet.models.necks.bifpn import BiFPN, bifpn_nodes
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "odapi_efficientdet" / "efficientdet_b0_tiny.npz"

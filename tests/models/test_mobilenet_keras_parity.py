@@ -18,10 +18,10 @@ import torch
 from google.protobuf import text_format
 from torch import nn
 
-from objdet.models.builder import build_ssd_box_predictor, build_ssd_feature_extractor
 from objdet.models.checkpoints.variable_map import Target, to_torch_layout
 from objdet.models.heads.box_predictors import ConvolutionalBoxPredictor
 from objdet.models.hyperparams import ConvHyperparams
+from objdet.models.meta_arch.ssd_builder import build_ssd_box_predictor, build_ssd_feature_extractor
 from objdet.protos import pipeline_pb2
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "odapi_mobilenet_keras"

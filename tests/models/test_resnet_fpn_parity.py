@@ -15,11 +15,11 @@ from google.protobuf import text_format
 from objdet import config as cfg
 from objdet.errors import ConfigError
 from objdet.models import build_model
-from objdet.models.builder import build_ssd_box_predictor, build_ssd_feature_extractor
 from objdet.models.checkpoints.variable_map import to_torch_layout
 from objdet.models.feature_extractors.ssd_resnet_fpn import SSDResNetV1FpnFeatureExtractor
 from objdet.models.hyperparams import ConvHyperparams
 from objdet.models.meta_arch.ssd import SSD
+from objdet.models.meta_arch.ssd_builder import build_ssd_box_predictor, build_ssd_feature_extractor
 from objdet.models.necks.fpn import FpnTopDown
 from objdet.protos import box_predictor_pb2
 

@@ -32,6 +32,7 @@ from objdet.data.augment_geometric import (
     RandomRotation90,
     RandomVerticalFlip,
 )
+from objdet.data.augment_scale_crop import RandomScaleCropAndPadToSquare
 from objdet.errors import ConfigError
 
 # The config messages are protobuf messages; typed as Any to keep protobuf out of mypy's way.
@@ -116,6 +117,9 @@ STEP_BUILDERS: dict[str, Callable[[StepConfig], Augmentation]] = {
         size_to_image_ratio=c.size_to_image_ratio,
     ),
     "ssd_random_crop": _ssd_random_crop,
+    "random_scale_crop_and_pad_to_square": lambda c: RandomScaleCropAndPadToSquare(
+        output_size=c.output_size, scale_min=c.scale_min, scale_max=c.scale_max
+    ),
 }
 
 

@@ -1,6 +1,6 @@
 """``train``: everything ``objdet train`` does, wired from one pipeline config.
 
-The pieces each read their own part of the config (models/builder.py, data/dataset.py,
+The pieces each read their own part of the config (models/meta_arch/*_builder.py, data/dataset.py,
 engine/train_config.py, engine/optim.py, evaluation/registry.py); this module only connects
 them: model, trainable variables, optimizer, moving average, data, resume or fine-tune,
 hooks, DDP. It reads ``config.train_config`` only through ``build_train_settings``.

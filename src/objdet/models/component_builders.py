@@ -1,4 +1,5 @@
-"""Config messages -> SSD components. Only ``objdet.models.builder`` calls these.
+"""Config messages -> model components. Only the meta-architecture builders
+(``objdet.models.meta_arch.*_builder``) call these.
 
 Each function reads one OD API message (``objdet.protos``) and returns a component built
 with explicit constructor arguments; unsupported fields fail via :mod:`config_checks`.

@@ -39,22 +39,20 @@ def _per_class_nms(
     sorted_scores, sorted_anchors = scores.sort(dim=0, descending=True)  # [A, C]
     num_candidates = (sorted_scores > score_threshold).sum(dim=0)  # [C]
     pending = torch.nonzero(num_candidates > 0, as_tuple=True)[0]
-    top = 4 * max_per_class
+    top = max_per_class + max_per_class // 4 + 8
     kept_anchors, kept_classes = [], []
     while pending.numel():
         rows = min(top, scores.shape[0])
-        candidate_scores = sorted_scores[:rows, pending].T  # [P, rows]
-        column, row = torch.nonzero(candidate_scores > score_threshold, as_tuple=True)
-        anchors, classes = sorted_anchors[row, pending[column]], pending[column]
-        keep = _grouped_nms(boxes[anchors], candidate_scores[column, row], column, iou_threshold)
-        keep = _cap_per_class(keep, classes, max_per_class)
-        kept_count = torch.bincount(classes[keep], minlength=scores.shape[1])[pending]
-        done = (kept_count >= max_per_class) | (num_candidates[pending] <= rows)
-        is_done_class = torch.zeros(scores.shape[1], dtype=torch.bool, device=scores.device)
-        is_done_class[pending[done]] = True
-        keep = keep[is_done_class[classes[keep]]]
-        kept_anchors.append(anchors[keep])
-        kept_classes.append(classes[keep])
+        candidate_scores = sorted_scores[:rows, pending].T  # [P, rows], descending per class
+        candidate_anchors = sorted_anchors[:rows, pending].T  # [P, rows]
+        valid = candidate_scores > score_threshold
+        keep = _nms_by_class(
+            boxes[candidate_anchors], candidate_scores, valid, iou_threshold, max_per_class
+        )  # [P, rows]
+        done = (keep.sum(dim=1) >= max_per_class) | (num_candidates[pending] <= rows)
+        class_index, rank = torch.nonzero(keep & done[:, None], as_tuple=True)
+        kept_anchors.append(candidate_anchors[class_index, rank])
+        kept_classes.append(pending[class_index])
         pending, top = pending[~done], top * 4
     if not kept_anchors:
         empty = torch.zeros(0, dtype=torch.int64, device=scores.device)
@@ -62,34 +60,19 @@ def _per_class_nms(
     return torch.cat(kept_anchors), torch.cat(kept_classes)
 
 
-def _grouped_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: float) -> Tensor:
-    """NMS within each group; ``groups`` must be sorted (contiguous). Returns kept indices.
-
-    One small ``nms`` per group: torchvision's ``batched_nms`` scans the whole candidate
-    array once per class on CPU, which dominates with 90 classes x thousands of anchors.
-    """
-    _, counts = torch.unique_consecutive(groups, return_counts=True)
-    kept = []
-    start = 0
-    for count in counts.tolist():
-        kept.append(
-            nms(boxes[start : start + count], scores[start : start + count], iou_threshold) + start
-        )
-        start += count
-    return torch.cat(kept) if kept else groups.new_zeros(0)
-
-
-def _cap_per_class(order: Tensor, labels: Tensor, max_per_class: int) -> Tensor:
-    """Keep the first ``max_per_class`` entries of ``order`` (score-sorted indices) per label."""
-    sorted_labels = labels[order]
-    by_label = torch.sort(sorted_labels, stable=True).indices  # score order kept within a label
-    grouped = sorted_labels[by_label]
-    _, counts = torch.unique_consecutive(grouped, return_counts=True)
-    group_starts = torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
-    rank_in_label = torch.arange(grouped.numel(), device=order.device) - group_starts
-    keep = torch.zeros_like(sorted_labels, dtype=torch.bool)
-    keep[by_label] = rank_in_label < max_per_class
-    return order[keep]
+def _nms_by_class(
+    boxes: Tensor, scores: Tensor, valid: Tensor, iou_threshold: float, max_keep: int
+) -> Tensor:
+    """Per-class NMS: ``boxes [P, M, 4]`` and ``scores [P, M]`` of each class's candidates
+    in descending score order, ``valid [P, M]`` -> ``keep [P, M]``, the first ``max_keep``
+    survivors of each class. One torchvision ``nms`` per class: its batched form scans every
+    candidate once per class on the CPU, which is slower with 90 classes."""
+    keep = torch.zeros_like(valid)
+    for row in range(valid.shape[0]):
+        candidates = torch.nonzero(valid[row], as_tuple=True)[0]
+        kept = candidates[nms(boxes[row, candidates], scores[row, candidates], iou_threshold)]
+        keep[row, kept.sort().values[:max_keep]] = True
+    return keep
 
 
 class BatchNonMaxSuppression:

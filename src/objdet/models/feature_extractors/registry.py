@@ -21,8 +21,10 @@ from objdet.models.feature_extractors import (
 )
 from objdet.models.feature_extractors.params import FeatureExtractorParams
 
-# The registry of SSD feature extractor types, as the OD API names them. The ``_keras``
-# names are the OD API's TF2 variants of the same networks.
+# The ``*_keras`` MobileNet v1/v2, FPN, ResNet and EfficientNet types are built as the OD API's
+# TF2 (Keras) extractors, so that its TF2 checkpoints import (benchmarks/odapi_parity.py). The
+# TF1-only types (slim ``ssd_mobilenet_v1``/``_v2``, MobileNet v3, which has no TF2 extractor
+# in the OD API) keep objdet's own builds on torchvision's MobileNets.
 SSD_FEATURE_EXTRACTORS: dict[str, Callable[[FeatureExtractorParams], nn.Module]] = {
     "ssd_mobilenet_v1": ssd_mobilenet.build_ssd_mobilenet_v1,
     "ssd_mobilenet_v1_keras": ssd_mobilenet_keras.build_ssd_mobilenet_v1_keras,
