@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -221,3 +222,33 @@ def test_an_empty_eval_record_names_the_eval_input_reader(tiny_config_path: Path
     with pytest.raises(DataError, match=r"^eval_input_reader\[0\]\.tf_record_input_reader\."
                                         r"input_path: the input files hold 0 records: "):
         build_eval_inputs(config)
+
+
+def test_training_fine_tunes_from_an_od_api_tf2_checkpoint(tmp_path: Path,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    """A TF2 zoo-style checkpoint as fine_tune_checkpoint (type detection), no TensorFlow."""
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "odapi_parity" / "ssd_mobilenet_v2"
+    record = str(REPO_RACCOON / "tfrecord" / "test.record")
+    label_map = str(REPO_RACCOON / "object-detection.pbtxt")
+    config = objdet.config.load(
+        fixture / "pipeline.config",
+        overrides=[
+            f"train_input_reader.tf_record_input_reader.input_path=['{record}']",
+            f"train_input_reader.label_map_path='{label_map}'",
+            f"eval_input_reader[0].tf_record_input_reader.input_path=['{record}']",
+            f"eval_input_reader[0].label_map_path='{label_map}'",
+            f"train_config.fine_tune_checkpoint='{fixture / 'checkpoint' / 'ckpt-0'}'",
+            "train_config.fine_tune_checkpoint_type='detection'",
+            "train_config.batch_size=2",
+            "eval_config.num_examples=2",
+        ],
+    )
+    with caplog.at_level("INFO", logger="objdet.engine.training"):
+        result = train(config, tmp_path / "model", quiet(num_train_steps=1))
+    assert result.step == 1
+    restored = [r.getMessage() for r in caplog.records if "fine_tune_checkpoint" in r.getMessage()]
+    counts = re.search(r"\(detection\): loaded (\d+) tensors; 0 skipped for shape; (\d+) model "
+                       r"tensors not in the checkpoint", restored[0] if restored else "")
+    assert counts, restored
+    loaded, fresh = int(counts[1]), int(counts[2])
+    assert loaded > 100 and fresh > 0  # the feature extractor restored, the predictor fresh
