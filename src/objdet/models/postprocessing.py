@@ -36,15 +36,15 @@ def _per_class_nms(
     and grow it only for classes that kept fewer than ``max_per_class`` and have more
     candidates: SSD has thousands of anchors per class above a 1e-8 threshold.
     """
-    sorted_scores, sorted_anchors = scores.sort(dim=0, descending=True)  # [A, C]
-    num_candidates = (sorted_scores > score_threshold).sum(dim=0)  # [C]
+    num_candidates = (scores > score_threshold).sum(dim=0)  # [C]
     pending = torch.nonzero(num_candidates > 0, as_tuple=True)[0]
     top = max_per_class + max_per_class // 4 + 8
     kept_anchors, kept_classes = [], []
     while pending.numel():
         rows = min(top, scores.shape[0])
-        candidate_scores = sorted_scores[:rows, pending].T  # [P, rows], descending per class
-        candidate_anchors = sorted_anchors[:rows, pending].T  # [P, rows]
+        # each pending class's best `rows` anchors, descending: no full sort of [A, C]
+        top_scores, top_anchors = scores[:, pending].topk(rows, dim=0)  # [rows, P]
+        candidate_scores, candidate_anchors = top_scores.T, top_anchors.T  # [P, rows]
         valid = candidate_scores > score_threshold
         keep = _nms_by_class(
             boxes[candidate_anchors], candidate_scores, valid, iou_threshold, max_per_class
@@ -70,8 +70,9 @@ def _nms_by_class(
     keep = torch.zeros_like(valid)
     for row in range(valid.shape[0]):
         candidates = torch.nonzero(valid[row], as_tuple=True)[0]
+        # nms returns the survivors by decreasing score: the first max_keep are the best
         kept = candidates[nms(boxes[row, candidates], scores[row, candidates], iou_threshold)]
-        keep[row, kept.sort().values[:max_keep]] = True
+        keep[row, kept[:max_keep]] = True
     return keep
 
 
