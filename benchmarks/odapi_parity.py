@@ -40,10 +40,10 @@ def default_images(count: int = 2) -> list[Path]:
 
 
 def dump_reference(python: str, config: Path, images: list[Path], output_dir: Path, seed: int,
-                   overrides: list[str], calibration: list[Path]) -> None:
+                   overrides: list[str], calibration: list[Path], extra: list[str]) -> None:
     command = [python, str(DUMP_SCRIPT), "--config", str(config), "--seed", str(seed),
                "--output_dir", str(output_dir), "--images", *map(str, images),
-               "--calibration_images", *map(str, calibration)]
+               "--calibration_images", *map(str, calibration), *extra]
     for override in overrides:
         command += ["--override", override]
     completed = subprocess.run(command, check=False, capture_output=True, text=True)
@@ -67,6 +67,10 @@ def main() -> int:
     parser.add_argument("--work_dir", type=Path, default=None,
                         help="keep the reference dumps here (default: a temporary folder)")
     parser.add_argument("--no_results", action="store_true", help="do not append to RESULTS.md")
+    parser.add_argument("--tf_float32_mean", action="store_true",
+                        help="keep TF's float32 squeeze-excite mean in the reference (by default "
+                        "it is averaged in float64: TF's float32 reduce_mean is off by ~3e-6 "
+                        "over large maps, which EfficientNet grows to 1e-4)")
     args = parser.parse_args()
 
     from objdet.models.checkpoints.parity import ParityResult, compare_with_reference
@@ -88,7 +92,8 @@ def main() -> int:
         try:
             if args.from_dumps is None:
                 dump_reference(args.reference_python, config, images, work / name, args.seed,
-                               args.override, calibration)
+                               args.override, calibration,
+                               [] if args.tf_float32_mean else ["--exact_squeeze_mean"])
             result = compare_with_reference(config if args.from_dumps else work / name, name=name)
         except Exception as error:  # noqa: BLE001 - one config failing must not hide the others
             print(json.dumps({"config": name, "ok": False, "error": f"{type(error).__name__}: {error}"}),
@@ -107,6 +112,8 @@ def main() -> int:
     all_ok = len(results) == len(args.configs) and all(result.ok for result in results)
     if not args.no_results:
         overrides = f" Overrides: `{' '.join(args.override)}`." if args.override else ""
+        if args.from_dumps is None and not args.tf_float32_mean:
+            overrides += " Reference squeeze-excite mean in float64 (`--exact_squeeze_mean`)."
         command = (f"--from_dumps {args.from_dumps}" if args.from_dumps else
                    f"--reference_python PY {' '.join(c.name for c in args.configs)}")
         body = (
