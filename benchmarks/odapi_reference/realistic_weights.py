@@ -59,6 +59,10 @@ class VariableInitializer:
             value = rng.normal(0.0, np.sqrt(2.0 / fan_in), shape)
         elif kind == "bias":
             value = rng.normal(0.0, 0.1, shape)
+        elif kind == "residual_gamma":
+            value = rng.uniform(0.2, 0.5, shape)
+        elif kind == "residual_beta":  # centred: positive betas pile up along the identity path
+            value = rng.normal(0.0, 0.1, shape)
         elif kind == "gamma" or kind == "positive":
             value = rng.uniform(0.5, 1.5, shape)
         elif kind == "beta":
@@ -89,8 +93,12 @@ def _init_layer(layer: tf.keras.layers.Layer, init: VariableInitializer) -> None
     if not layer.built:  # never called (e.g. an unused FPNLite layer): it has no variables
         return
     if isinstance(layer, BatchNormalizationBase):
-        init.assign(layer.gamma, "gamma")
-        init.assign(layer.beta, "beta")
+        # The last batch norm of a ResNet bottleneck (Keras names it "..._3_bn") scales the
+        # residual branch: smaller gammas and centred betas keep a deep ResNet from
+        # saturating its ReLU6s, where float32 rounding was amplified ~1000x (ResNet-152).
+        residual = layer.name.endswith("_3_bn")
+        init.assign(layer.gamma, "residual_gamma" if residual else "gamma")
+        init.assign(layer.beta, "residual_beta" if residual else "beta")
         init.assign(layer.moving_mean, "zeros")
         init.assign(layer.moving_variance, "ones")
     elif isinstance(layer, tf.keras.layers.SeparableConv2D):
