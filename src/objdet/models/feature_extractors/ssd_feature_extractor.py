@@ -2,19 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from torch import Tensor, nn
 
 from objdet.models.necks.ssd_extra_layers import EXTRA_LAYER_DEPTHS, SSDExtraLayers
-
-
-class BaseTaps(Protocol):
-    """A backbone returning its two tapped maps (stride 16 and 32) with their channels."""
-
-    out_channels: list[int]
-
-    def __call__(self, images: Tensor) -> list[Tensor]: ...
 
 
 class SSDFeatureExtractor(nn.Module):

@@ -22,7 +22,7 @@ from objdet.models.heads.box_predictors import (
 )
 from objdet.models.meta_arch.ssd import SSD, SSDLoss
 from objdet.models.target_assigner import TargetAssigner
-from objdet.protos import box_predictor_pb2, ssd_pb2
+from objdet.protos import box_predictor_pb2, fpn_pb2, ssd_pb2
 
 _SSD_FIELDS = {
     "num_classes",
@@ -167,8 +167,8 @@ def build_ssd_feature_extractor(
         use_depthwise=config.use_depthwise,
         override_base_hyperparams=config.override_base_feature_extractor_hyperparams,
         padding="explicit" if config.use_explicit_padding else "same",
-        fpn=_fpn_params(config) if config.HasField("fpn") else None,
-        bifpn=_bifpn_params(config) if config.HasField("bifpn") else None,
+        fpn=_fpn_params(config, path) if config.HasField("fpn") else None,
+        bifpn=_bifpn_params(config, path) if config.HasField("bifpn") else None,
         use_hardswish=config.use_hardswish,
     )
     try:
@@ -177,24 +177,25 @@ def build_ssd_feature_extractor(
         raise ConfigError(f"{path} ({config.type}): {error}") from None
 
 
-def _fpn_params(config: ssd_pb2.SsdFeatureExtractor) -> FpnParams:
-    fpn = config.fpn
-    if not 1 <= fpn.min_level <= fpn.max_level:
+def _check_levels(pyramid: fpn_pb2.FeaturePyramidNetworks | fpn_pb2.BidirectionalFeaturePyramidNetworks,
+                  path: str) -> None:
+    if not 1 <= pyramid.min_level <= pyramid.max_level:
         raise ConfigError(
-            f"model.ssd.feature_extractor.fpn: expected 1 <= min_level <= max_level, found "
-            f"{fpn.min_level} and {fpn.max_level}"
+            f"{path}: expected 1 <= min_level <= max_level, found "
+            f"{pyramid.min_level} and {pyramid.max_level}"
         )
+
+
+def _fpn_params(config: ssd_pb2.SsdFeatureExtractor, path: str) -> FpnParams:
+    fpn = config.fpn
+    _check_levels(fpn, f"{path}.fpn")
     return FpnParams(min_level=fpn.min_level, max_level=fpn.max_level,
                      additional_layer_depth=fpn.additional_layer_depth)
 
 
-def _bifpn_params(config: ssd_pb2.SsdFeatureExtractor) -> BiFpnParams:
+def _bifpn_params(config: ssd_pb2.SsdFeatureExtractor, path: str) -> BiFpnParams:
     bifpn = config.bifpn
-    if not 1 <= bifpn.min_level <= bifpn.max_level:
-        raise ConfigError(
-            f"model.ssd.feature_extractor.bifpn: expected 1 <= min_level <= max_level, found "
-            f"{bifpn.min_level} and {bifpn.max_level}"
-        )
+    _check_levels(bifpn, f"{path}.bifpn")
     return BiFpnParams(min_level=bifpn.min_level, max_level=bifpn.max_level,
                        num_iterations=bifpn.num_iterations, num_filters=bifpn.num_filters,
                        combine_method=bifpn.combine_method,
