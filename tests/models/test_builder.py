@@ -58,7 +58,7 @@ def test_od_api_ssd_mobilenet_configs_build(name: str) -> None:
 @pytest.mark.parametrize(
     ("name", "field"),
     [
-        ("faster_rcnn_resnet50_pets", "model.faster_rcnn is not supported"),
+        ("faster_rcnn_resnet50_pets", "model.faster_rcnn.feature_extractor.type: 'faster_rcnn_resnet50'"),
         ("ssd_inception_v2_coco", "model.ssd.feature_extractor.type: 'ssd_inception_v2'"),
         (
             "ssd_mobilenet_v1_fpn_shared_box_predictor_640x640_coco14_sync",

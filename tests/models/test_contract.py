@@ -29,10 +29,21 @@ TARGETS = [
 ]
 
 
-@pytest.mark.parametrize("meta_architecture", sorted(META_ARCHITECTURES))
+# Where each registered meta-architecture's contract test lives (this file covers SSD x every
+# SSD extractor); a new meta-architecture fails the test below until it is added here.
+CONTRACT_TESTS = {
+    "ssd": "tests/models/test_contract.py::test_every_ssd_extractor_keeps_the_contract",
+    "faster_rcnn": "tests/models/test_faster_rcnn.py (train, eval, graph outputs; no export yet)",
+    "center_net": "tests/models/test_center_net.py (train, eval, export -> detect per extractor)",
+}
+
+
+def test_every_meta_architecture_has_a_contract_test() -> None:
+    assert set(META_ARCHITECTURES) == set(CONTRACT_TESTS)
+
+
 @pytest.mark.parametrize("extractor", sorted(SSD_FEATURE_EXTRACTORS))
-def test_every_extractor_keeps_the_contract(meta_architecture: str, extractor: str) -> None:
-    assert meta_architecture == "ssd"  # the only meta-architecture with extractors today
+def test_every_ssd_extractor_keeps_the_contract(extractor: str) -> None:
     torch.manual_seed(0)
     model = build_model(parse_model(contract_config_text(extractor)))
     detector = check_detection_model(model)

@@ -16,6 +16,8 @@ from torch import nn
 
 from objdet.models.config_checks import which_oneof
 from objdet.models.contract import check_detection_model
+from objdet.models.meta_arch.center_net_builder import build_center_net
+from objdet.models.meta_arch.faster_rcnn_builder import build_faster_rcnn
 from objdet.models.meta_arch.ssd_builder import build_ssd
 from objdet.protos import model_pb2
 
@@ -34,4 +36,6 @@ def build_model(model_config: model_pb2.DetectionModel) -> nn.Module:
 
 
 # The meta-architecture registry: DetectionModel oneof name -> builder.
-META_ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {"ssd": build_ssd}
+META_ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {"ssd": build_ssd,
+                                                         "center_net": build_center_net,
+                                                         "faster_rcnn": build_faster_rcnn}

@@ -124,7 +124,8 @@ def test_import_checkpoint_cli_then_export_and_detect(tmp_path: Path) -> None:
     assert (imported / "ckpt-0.pt").is_file() and (imported / "pipeline.config").is_file()
     exported = tmp_path / "exported"
     done = _objdet("export", "--pipeline_config_path", str(imported / "pipeline.config"),
-                   "--trained_checkpoint_dir", str(imported), "--output_directory", str(exported))
+                   "--trained_checkpoint_dir", str(imported), "--output_directory", str(exported),
+                   "--formats", "pt2")
     assert done.returncode == 0, done.stderr
     data = np.load(MOBILENET / "reference.npz")
     image = data["image_0"]  # uint8 [H, W, 3], what the OD API model was fed

@@ -57,6 +57,12 @@ def is_tf2_checkpoint(path: str | os.PathLike[str]) -> bool:
     return os.path.isfile(path + ".index") or os.path.isfile(os.path.join(path, "checkpoint"))
 
 
+# What a ``detection`` fine-tune restores: the feature extractor (Faster R-CNN's Keras
+# extractors are saved as the two models cut from the backbone, as its restore_from_objects).
+DETECTION_SCOPES = ("model/_feature_extractor/", "model/_feature_extractor_for_proposal_features/",
+                    "model/_feature_extractor_for_box_classifier_features/")
+
+
 def _scoped_map(model: nn.Module, checkpoint_type: str) -> dict[str, Target]:
     """Checkpoint key -> target for the variables ``checkpoint_type`` restores."""
     if checkpoint_type not in FINE_TUNE_CHECKPOINT_TYPES:
@@ -71,7 +77,7 @@ def _scoped_map(model: nn.Module, checkpoint_type: str) -> dict[str, Target]:
     if checkpoint_type == "full":
         return full
     return {key: target for key, target in full.items()
-            if key.startswith("model/_feature_extractor/")}
+            if key.startswith(DETECTION_SCOPES)}
 
 
 def _in_scope(key: str, checkpoint_type: str) -> bool:
@@ -82,7 +88,7 @@ def _in_scope(key: str, checkpoint_type: str) -> bool:
         return False
     if checkpoint_type == "full":
         return key.startswith("model/")
-    return checkpoint_type == "detection" and key.startswith("model/_feature_extractor/")
+    return checkpoint_type == "detection" and key.startswith(DETECTION_SCOPES)
 
 
 def _problem(kind: str, names: list[str]) -> str:

@@ -1,0 +1,53 @@
+"""The OD API's crop-and-resize of proposals from a feature map (Faster R-CNN's second-stage
+input), as ``tf.image.crop_and_resize`` / ``spatial_transform_ops.matmul_crop_and_resize``
+sample it.
+
+A box ``(x1, y1, x2, y2)`` in fractions of the *canvas* maps to feature coordinates
+``x * (W_f - 1)``; a ``crop x crop`` grid samples ``x1 + j / (crop - 1) * (x2 - x1)`` (the box
+centre when ``crop == 1``), bilinearly, each of the four neighbours outside the map counting
+as 0 (the matmul op; ``tf.image.crop_and_resize`` zeroes a whole sample outside the map,
+which is the same for boxes inside the image, as proposals are).
+
+Why not ``torchvision.ops.roi_align``: its bins sample ``start + (i + 0.5) * bin`` with the
+RoI size clamped to >= 1 feature pixel (``aligned=False``), so boxes under ~1 feature pixel
+(16 image pixels) are sampled elsewhere. ``grid_sample(align_corners=True,
+padding_mode="zeros")`` is exactly this sampling: its normalized ``-1..1`` is the box fraction
+``0..1`` scaled by ``W_f - 1``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+
+def crop_and_resize(features: Tensor, boxes: Tensor, crop_size: int) -> Tensor:
+    """``features [B, C, H_f, W_f]``, ``boxes [B, N, 4]`` (x1, y1, x2, y2, fractions of the
+    canvas) -> crops ``[B * N, C, crop_size, crop_size]`` (image-major)."""
+    batch, num_boxes = int(boxes.shape[0]), int(boxes.shape[1])
+    if crop_size == 1:
+        steps = boxes.new_full((1,), 0.5)
+    else:
+        steps = torch.linspace(0.0, 1.0, crop_size, dtype=boxes.dtype, device=boxes.device)
+    x1, y1, x2, y2 = boxes.unbind(-1)  # [B, N] each
+    xs = x1[..., None] + steps * (x2 - x1)[..., None]  # [B, N, crop]
+    ys = y1[..., None] + steps * (y2 - y1)[..., None]
+    grid = torch.stack(
+        [xs[:, :, None, :].expand(-1, -1, crop_size, -1),
+         ys[:, :, :, None].expand(-1, -1, -1, crop_size)], dim=-1,
+    )  # [B, N, crop (y), crop (x), 2] as (x, y)
+    grid = grid.reshape(batch, num_boxes * crop_size, crop_size, 2) * 2.0 - 1.0
+    crops = F.grid_sample(features, grid.to(features.dtype), mode="bilinear",
+                          padding_mode="zeros", align_corners=True)  # [B, C, N * crop, crop]
+    channels = int(features.shape[1])
+    crops = crops.reshape(batch, channels, num_boxes, crop_size, crop_size)
+    return crops.transpose(1, 2).reshape(batch * num_boxes, channels, crop_size, crop_size)
+
+
+def crop_and_pool(features: Tensor, boxes: Tensor, crop_size: int, pool_kernel: int,
+                  pool_stride: int) -> Tensor:
+    """:func:`crop_and_resize`, then a 'VALID' max-pool (the OD API's ``MaxPool2D`` layer):
+    ``[B * N, C, (crop - kernel) // stride + 1, same]``."""
+    crops = crop_and_resize(features, boxes, crop_size)
+    return F.max_pool2d(crops, pool_kernel, pool_stride)

@@ -1,0 +1,260 @@
+"""The Faster R-CNN meta-architecture (Ren et al. 2015) as the OD API's ``FasterRCNNMetaArch``
+runs it with a single-map (non-FPN) Keras extractor.
+
+1. The extractor's first stage maps the canvas to a stride-16 map; the
+   :class:`~objdet.models.meta_arch.faster_rcnn_heads.RegionProposalHead` predicts box codes
+   and (background, object) logits for grid anchors, which are clipped to the canvas.
+2. Proposals: decoded RPN boxes, NMS by objectness probability, clipped to each image's window,
+   at most ``max_proposals`` (in training: a balanced sample of ``second_stage_batch_size`` of
+   them, :mod:`~objdet.models.meta_arch.faster_rcnn_training`).
+3. Each proposal is cropped from the map (:func:`~objdet.models.layers.crop_and_resize.crop_and_pool`),
+   run through the extractor's second stage and the box predictor.
+4. Post-processing: codes decoded against the proposals, per-class NMS, clip to the image.
+
+Contract (DESIGN.md, models/contract.py): train mode ``model(images, targets) ->`` the OD API's
+four named losses; eval mode ``model(images) -> list`` of ``{"boxes" [D, 4] (x1, y1, x2, y2)
+input-image pixels, "scores" [D], "labels" [D] label-map ids}``. All boxes inside are
+``(x1, y1, x2, y2)`` canvas pixels.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+from torch import Tensor, nn
+
+from objdet.errors import DataError
+from objdet.models.box_coders import FasterRcnnBoxCoder
+from objdet.models.checkpoints.variable_map import Target
+from objdet.models.grid_anchor_generator import GridAnchorGenerator
+from objdet.models.image_resizers import ImageBatch, ImageResizer, batch_images
+from objdet.models.layers.crop_and_resize import crop_and_pool
+from objdet.models.meta_arch.faster_rcnn_heads import MaskRcnnBoxPredictor, RegionProposalHead
+from objdet.models.meta_arch.faster_rcnn_postprocessing import (
+    SecondStageNonMaxSuppression,
+    select_proposals,
+)
+from objdet.models.meta_arch.faster_rcnn_training import FasterRcnnLoss
+
+
+class FasterRcnnFeatureExtractor(Protocol):
+    proposal_channels: int
+    box_classifier_channels: int
+
+    def preprocess(self, images: Tensor) -> Tensor: ...
+    def extract_proposal_features(self, images: Tensor) -> Tensor: ...
+    def extract_box_classifier_features(self, crops: Tensor) -> Tensor: ...
+    def tf2_variable_map(self) -> dict[str, Target]: ...
+    def tf2_classification_map(self) -> dict[str, Target]: ...
+
+
+class FasterRCNN(nn.Module):
+    """Two-stage detector (see the module docstring). ``num_classes`` excludes background."""
+
+    # The tensors ``predict`` returns that an export serializes, in this order.
+    graph_outputs: tuple[str, ...] = (
+        "rpn_box_encodings", "rpn_objectness", "anchors", "proposal_boxes", "num_proposals",
+        "refined_box_encodings", "class_logits",
+    )
+
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        image_resizer: ImageResizer,
+        feature_extractor: nn.Module,  # a FasterRcnnFeatureExtractor
+        anchor_generator: GridAnchorGenerator,
+        proposal_head: RegionProposalHead,
+        box_predictor: MaskRcnnBoxPredictor,
+        box_coder: FasterRcnnBoxCoder,
+        first_stage_nms_score_threshold: float,
+        first_stage_nms_iou_threshold: float,
+        first_stage_max_proposals: int,
+        initial_crop_size: int,
+        maxpool_kernel_size: int,
+        maxpool_stride: int,
+        postprocessor: SecondStageNonMaxSuppression,
+        loss: FasterRcnnLoss,
+        clip_anchors_to_image: bool = False,
+    ) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.image_resizer = image_resizer
+        self.feature_extractor = feature_extractor
+        self.anchor_generator = anchor_generator
+        self.proposal_head = proposal_head
+        self.box_predictor = box_predictor
+        self.box_coder = box_coder
+        self.first_stage_nms_score_threshold = first_stage_nms_score_threshold
+        self.first_stage_nms_iou_threshold = first_stage_nms_iou_threshold
+        self.first_stage_max_proposals = first_stage_max_proposals
+        self.initial_crop_size = initial_crop_size
+        self.maxpool_kernel_size, self.maxpool_stride = maxpool_kernel_size, maxpool_stride
+        self.postprocessor = postprocessor
+        self.loss = loss
+        self.clip_anchors_to_image = clip_anchors_to_image
+
+    @property
+    def max_detections(self) -> int:
+        return self.postprocessor.max_total_detections
+
+    def resize_batch(self, images: list[Tensor]) -> ImageBatch:
+        """Images ``[3, H, W]`` in [0, 1] -> the canvas batch. The OD API resizes and pads
+        the 0..255 image before its preprocessing: its ``per_channel_pad_value`` is /255 here."""
+        pad = tuple(value / 255.0 for value in self.image_resizer.pad_value)
+        return batch_images(images, self.image_resizer, pad_value=(pad[0], pad[1], pad[2]))
+
+    def backbone(self) -> nn.Module:
+        """What a ``classification`` fine-tune checkpoint fills: the feature extractor."""
+        return self.feature_extractor
+
+    def tf2_variable_map(self) -> dict[str, Target]:
+        """The OD API's TF2 checkpoint keys -> this model's state_dict names."""
+        extractor: FasterRcnnFeatureExtractor = self.feature_extractor  # type: ignore[assignment]
+        parts: list[tuple[str, str, dict[str, Target]]] = [
+            ("model/", "feature_extractor", extractor.tf2_variable_map()),
+            ("model/", "proposal_head", self.proposal_head.tf2_variable_map()),
+            ("model/_mask_rcnn_box_predictor/", "box_predictor",
+             self.box_predictor.tf2_variable_map()),
+        ]
+        return {tf_prefix + key: Target(f"{name}.{target.name}", target.layout)
+                for tf_prefix, name, targets in parts for key, target in targets.items()}
+
+    def tf2_classification_map(self) -> dict[str, Target]:
+        """The backbone's variables as a TF2 classification checkpoint holds them
+        (``feature_extractor/...``)."""
+        extractor: FasterRcnnFeatureExtractor = self.feature_extractor  # type: ignore[assignment]
+        return {key: Target(f"feature_extractor.{target.name}", target.layout)
+                for key, target in extractor.tf2_classification_map().items()}
+
+    def forward(
+        self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None
+    ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
+        """Losses in train mode (``targets`` required), detections in eval mode."""
+        batch = self.resize_batch(images)
+        if self.training:
+            if targets is None:
+                raise ValueError("FasterRCNN in train mode needs targets; call model.eval() "
+                                 "to detect")
+            gt_boxes, gt_labels, gt_weights = self._canvas_targets(targets, batch)
+            return self.loss(self, batch, gt_boxes, gt_labels, gt_weights)
+        predictions = self.predict(batch.images, batch.resized_sizes)
+        return self.postprocess(predictions, batch.resized_sizes, batch.original_sizes)
+
+    def predict_first_stage(self, images: Tensor) -> dict[str, Tensor]:
+        """Canvas ``[B, 3, H, W]`` in [0, 1] -> ``features`` (stride 16), ``rpn_box_encodings
+        [B, A, 4]``, ``rpn_objectness [B, A, 2]`` logits and ``anchors [A, 4]`` clipped to
+        the canvas (in training without ``clip_anchors_to_image``: unclipped; the loss
+        drops those that leave the canvas)."""
+        extractor: FasterRcnnFeatureExtractor = self.feature_extractor  # type: ignore[assignment]
+        features = extractor.extract_proposal_features(extractor.preprocess(images))
+        box_encodings, objectness = self.proposal_head(features)
+        height, width = int(images.shape[2]), int(images.shape[3])
+        anchors = self.anchor_generator([(int(features.shape[2]), int(features.shape[3]))],
+                                        height, width).to(box_encodings)
+        if not self.training or self.clip_anchors_to_image:
+            # Grid anchors are centred inside the canvas, so clipping leaves each some area
+            # and the OD API's eval-time filter of empty anchors never removes one.
+            anchors = clip_boxes(anchors, (height, width))
+        return {"features": features, "rpn_box_encodings": box_encodings,
+                "rpn_objectness": objectness, "anchors": anchors}
+
+    def propose(self, first_stage: dict[str, Tensor], image_sizes: list[tuple[int, int]]
+                ) -> tuple[Tensor, Tensor]:
+        """-> proposals ``[B, max_proposals, 4]`` (zero-padded), ``num_proposals [B]``."""
+        boxes = self.box_coder.decode(first_stage["rpn_box_encodings"].detach(),
+                                      first_stage["anchors"][None])  # [B, A, 4]
+        objectness = first_stage["rpn_objectness"].detach().softmax(dim=-1)[..., 1]  # [B, A]
+        return select_proposals(boxes, objectness, image_sizes,
+                                score_threshold=self.first_stage_nms_score_threshold,
+                                iou_threshold=self.first_stage_nms_iou_threshold,
+                                max_proposals=self.first_stage_max_proposals)
+
+    def predict_second_stage(self, features: Tensor, proposals: Tensor,
+                             canvas_size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+        """Map ``[B, C, h, w]``, proposals ``[B, P, 4]`` canvas pixels ->
+        ``refined_box_encodings [B, P, C' (1 or num_classes), 4]``, ``class_logits [B, P, K+1]``."""
+        extractor: FasterRcnnFeatureExtractor = self.feature_extractor  # type: ignore[assignment]
+        height, width = canvas_size
+        normalized = proposals / proposals.new_tensor([width, height, width, height])
+        crops = crop_and_pool(features, normalized, self.initial_crop_size,
+                              self.maxpool_kernel_size, self.maxpool_stride)  # [B*P, C, k, k]
+        box_encodings, class_logits = self.box_predictor(
+            extractor.extract_box_classifier_features(crops))
+        batch, num_proposals = int(proposals.shape[0]), int(proposals.shape[1])
+        return (box_encodings.reshape(batch, num_proposals, -1, 4),
+                class_logits.reshape(batch, num_proposals, -1))
+
+    def predict(self, images: Tensor, image_sizes: list[tuple[int, int]] | None = None
+                ) -> dict[str, Tensor]:
+        """Canvas ``[B, 3, H, W]`` in [0, 1] -> the raw tensors of :attr:`graph_outputs`.
+
+        ``image_sizes``: (height, width) of each resized image on the canvas, the window
+        proposals are clipped to (default: the whole canvas, as for fixed-shape resizers).
+        ``proposal_boxes [B, P, 4]`` are canvas pixels, zero after ``num_proposals [B]``."""
+        canvas_size = (int(images.shape[2]), int(images.shape[3]))
+        sizes = image_sizes if image_sizes is not None else [canvas_size] * int(images.shape[0])
+        first_stage = self.predict_first_stage(images)
+        proposals, num_proposals = self.propose(first_stage, sizes)
+        refined, class_logits = self.predict_second_stage(first_stage["features"], proposals,
+                                                          canvas_size)
+        return {
+            "rpn_box_encodings": first_stage["rpn_box_encodings"],
+            "rpn_objectness": first_stage["rpn_objectness"],
+            "anchors": first_stage["anchors"],
+            "proposal_boxes": proposals,
+            "num_proposals": num_proposals,
+            "refined_box_encodings": refined,
+            "class_logits": class_logits,
+        }
+
+    def postprocess(
+        self,
+        predictions: dict[str, Tensor],
+        resized_sizes: list[tuple[int, int]],
+        original_sizes: list[tuple[int, int]],
+    ) -> list[dict[str, Tensor]]:
+        """Raw predictions -> per-image detections in input-image pixels."""
+        proposals = predictions["proposal_boxes"]  # [B, P, 4]
+        boxes = self.box_coder.decode(predictions["refined_box_encodings"],
+                                      proposals[:, :, None, :])  # [B, P, C', 4]
+        detections = self.postprocessor(boxes, predictions["class_logits"],
+                                        predictions["num_proposals"], resized_sizes)
+        for detection, resized, original in zip(detections, resized_sizes, original_sizes):
+            factors = detection["boxes"].new_tensor(
+                [original[1] / resized[1], original[0] / resized[0]] * 2)
+            detection["boxes"] = detection["boxes"] * factors
+        return detections
+
+    def _canvas_targets(self, targets: list[dict[str, Tensor]], batch: ImageBatch
+                        ) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+        """Per-image targets (input pixels) -> boxes in canvas pixels, labels, weights."""
+        if len(targets) != len(batch.original_sizes):
+            raise DataError(f"{len(targets)} targets for {len(batch.original_sizes)} images")
+        scales = batch.scales().flip(1).repeat(1, 2)  # [B, 4] (x, y, x, y) factors
+        boxes, labels, weights = [], [], []
+        for index, target in enumerate(targets):
+            image_boxes = torch.as_tensor(target["boxes"]).to(scales).reshape(-1, 4)
+            image_labels = torch.as_tensor(target["labels"], device=scales.device).long()
+            image_labels = image_labels.reshape(-1)
+            if image_labels.shape[0] != image_boxes.shape[0]:
+                raise DataError(f"targets[{index}]: {image_boxes.shape[0]} boxes but "
+                                f"{image_labels.shape[0]} labels")
+            if image_labels.numel() and (image_labels.min() < 1
+                                         or image_labels.max() > self.num_classes):
+                raise DataError(f"targets[{index}]: labels must be label-map ids in "
+                                f"1..{self.num_classes}, found {sorted(set(image_labels.tolist()))}")
+            image_weights = target.get("weights")
+            boxes.append(image_boxes * scales[index])
+            labels.append(image_labels)
+            weights.append(torch.ones_like(image_labels, dtype=scales.dtype)
+                           if image_weights is None
+                           else torch.as_tensor(image_weights).to(scales).reshape(-1))
+        return boxes, labels, weights
+
+
+def clip_boxes(boxes: Tensor, size: tuple[int, int]) -> Tensor:
+    """``[..., 4]`` (x1, y1, x2, y2) clipped to ``[0, width] x [0, height]``."""
+    height, width = size
+    return torch.minimum(boxes.clamp(min=0), boxes.new_tensor([width, height, width, height]))

@@ -1,0 +1,229 @@
+"""``build_faster_rcnn(config)``: the one place that turns a ``FasterRcnn`` message into a
+:class:`~objdet.models.meta_arch.faster_rcnn.FasterRCNN`. Every field is read here (or in
+:mod:`objdet.models.component_builders`) or refused with a ConfigError naming it."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from objdet.errors import ConfigError
+from objdet.models import component_builders as parts
+from objdet.models.box_coders import FasterRcnnBoxCoder
+from objdet.models.config_checks import check_fields, enum_name, which_oneof
+from objdet.models.feature_extractors.faster_rcnn_resnet_keras import (
+    FASTER_RCNN_RESNET_KERAS_DEPTHS,
+    FIRST_STAGE_FEATURES_STRIDE,
+    FasterRcnnResNetKerasFeatureExtractor,
+    build_faster_rcnn_resnet_keras,
+)
+from objdet.models.grid_anchor_generator import GridAnchorGenerator
+from objdet.models.meta_arch.faster_rcnn import FasterRCNN
+from objdet.models.meta_arch.faster_rcnn_heads import MaskRcnnBoxPredictor, RegionProposalHead
+from objdet.models.meta_arch.faster_rcnn_postprocessing import SecondStageNonMaxSuppression
+from objdet.models.meta_arch.faster_rcnn_training import FasterRcnnLoss
+from objdet.protos import (
+    anchor_generator_pb2,
+    box_predictor_pb2,
+    faster_rcnn_pb2,
+    hyperparams_pb2,
+    losses_pb2,
+    post_processing_pb2,
+)
+
+_FASTER_RCNN_FIELDS = {
+    "number_of_stages", "num_classes", "image_resizer", "feature_extractor",
+    "first_stage_anchor_generator", "first_stage_atrous_rate",
+    "first_stage_box_predictor_conv_hyperparams", "first_stage_box_predictor_kernel_size",
+    "first_stage_box_predictor_depth", "first_stage_minibatch_size",
+    "first_stage_positive_balance_fraction", "first_stage_nms_score_threshold",
+    "first_stage_nms_iou_threshold", "first_stage_max_proposals",
+    "first_stage_localization_loss_weight", "first_stage_objectness_loss_weight",
+    "initial_crop_size", "maxpool_kernel_size", "maxpool_stride", "second_stage_box_predictor",
+    "second_stage_batch_size", "second_stage_balance_fraction", "second_stage_post_processing",
+    "second_stage_localization_loss_weight", "second_stage_classification_loss_weight",
+    "second_stage_classification_loss",
+    # Mask-only settings: masks are refused (predict_instance_masks), so these change nothing.
+    "second_stage_mask_prediction_loss_weight", "resize_masks",
+    # TF execution options with the same results here: the matmul crop equals
+    # tf.image.crop_and_resize for proposals (which lie in the image); static shapes only pad
+    # tensors in training (use_static_shapes_for_eval, which changes eval, is refused);
+    # matmul gathers and the static sampler pick the same kinds of samples; partitioned NMS
+    # is the same NMS; raw detections are not produced by the model.
+    "use_matmul_crop_and_resize", "use_matmul_gather_in_matcher",
+    "use_static_balanced_label_sampler", "use_static_shapes",
+    "use_partitioned_nms_in_first_stage", "return_raw_detections_during_predict",
+    "clip_anchors_to_image",
+}
+_FEATURE_EXTRACTOR_FIELDS = {
+    "type", "first_stage_features_stride", "batch_norm_trainable",
+    # The OD API's Keras ResNet extractors do not read it (only its FPN ones pad).
+    "pad_to_multiple",
+}
+_GRID_ANCHOR_FIELDS = {"scales", "aspect_ratios", "height", "width", "height_stride",
+                       "width_stride", "height_offset", "width_offset"}
+_MASK_RCNN_BOX_PREDICTOR_FIELDS = {
+    "fc_hyperparams", "use_dropout", "dropout_keep_probability", "box_code_size",
+    "share_box_across_classes",
+    # Used by the mask head only (predict_instance_masks is refused).
+    "conv_hyperparams", "mask_prediction_conv_depth", "mask_height", "mask_width",
+    "mask_prediction_num_conv_layers", "masks_are_class_agnostic",
+    "convolve_then_upsample_masks",
+}
+_NMS_FIELDS = {"score_threshold", "iou_threshold", "max_detections_per_class",
+               "max_total_detections", "use_static_shapes", "use_partitioned_nms",
+               "change_coordinate_frame", "use_hard_nms", "use_cpu_nms"}
+
+
+def build_faster_rcnn(config: faster_rcnn_pb2.FasterRcnn, path: str = "model.faster_rcnn",
+                      *, backbone_depth_multiplier: float = 1.0) -> FasterRCNN:
+    """``FasterRcnn`` -> :class:`FasterRCNN`. ``backbone_depth_multiplier`` is not a config
+    field (the OD API always builds full-width ResNets here); tiny parity fixtures set it."""
+    check_fields(config, path, _FASTER_RCNN_FIELDS)
+    _check(config.number_of_stages == 2, path, "number_of_stages", config.number_of_stages,
+           "2 (one-stage RPN-only and three-stage models are not supported)")
+    _check(config.num_classes > 0, path, "num_classes", config.num_classes, "a positive number")
+    for name in ("initial_crop_size", "maxpool_kernel_size", "maxpool_stride",
+                 "first_stage_max_proposals", "first_stage_box_predictor_depth",
+                 "first_stage_box_predictor_kernel_size", "first_stage_atrous_rate",
+                 "first_stage_minibatch_size", "second_stage_batch_size"):
+        _check(getattr(config, name) > 0, path, name, getattr(config, name), "a positive number")
+    _check(0.0 <= config.first_stage_nms_iou_threshold <= 1.0, path,
+           "first_stage_nms_iou_threshold", config.first_stage_nms_iou_threshold, "in [0, 1]")
+    _check(config.second_stage_batch_size <= config.first_stage_max_proposals, path,
+           "second_stage_batch_size", config.second_stage_batch_size,
+           f"<= first_stage_max_proposals ({config.first_stage_max_proposals}), as the OD API")
+    extractor = _build_feature_extractor(config.feature_extractor, f"{path}.feature_extractor",
+                                         backbone_depth_multiplier)
+    anchor_generator = _build_grid_anchor_generator(
+        config.first_stage_anchor_generator, f"{path}.first_stage_anchor_generator")
+    box_coder = FasterRcnnBoxCoder(y_scale=10.0, x_scale=10.0, height_scale=5.0,
+                                   width_scale=5.0)  # the OD API's, fixed for Faster R-CNN
+    proposal_head = RegionProposalHead(
+        in_channels=extractor.proposal_channels, depth=config.first_stage_box_predictor_depth,
+        kernel_size=config.first_stage_box_predictor_kernel_size,
+        atrous_rate=config.first_stage_atrous_rate,
+        num_anchors_per_location=anchor_generator.num_anchors_per_location()[0],
+        hyperparams=parts.build_conv_hyperparams(
+            config.first_stage_box_predictor_conv_hyperparams,
+            f"{path}.first_stage_box_predictor_conv_hyperparams"))
+    return FasterRCNN(
+        num_classes=config.num_classes,
+        image_resizer=parts.build_image_resizer(config.image_resizer, f"{path}.image_resizer"),
+        feature_extractor=extractor,
+        anchor_generator=anchor_generator,
+        proposal_head=proposal_head,
+        box_predictor=_build_box_predictor(
+            config.second_stage_box_predictor, f"{path}.second_stage_box_predictor",
+            in_channels=extractor.box_classifier_channels, num_classes=config.num_classes),
+        box_coder=box_coder,
+        first_stage_nms_score_threshold=config.first_stage_nms_score_threshold,
+        first_stage_nms_iou_threshold=config.first_stage_nms_iou_threshold,
+        first_stage_max_proposals=config.first_stage_max_proposals,
+        initial_crop_size=config.initial_crop_size,
+        maxpool_kernel_size=config.maxpool_kernel_size,
+        maxpool_stride=config.maxpool_stride,
+        postprocessor=_build_postprocessor(config.second_stage_post_processing,
+                                           f"{path}.second_stage_post_processing"),
+        loss=FasterRcnnLoss(
+            num_classes=config.num_classes, box_coder=box_coder,
+            first_stage_minibatch_size=config.first_stage_minibatch_size,
+            first_stage_positive_balance_fraction=config.first_stage_positive_balance_fraction,
+            first_stage_localization_loss_weight=config.first_stage_localization_loss_weight,
+            first_stage_objectness_loss_weight=config.first_stage_objectness_loss_weight,
+            second_stage_batch_size=config.second_stage_batch_size,
+            second_stage_balance_fraction=config.second_stage_balance_fraction,
+            second_stage_localization_loss_weight=config.second_stage_localization_loss_weight,
+            second_stage_classification_loss_weight=(
+                config.second_stage_classification_loss_weight),
+            second_stage_classification_loss=_build_classification_loss(
+                config, f"{path}.second_stage_classification_loss")),
+        clip_anchors_to_image=config.clip_anchors_to_image,
+    )
+
+
+def _check(condition: bool, path: str, name: str, value: object, expected: str) -> None:
+    if not condition:
+        raise ConfigError(f"{path}.{name}: {value!r} is not supported by objdet; expected "
+                          f"{expected}")
+
+
+def _build_feature_extractor(config: faster_rcnn_pb2.FasterRcnnFeatureExtractor, path: str,
+                             depth_multiplier: float) -> FasterRcnnResNetKerasFeatureExtractor:
+    if config.type not in FASTER_RCNN_RESNET_KERAS_DEPTHS:
+        raise ConfigError(f"{path}.type: {config.type!r} is not supported by objdet; supported: "
+                          f"{', '.join(sorted(FASTER_RCNN_RESNET_KERAS_DEPTHS))}")
+    check_fields(config, path, _FEATURE_EXTRACTOR_FIELDS)
+    _check(config.first_stage_features_stride == FIRST_STAGE_FEATURES_STRIDE, path,
+           "first_stage_features_stride", config.first_stage_features_stride,
+           f"{FIRST_STAGE_FEATURES_STRIDE} (the OD API's Keras ResNet extractors allow only 16)")
+    return build_faster_rcnn_resnet_keras(
+        FASTER_RCNN_RESNET_KERAS_DEPTHS[config.type],
+        batch_norm_trainable=config.batch_norm_trainable, depth_multiplier=depth_multiplier)
+
+
+def _build_grid_anchor_generator(config: anchor_generator_pb2.AnchorGenerator, path: str
+                                 ) -> GridAnchorGenerator:
+    which_oneof(config, "anchor_generator_oneof", path, {"grid_anchor_generator"})
+    values = config.grid_anchor_generator
+    check_fields(values, f"{path}.grid_anchor_generator", _GRID_ANCHOR_FIELDS)
+    try:
+        return GridAnchorGenerator(
+            scales=list(values.scales), aspect_ratios=list(values.aspect_ratios),
+            base_anchor_size=(float(values.height), float(values.width)),
+            stride=(float(values.height_stride), float(values.width_stride)),
+            offset=(float(values.height_offset), float(values.width_offset)))
+    except ValueError as error:
+        raise ConfigError(f"{path}.grid_anchor_generator: {error}") from None
+
+
+def _build_box_predictor(config: box_predictor_pb2.BoxPredictor, path: str, *,
+                         in_channels: int, num_classes: int) -> MaskRcnnBoxPredictor:
+    which_oneof(config, "box_predictor_oneof", path, {"mask_rcnn_box_predictor"})
+    values = config.mask_rcnn_box_predictor
+    path = f"{path}.mask_rcnn_box_predictor"
+    check_fields(values, path, _MASK_RCNN_BOX_PREDICTOR_FIELDS)
+    _check(values.box_code_size == 4, path, "box_code_size", values.box_code_size,
+           "4 (faster_rcnn_box_coder codes)")
+    # The OD API's Keras dense layers take only the batch norm of fc_hyperparams (their
+    # initializer and regularizer are Keras defaults); the rest is checked, not used.
+    fc_hyperparams = parts.build_conv_hyperparams(_as_conv(values.fc_hyperparams),
+                                                  f"{path}.fc_hyperparams")
+    return MaskRcnnBoxPredictor(
+        in_channels=in_channels, num_classes=num_classes,
+        share_box_across_classes=values.share_box_across_classes,
+        use_dropout=values.use_dropout,
+        dropout_keep_probability=values.dropout_keep_probability,
+        fc_batch_norm=fc_hyperparams.batch_norm)
+
+
+def _as_conv(hyperparams: hyperparams_pb2.Hyperparams) -> hyperparams_pb2.Hyperparams:
+    """``fc_hyperparams`` (op: FC) checked by the conv hyperparams builder as op: CONV."""
+    copy = hyperparams_pb2.Hyperparams()
+    copy.CopyFrom(hyperparams)
+    copy.op = hyperparams_pb2.Hyperparams.CONV
+    return copy
+
+
+def _build_postprocessor(config: post_processing_pb2.PostProcessing, path: str
+                         ) -> SecondStageNonMaxSuppression:
+    check_fields(config, path, {"batch_non_max_suppression", "score_converter", "logit_scale"})
+    values = config.batch_non_max_suppression
+    check_fields(values, f"{path}.batch_non_max_suppression", _NMS_FIELDS)
+    try:
+        return SecondStageNonMaxSuppression(
+            score_threshold=values.score_threshold, iou_threshold=values.iou_threshold,
+            max_detections_per_class=values.max_detections_per_class,
+            max_total_detections=values.max_total_detections,
+            score_converter=enum_name(config, "score_converter"),
+            logit_scale=config.logit_scale)
+    except ValueError as error:
+        raise ConfigError(f"{path}.batch_non_max_suppression: {error}") from None
+
+
+def _build_classification_loss(config: faster_rcnn_pb2.FasterRcnn, path: str) -> nn.Module:
+    """``second_stage_classification_loss``; unset means weighted_softmax, as the OD API."""
+    loss = config.second_stage_classification_loss
+    if not config.HasField("second_stage_classification_loss"):
+        loss = losses_pb2.ClassificationLoss()
+        loss.weighted_softmax.SetInParent()
+    return parts.build_classification_loss(loss, path)
