@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import infer_inputs
 import numpy as np
 import pytest
+from infer_inputs import filename
 from tiny_detector import TinyTraining, example_bytes, sample_image
 
 from objdet.cli.main import main
@@ -13,6 +15,7 @@ from objdet.data.example import DETECTION_KEYS, decode_example
 from objdet.data.tfrecord import TFRecordWriter, read_records
 from objdet.errors import DataError
 from objdet.evaluation.offline import run_offline_evaluation, skip_reason
+from objdet.inference.inputs import pixels_from_example
 from objdet.inference.predictor import Predictor
 from objdet.inference.tfrecords import infer_detections
 from objdet.protos import example_pb2
@@ -48,6 +51,69 @@ def test_records_get_the_predictor_detections_and_keep_ground_truth(
         assert output.boxes.tolist() == original.boxes.tolist()  # ground truth kept
         assert output.label_texts == ["raccoon"] and output.filename == original.filename
     assert report.detections == sum(len(o.detection_scores) for o in outputs)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [  # no partial file or sidecar left
+        "input-00000-of-00002", "input-00001-of-00002", "out.record"]
+
+
+@pytest.mark.parametrize("discard_image_pixels", [False, True])
+def test_cli_keeps_every_feature_and_adds_the_predictor_detections(
+    exported_image_tensor: Path, predictor: Predictor, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str], discard_image_pixels: bool,
+) -> None:
+    """The default runtime (ONNX Runtime, batches of 8 with size changes inside) against the
+    torch Predictor, per image, within 1e-4; every input feature byte-identical."""
+    inputs = infer_inputs.write_inputs(tmp_path, counts=(6, 5))
+    output = tmp_path / "out.record"
+    assert main(["infer-detections", "--input_tfrecord_paths", f"{tmp_path / 'input'}@2",
+                 "--output_tfrecord_path", str(output), "--model", str(exported_image_tensor),
+                 *(["--discard_image_pixels"] if discard_image_pixels else [])]) == 0
+    summary = capsys.readouterr().out
+    originals, outputs = infer_inputs.examples(inputs), infer_inputs.examples(output)
+    assert len(outputs) == len(originals) == 11
+    detections_total = 0
+    for original, written in zip(originals, outputs):
+        kept = infer_inputs.input_features(original)
+        if discard_image_pixels:
+            kept.pop("image/encoded")
+        assert infer_inputs.input_features(written) == kept
+        features = written.features.feature
+        pixels = pixels_from_example(original)
+        expected = predictor.predict_pixels(pixels)
+        assert len(expected) > 0
+        boxes = np.stack([features[key].float_list.value for key in DETECTION_KEYS[:4]], axis=1)
+        np.testing.assert_allclose(boxes, expected.normalized_boxes(), atol=1e-4)
+        np.testing.assert_allclose(features["image/detection/score"].float_list.value,
+                                   expected.scores, atol=1e-4)
+        assert list(features["image/detection/label"].int64_list.value) == expected.labels.tolist()
+        detections_total += len(expected)
+    assert summary.startswith(f"11 records, {detections_total} detections, ")
+
+
+def test_batch_size_1_and_8_and_both_runtimes_write_the_same_records(
+    exported_image_tensor: Path, tmp_path: Path
+) -> None:
+    """ONNX Runtime batches of 1 and of 8 (size changes inside) and the torch runtime (one
+    image at a time): the same records, detections within 1e-5 (ONNX batch sizes) and 1e-4
+    (torch vs ONNX)."""
+    inputs = infer_inputs.write_inputs(tmp_path, counts=(24,))
+    written = {}
+    for runtime, batch_size in (("onnxruntime", 1), ("onnxruntime", 8), ("torch", 8)):
+        output = tmp_path / f"{runtime}{batch_size}.record"
+        assert main(["infer-detections", "--input_tfrecord_paths", str(inputs[0]),
+                     "--output_tfrecord_path", str(output), "--model", str(exported_image_tensor),
+                     "--runtime", runtime, "--batch_size", str(batch_size)]) == 0
+        written[runtime, batch_size] = infer_inputs.examples(output)
+    for other, tolerance in ((("onnxruntime", 8), 1e-5), (("torch", 8), 1e-4)):
+        assert len(written[other]) == len(written["onnxruntime", 1]) == 24
+        for one, eight in zip(written["onnxruntime", 1], written[other]):
+            assert filename(one) == filename(eight)
+            assert infer_inputs.input_features(one) == infer_inputs.input_features(eight)
+            for key in DETECTION_KEYS:
+                values = [np.asarray(example.features.feature[key].float_list.value
+                                     or example.features.feature[key].int64_list.value)
+                          for example in (one, eight)]
+                assert values[0].shape == values[1].shape and values[0].size > 0
+                np.testing.assert_allclose(values[0], values[1], atol=tolerance, err_msg=key)
 
 
 def test_cli_writes_shards_without_pixels(

@@ -7,77 +7,152 @@ predictor's detections (no score threshold), replacing detections already there.
 with no detections gets all six lists present and empty: offline evaluation (as the OD
 API's) counts its ground truth as missed, where absent lists would skip the record. With
 ``discard_image_pixels`` ``image/encoded`` is removed (the evaluation tools need only the
-boxes). Output files are written atomically; ``OUT@N`` writes N shards (record i -> shard
-i % N, TensorFlow's ``OUT-0000k-of-0000N`` names), ``OUT`` one file.
+boxes). Records are written in input order.
+
+Scale:
+
+* batching: with an ``OnnxPredictor`` up to ``batch_size`` consecutive images of one size go
+  through one ``predict_batch`` call; other predictors take one image at a time
+  (``objdet.inference.record_batches``).
+* shards: ``shard``/``num_shards`` split the records over processes and ``OUT@N`` over
+  files (``objdet.inference.sharding``); n shard runs write the records of one ``OUT@n``
+  run, in the same files.
+* resume: with a ``resume_key`` the output is committed after the first batch that ends
+  ``commit_every`` or more records after the last commit. A run killed at any point
+  (SIGKILL included) and restarted with the same arguments continues from its last commit
+  (``objdet.inference.resumable_output``) and, resuming at a batch boundary, batches the
+  rest as the uninterrupted run did: it writes the same files byte for byte. The key should
+  identify the model; the inputs (path, size, mtime), outputs, shard and flags are added.
+
+Input framing is checked before the first image is inferred (a header pass over every
+file); a record that is not a tf.Example or whose image does not decode raises ``DataError``
+naming it (``file#index (offset N)``), and the partial output is removed.
 """
 
 from __future__ import annotations
 
 import os
-import re
+import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from objdet.data.example import DETECTION_KEYS
-from objdet.data.tfrecord import PathSpec, read_records_with_source, write_sharded
-from objdet.inference.inputs import parse_example, pixels_from_example
-from objdet.inference.predictor import Predictor
+from objdet.data.tfrecord import PathSpec
+from objdet.data.tfrecord_index import IndexedTFRecords
+from objdet.errors import ConfigError, DataError
+from objdet.inference.predictor import OnnxPredictor, Predictor
+from objdet.inference.record_batches import DecodedRecord, decoded_batches
+from objdet.inference.resumable_output import ResumableRecordWriter
+from objdet.inference.sharding import Shard, output_paths, progress_path, split_output_spec
 from objdet.protos import example_pb2
 from objdet.structures.detections import Detections
 
-_OUTPUT_SHARDS = re.compile(r"^(?P<base>.+)@(?P<count>\d+)$")
+__all__ = ["InferenceReport", "add_detections", "infer_detections", "split_output_spec"]
+
+# Test hook: SIGKILL this process right after it wrote this many records (flushed, not
+# committed), as a crash at an arbitrary moment would; tests check the restart.
+KILL_AFTER_ENV = "OBJDET_INFER_DETECTIONS_KILL_AFTER"
+
+WHOLE_RUN = Shard()  # one process handles every record
+Progress = Callable[[int, int], None]  # (records done, records of this shard) after each batch
 
 
 @dataclass
 class InferenceReport:
-    records: int = 0
+    records: int = 0  # records in the output, resumed ones included
     detections: int = 0
-    seconds: float = 0.0
+    resumed_records: int = 0  # records taken over from an interrupted run
+    seconds: float = 0.0  # time of this run
     output_paths: list[str] = field(default_factory=list)
+    restart_reason: str | None = None  # why an earlier run's progress was not used
+
+    @property
+    def images_per_second(self) -> float:
+        inferred = self.records - self.resumed_records
+        return inferred / self.seconds if self.seconds > 0 else 0.0
 
 
 def infer_detections(
     input_paths: PathSpec, output_path: str | os.PathLike[str], predictor: Predictor,
-    *, discard_image_pixels: bool = False,
-    progress: Callable[[int], None] | None = None,
+    *, discard_image_pixels: bool = False, batch_size: int = 1, shard: Shard = WHOLE_RUN,
+    resume_key: str | None = None, commit_every: int = 1000,
+    progress: Progress | None = None,
 ) -> InferenceReport:
-    """Run ``predictor`` on every tf.Example of ``input_paths`` and write them to
-    ``output_path`` (``OUT`` or ``OUT@N``) with detections added; see the module docstring.
-
-    A record that is not a tf.Example or whose image does not decode raises ``DataError``
-    naming it (file, index, offset); nothing is written then.
-    """
-    base, num_shards = split_output_spec(os.fspath(output_path))
-    report = InferenceReport()
+    """Run ``predictor`` on the tf.Examples of ``input_paths`` that ``shard`` selects and
+    write them with detections added to ``output_path`` (``OUT`` or ``OUT@N``; a shard of
+    several writes ``OUT-0000i-of-0000n``). See the module docstring."""
+    if batch_size < 1 or commit_every < 1:
+        raise ConfigError(
+            f"batch_size and commit_every must be >= 1, got {batch_size}, {commit_every}")
     started = time.perf_counter()
-
-    def annotated_records() -> Iterator[bytes]:
-        for source, data in read_records_with_source(input_paths):
-            example = parse_example(data, source)
-            detections = predictor.predict_pixels(pixels_from_example(example, source))
-            add_detections(example, detections)
-            if discard_image_pixels:
-                del example.features.feature["image/encoded"]
-            report.records += 1
-            report.detections += len(detections)
-            if progress is not None:
-                progress(report.records)
-            yield example.SerializeToString()
-
-    report.output_paths = write_sharded(annotated_records(), base, num_shards)
+    output_spec = os.fspath(output_path)
+    records = IndexedTFRecords(input_paths)  # every header read: bad framing fails here
+    indices = shard.record_indices(len(records))
+    paths = output_paths(output_spec, shard)
+    key = (None if resume_key is None
+           else _run_key(records, paths, shard, discard_image_pixels, resume_key))
+    report = InferenceReport()
+    kill_after = int(os.environ.get(KILL_AFTER_ENV, "0") or 0)
+    with records, ResumableRecordWriter(paths, progress_path(output_spec, paths), key) as writer:
+        resumed = writer.open()
+        counters = resumed.counters or {}
+        report.records = report.resumed_records = resumed.records
+        report.detections = counters.get("detections", 0)
+        report.restart_reason = resumed.restart_reason
+        committed = resumed.records
+        try:
+            for batch in decoded_batches(records, indices[resumed.records:], batch_size):
+                for item, detections in zip(batch, _predict(predictor, batch)):
+                    writer.write(_annotated(item.example, detections, discard_image_pixels))
+                    report.records += 1
+                    report.detections += len(detections)
+                    if report.records - report.resumed_records == kill_after:
+                        writer.flush()
+                        os.kill(os.getpid(), signal.SIGKILL)
+                if report.records - committed >= commit_every:  # at a batch boundary: a
+                    writer.commit({"detections": report.detections})  # resumed run batches alike
+                    committed = report.records
+                if progress is not None:
+                    progress(report.records, len(indices))
+        except DataError:
+            writer.abandon()  # the input must change before a rerun, and then nothing resumes
+            raise
+        report.output_paths = writer.finish()
     report.seconds = time.perf_counter() - started
     return report
 
 
-def split_output_spec(output_path: str) -> tuple[str, int]:
-    """``OUT@N`` -> (``OUT``, N); ``OUT`` -> (``OUT``, 1)."""
-    match = _OUTPUT_SHARDS.match(output_path)
-    if match is None:
-        return output_path, 1
-    return match["base"], int(match["count"])
+def _predict(predictor: Predictor, batch: list[DecodedRecord]) -> list[Detections]:
+    if isinstance(predictor, OnnxPredictor) and len(batch) > 1:
+        pixels = np.stack([item.pixels.permute(1, 2, 0).numpy() for item in batch])  # [B, H, W, 3]
+        return predictor.predict_batch(pixels)
+    return [predictor.predict_pixels(item.pixels) for item in batch]
+
+
+def _annotated(
+    example: example_pb2.Example, detections: Detections, discard_image_pixels: bool,
+) -> bytes:
+    add_detections(example, detections)
+    if discard_image_pixels:
+        del example.features.feature["image/encoded"]
+    # Sorted map keys: Python's per-process string hashing would order them differently in
+    # a restarted (or another shard's) process, and resumed files must match byte for byte.
+    return example.SerializeToString(deterministic=True)
+
+
+def _run_key(
+    records: IndexedTFRecords, paths: list[str], shard: Shard, discard_image_pixels: bool,
+    resume_key: str,
+) -> dict[str, object]:
+    """What a resumed run must share with the interrupted one (else it starts over)."""
+    inputs = [[os.path.abspath(index.path), index.file_size, index.mtime_ns]
+              for index in records.indexes]
+    return {"inputs": inputs, "outputs": [os.path.abspath(path) for path in paths],
+            "shard": [shard.index, shard.count], "discard_image_pixels": discard_image_pixels,
+            "model": resume_key}
 
 
 def add_detections(example: example_pb2.Example, detections: Detections) -> None:
