@@ -1,0 +1,259 @@
+"""``ModelManager``: which versions of which models serve, kept in step with the disk.
+
+Every ``poll_seconds`` each model's ``base_path`` is listed: numeric subdirectories are
+versions (others are ignored). The version policy picks the versions to serve among those
+that have not failed; a new one is loaded, warmed up and verified (``load_servable``) while
+the current ones keep serving, and only then swapped in and the versions no longer wanted
+unloaded (references dropped, garbage collected). A version that fails to load is recorded
+with its error (``END`` with error_code/error_message in the status) and is not retried
+until its files change (a copy that was still in progress), so a half-written or broken
+version never serves and never displaces a working one.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from objdet.errors import ObjdetError
+from objdet.serving.batching import Batcher
+from objdet.serving.errors import Code, invalid_argument, not_found, unavailable
+from objdet.serving.model_config import BatchingOptions, ModelConfig, versions_to_serve
+from objdet.serving.servable import Servable, load_servable
+from objdet.structures.detections import Detections
+
+logger = logging.getLogger(__name__)
+
+Fingerprint = tuple[tuple[str, int, int], ...]  # (file, size, mtime_ns) of a version directory
+
+
+@dataclass
+class VersionStatus:
+    """A version's state as ``GetModelStatus`` reports it (state names of ModelVersionStatus)."""
+
+    version: int
+    state: str = "START"  # START, LOADING, AVAILABLE, UNLOADING, END
+    error_code: int = Code.OK
+    error_message: str = ""
+    fingerprint: Fingerprint = ()
+
+
+@dataclass
+class LoadedVersion:
+    servable: Servable
+    batcher: Batcher | None
+
+    def predict(self, images: list) -> list[Detections]:  # type: ignore[type-arg]
+        return self.batcher.predict(images) if self.batcher else self.servable.predict(images)
+
+    def unload(self) -> None:
+        """Finish the queued batches; the caller drops its reference and collects garbage
+        (requests still holding this version finish with it: see ``Servable``)."""
+        if self.batcher is not None:
+            self.batcher.close()
+
+
+@dataclass
+class _Model:
+    config: ModelConfig
+    loaded: dict[int, LoadedVersion] = field(default_factory=dict)
+    statuses: dict[int, VersionStatus] = field(default_factory=dict)
+
+
+class ModelManager:
+    """The served models; ``resolve`` picks the version a request is for."""
+
+    def __init__(self, configs: list[ModelConfig], *, poll_seconds: float = 1.0,
+                 batching: BatchingOptions | None = None,
+                 loader: Callable[[Path, int], Servable] = load_servable,
+                 on_batch: Callable[[str, int], None] | None = None) -> None:
+        """``on_batch(model name, images)`` is called after each batched model call."""
+        self._models = {config.name: _Model(config) for config in configs}
+        self.poll_seconds = poll_seconds
+        self.batching = batching
+        self._loader = loader
+        self._on_batch = on_batch
+        self._lock = threading.Lock()  # guards _Model.loaded swaps (reads copy under it)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- requests ------------------------------------------------------------------------
+    def model_names(self) -> list[str]:
+        return list(self._models)
+
+    def resolve(self, name: str, version: int | None = None, label: str | None = None,
+                ) -> LoadedVersion:
+        """The loaded version a request names (the highest when neither version nor label
+        is given); NOT_FOUND / UNAVAILABLE ``ServingError`` otherwise."""
+        model = self._model(name)
+        version = _labelled_version(model, version, label)
+        with self._lock:
+            loaded = dict(model.loaded)
+        if version is None:
+            if not loaded:
+                raise unavailable(f"Servable not found for request: Latest({name}): "
+                                  "no version of the model is available yet")
+            return loaded[max(loaded)]
+        if version not in loaded:
+            raise not_found(f"Servable not found for request: Specific({name}, {version})")
+        return loaded[version]
+
+    def statuses(self, name: str, version: int | None = None, label: str | None = None,
+                 ) -> list[VersionStatus]:
+        """Every known version's status (or the one version/label asked for), by version."""
+        model = self._model(name)
+        version = _labelled_version(model, version, label)
+        with self._lock:
+            statuses = [VersionStatus(**vars(status)) for status in model.statuses.values()]
+        if version is not None:
+            statuses = [status for status in statuses if status.version == version]
+            if not statuses:
+                raise not_found(f"Could not find version {version} of model {name}")
+        elif not statuses:
+            raise not_found(f"Could not find any versions of model {name}")
+        return sorted(statuses, key=lambda status: -status.version)
+
+    def ready(self) -> bool:
+        """Whether every model has a version serving."""
+        with self._lock:
+            return all(model.loaded for model in self._models.values())
+
+    def _model(self, name: str) -> _Model:
+        if not name:
+            raise invalid_argument("Missing model name in request")
+        model = self._models.get(name)
+        if model is None:
+            raise not_found(f"Servable not found for request: Latest({name})")
+        return model
+
+    # -- polling -------------------------------------------------------------------------
+    def start(self) -> None:
+        """Load what is on disk now (returns when done), then poll in a daemon thread."""
+        self.poll_once()
+        self._thread = threading.Thread(target=self._poll_loop, name="version-poller", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop polling and unload every version (queued batches finish first)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        for model in self._models.values():
+            with self._lock:
+                loaded, model.loaded = model.loaded, {}
+            for version in loaded.values():
+                version.unload()
+        release_memory()
+
+    def _poll_loop(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            try:
+                self.poll_once()
+            except Exception:
+                logger.exception("version poll failed")
+
+    def poll_once(self) -> None:
+        for model in self._models.values():
+            self._poll_model(model)
+
+    def _poll_model(self, model: _Model) -> None:
+        base = Path(model.config.base_path)
+        on_disk = _version_directories(base)
+        candidates = []
+        for version, directory in on_disk.items():
+            status = model.statuses.get(version)
+            failed = status is not None and status.error_code != Code.OK
+            if failed and status is not None and status.fingerprint == _fingerprint(directory):
+                continue  # the same broken files: not retried
+            candidates.append(version)
+        wanted = set(versions_to_serve(model.config.model_version_policy, candidates))
+        for version in sorted(wanted - set(model.loaded)):
+            self._load(model, version, on_disk[version])
+        with self._lock:
+            serving = set(model.loaded)
+        keep = wanted & serving
+        if not keep:  # nothing wanted could load (or was deleted): what serves goes on serving
+            return
+        for version in sorted(serving - keep):
+            self._unload(model, version)
+
+    def _load(self, model: _Model, version: int, directory: Path) -> None:
+        fingerprint = _fingerprint(directory)
+        status = VersionStatus(version, "LOADING", fingerprint=fingerprint)
+        with self._lock:
+            model.statuses[version] = status
+        try:
+            servable = self._loader(directory, version)
+        except (ObjdetError, OSError, RuntimeError, ValueError) as error:
+            message = str(error).splitlines()[0] if str(error) else type(error).__name__
+            logger.error("%s version %d failed to load: %s", model.config.name, version, message)
+            with self._lock:
+                model.statuses[version] = VersionStatus(version, "END", Code.UNKNOWN, message,
+                                                        fingerprint)
+            return
+        batcher = None
+        if self.batching is not None and servable.batched:
+            on_batch = self._on_batch
+            name = model.config.name
+            batcher = Batcher(servable, self.batching,
+                              None if on_batch is None else lambda images: on_batch(name, images))
+        with self._lock:
+            model.loaded[version] = LoadedVersion(servable, batcher)
+            model.statuses[version] = VersionStatus(version, "AVAILABLE", fingerprint=fingerprint)
+        logger.info("%s version %d is serving (%s)", model.config.name, version, directory)
+
+    def _unload(self, model: _Model, version: int) -> None:
+        with self._lock:
+            loaded = model.loaded.pop(version)
+            model.statuses[version] = VersionStatus(version, "UNLOADING")
+        loaded.unload()
+        del loaded
+        release_memory()
+        with self._lock:
+            model.statuses[version] = VersionStatus(version, "END")
+        logger.info("%s version %d unloaded", model.config.name, version)
+
+
+def _labelled_version(model: _Model, version: int | None, label: str | None) -> int | None:
+    """The version a request's label stands for (``version`` when it names none)."""
+    if label is None:
+        return version
+    labels = dict(model.config.version_labels)
+    if label not in labels:
+        raise not_found(f"Unrecognized servable version label: {label}")
+    return int(labels[label])
+
+
+def release_memory() -> None:
+    """Collect the unloaded model now (not at some later GC) and hand glibc's freed heap back
+    to the system, so the process's memory falls after an unload instead of staying high."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the memory is reused, not returned
+        pass
+
+
+def _version_directories(base: Path) -> dict[int, Path]:
+    """Numeric subdirectories of ``base`` (hidden temporaries and other names ignored)."""
+    try:
+        entries = list(os.scandir(base))
+    except OSError:
+        return {}
+    return {int(entry.name): Path(entry.path) for entry in entries
+            if entry.name.isdigit() and entry.is_dir()}
+
+
+def _fingerprint(directory: Path) -> Fingerprint:
+    try:
+        entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
+        return tuple((entry.name, entry.stat().st_size, entry.stat().st_mtime_ns)
+                     for entry in entries if entry.is_file())
+    except OSError:
+        return ()

@@ -1,0 +1,127 @@
+"""Which models to serve: ``--model_name/--model_base_path`` or a ``--model_config_file``.
+
+The config file is TF Serving's ``ModelServerConfig`` in protobuf text format::
+
+    model_config_list {
+      config {
+        name: "detector"
+        base_path: "/models/detector"
+        model_platform: "tensorflow"
+        model_version_policy { latest { num_versions: 2 } }   # or all {} / specific { versions: 1 }
+        version_labels { key: "stable" value: 1 }
+      }
+    }
+
+and ``--batching_parameters_file`` is TF Serving's ``BatchingParameters`` text format
+(``max_batch_size { value: 8 }``, ``batch_timeout_micros``, ``num_batch_threads``,
+``max_enqueued_batches``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from google.protobuf import text_format
+
+from objdet.errors import ConfigError
+from objdet.serving.protos import model_server_config_pb2 as config_pb2
+
+ModelConfig = config_pb2.ModelConfig
+VersionPolicy = config_pb2.FileSystemStoragePathSourceConfig.ServableVersionPolicy
+
+
+def single_model_config(name: str, base_path: str | os.PathLike[str]) -> ModelConfig:
+    """The config of ``--model_name NAME --model_base_path DIR`` (latest version only)."""
+    if not name:
+        raise ConfigError("--model_name: must not be empty")
+    return ModelConfig(name=name, base_path=os.fspath(Path(base_path).absolute()),
+                       model_platform="tensorflow")
+
+
+def read_model_config_file(path: str | os.PathLike[str]) -> list[ModelConfig]:
+    """The models of a ``ModelServerConfig`` text file; ``ConfigError`` naming the file and
+    field when it does not parse or a model lacks a name/base_path or repeats a name."""
+    message = config_pb2.ModelServerConfig()
+    _parse_text(path, message)
+    if message.WhichOneof("config") != "model_config_list":
+        raise ConfigError(f"{path}: expected model_config_list {{ config {{ ... }} }}")
+    names: set[str] = set()
+    configs = []
+    for index, model in enumerate(message.model_config_list.config):
+        where = f"{path}: model_config_list.config[{index}]"
+        if not model.name or not model.base_path:
+            raise ConfigError(f"{where}: name and base_path are required")
+        if model.name in names:
+            raise ConfigError(f"{where}: model name {model.name!r} appears twice")
+        if model.model_platform not in ("", "tensorflow", "objdet"):
+            raise ConfigError(f"{where}.model_platform: {model.model_platform!r} is not served; "
+                              "expected tensorflow (an objdet export)")
+        base = Path(model.base_path)
+        if not base.is_absolute():  # TF Serving reads relative paths from its working dir
+            model.base_path = os.fspath(base.absolute())
+        names.add(model.name)
+        configs.append(model)
+    if not configs:
+        raise ConfigError(f"{path}: model_config_list has no config")
+    return configs
+
+
+def versions_to_serve(policy: VersionPolicy, available: list[int]) -> list[int]:
+    """The versions a ``model_version_policy`` wants among ``available`` (sorted ascending);
+    no policy means ``latest { num_versions: 1 }``, as in TF Serving."""
+    available = sorted(set(available))
+    choice = policy.WhichOneof("policy_choice")
+    if choice == "all":
+        return available
+    if choice == "specific":
+        wanted = set(policy.specific.versions)
+        return [version for version in available if version in wanted]
+    count = max(1, policy.latest.num_versions) if choice == "latest" else 1
+    return available[-count:]
+
+
+@dataclass(frozen=True)
+class BatchingOptions:
+    """``--batching_parameters_file``, with TF Serving's defaults for unset fields."""
+
+    max_batch_size: int = 32
+    batch_timeout_micros: int = 1000
+    # TF Serving's default: one per core. On a CPU a batch of 8 runs about as long as 8
+    # single images (measured in benchmarks/serve_load.py), so concurrent batches matter.
+    num_batch_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+    max_enqueued_batches: int = 100
+
+
+def read_batching_parameters(path: str | os.PathLike[str] | None) -> BatchingOptions:
+    """``BatchingOptions`` from a ``BatchingParameters`` text file (defaults without one)."""
+    if path is None:
+        return BatchingOptions()
+    message = config_pb2.BatchingParameters()
+    _parse_text(path, message)
+    defaults = BatchingOptions()
+    values = {}
+    for name in ("max_batch_size", "batch_timeout_micros", "num_batch_threads",
+                  "max_enqueued_batches"):
+        value = getattr(message, name).value if message.HasField(name) else getattr(defaults, name)
+        minimum = 0 if name == "batch_timeout_micros" else 1
+        if value < minimum:
+            raise ConfigError(f"{path}: {name}: must be >= {minimum}, got {value}")
+        values[name] = int(value)
+    if message.allowed_batch_sizes or message.HasField("thread_pool_name"):
+        raise ConfigError(f"{path}: allowed_batch_sizes and thread_pool_name are not supported; "
+                          "supported: max_batch_size, batch_timeout_micros, num_batch_threads, "
+                          "max_enqueued_batches")
+    return BatchingOptions(**values)
+
+
+def _parse_text(path: str | os.PathLike[str], message: object) -> None:
+    try:
+        text = Path(path).read_text()
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read: {error.strerror}") from None
+    try:
+        text_format.Parse(text, message)  # type: ignore[arg-type]
+    except text_format.ParseError as error:
+        raise ConfigError(f"{path}:{error}") from None

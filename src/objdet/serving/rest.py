@@ -1,0 +1,131 @@
+"""The REST front end (TF Serving's REST API, https://www.tensorflow.org/tfx/serving/api_rest).
+
+    GET  /v1/models/{name}[/versions/{v}|/labels/{l}]            model status
+    GET  /v1/models/{name}[/versions/{v}|/labels/{l}]/metadata   signature_def
+    POST /v1/models/{name}[/versions/{v}|/labels/{l}]:predict    predict
+    GET  /monitoring/prometheus/metrics                          Prometheus metrics
+    GET  /v1/ready (200 once every model has a version serving, else 503), /v1/health
+
+Errors are ``{"error": "<message>"}`` with TF Serving's HTTP status for the error code. A
+body over ``max_request_bytes`` is refused with 413 before it is read whole.
+"""
+
+from __future__ import annotations
+
+import re
+
+import orjson
+import torch
+from fastapi import FastAPI, Request, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from objdet.serving.errors import Code, ServingError, invalid_argument
+from objdet.serving.messages import metadata_json, to_json
+from objdet.serving.rest_codec import RestPredictRequest, parse_predict_request, predict_response
+from objdet.serving.servable import SignatureInfo
+from objdet.serving.service import ServingCore, Target
+
+# TF Serving's own URL pattern (http_rest_api_handler.cc).
+_MODEL_URL = re.compile(
+    r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
+    r"(?:(?P<metadata>/metadata)|:(?P<method>[a-z]+))?$")
+JSON = "application/json"
+
+
+def build_app(core: ServingCore, max_request_bytes: int) -> FastAPI:
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> Response:
+        message = f"Malformed request: {request.method} {request.url.path}"
+        return _error(ServingError(Code.NOT_FOUND, message), error.status_code)
+
+    @app.get("/monitoring/prometheus/metrics")
+    async def metrics() -> Response:
+        return Response(core.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/v1/health")
+    async def health() -> Response:
+        return Response(b'{"status": "alive"}', media_type=JSON)
+
+    @app.get("/v1/ready")
+    async def ready() -> Response:
+        if core.manager.ready() and not core.draining:
+            return Response(b'{"ready": true}', media_type=JSON)
+        return _error(ServingError(Code.UNAVAILABLE, "not ready: a model has no version serving yet, or the "
+                                       "server is shutting down"), 503)
+
+    @app.api_route("/v1/models/{path:path}", methods=["GET", "POST"])
+    async def models(request: Request) -> Response:
+        try:
+            return await _handle(core, request, max_request_bytes)
+        except ServingError as error:
+            return _error(error)
+
+    return app
+
+
+async def _handle(core: ServingCore, request: Request, max_request_bytes: int) -> Response:
+    match = _MODEL_URL.match(request.url.path)
+    if match is None:
+        raise ServingError(Code.NOT_FOUND, f"Malformed request: {request.method} {request.url.path}")
+    version = int(match["version"]) if match["version"] else None
+    target = Target(match["name"], version, match["label"])
+    if request.method == "GET":
+        if match["method"]:
+            raise ServingError(Code.NOT_FOUND, f"Malformed request: GET {request.url.path}")
+        if match["metadata"]:
+            response = await run_in_threadpool(core.metadata, target, "REST")
+            return _json(metadata_json(response))
+        status = await run_in_threadpool(core.status, target, "REST")
+        return _json(to_json(status))
+    if match["metadata"] or match["method"] is None:
+        raise ServingError(Code.NOT_FOUND, f"Malformed request: POST {request.url.path}")
+    if match["method"] != "predict":
+        raise ServingError(Code.UNIMPLEMENTED if match["method"] in ("classify", "regress")
+                           else Code.NOT_FOUND,
+                           f"{match['method']} is not served: objdet serves detectors (predict)")
+    body = await _read_body(request, max_request_bytes)
+
+    def run() -> bytes:
+        parsed: list[RestPredictRequest] = []
+
+        def decode(signature: SignatureInfo) -> list[torch.Tensor]:
+            parsed.append(parse_predict_request(body, signature.input_type))
+            return parsed[0].images
+
+        prediction = core.predict(target, decode, "REST")
+        return predict_response(prediction.outputs, parsed[0].row_format)
+
+    return Response(await run_in_threadpool(run), media_type=JSON)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with RESOURCE_EXHAUSTED/413 as soon as it is known to exceed ``limit``."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(int(declared), limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(size, limit)
+        chunks.append(chunk)
+    if size == 0:
+        raise invalid_argument("JSON Parse error: The document is empty.")
+    return b"".join(chunks)
+
+
+def _too_large(size: int, limit: int) -> ServingError:
+    return ServingError(Code.RESOURCE_EXHAUSTED,
+                        f"Request body of {size} bytes exceeds --max_request_bytes {limit}", 413)
+
+
+def _error(error: ServingError, status: int | None = None) -> Response:
+    status = status or error.http_status
+    return Response(orjson.dumps({"error": error.message}), status_code=status, media_type=JSON)
+
+
+def _json(content: object) -> Response:
+    return Response(orjson.dumps(content, option=orjson.OPT_INDENT_2), media_type=JSON)

@@ -1,0 +1,95 @@
+"""Fixtures of the serving tests: a model base path of real exports and one shared server.
+
+The shared server serves two models from a --model_config_file: ``detector`` (the tiny
+model exported with encoded_image_string_tensor, with model.onnx: served by ONNX Runtime;
+version 1, plus a non-numeric folder that must be ignored) and ``pixels`` (image_tensor
+exported without ONNX: served by the torch program; versions 1 and 2 under the ``all``
+policy, labels stable -> 1 and canary -> 2).
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from server_process import ServerProcess
+
+RACCOON_IMAGES = Path(__file__).resolve().parents[2] / "datasets" / "raccoon" / "images"
+MAX_REQUEST_BYTES = 2_000_000
+
+
+def jpeg_bytes(name: str) -> bytes:
+    return (RACCOON_IMAGES / name).read_bytes()
+
+
+def png_of(data: bytes, size: tuple[int, int] | None = None) -> bytes:
+    image = Image.open(io.BytesIO(data)).convert("RGB")
+    if size is not None:
+        image = image.resize(size)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def pixels_of(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+@pytest.fixture(scope="session")
+def pixels_export(tiny_training, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
+    """The tiny model exported with input_type image_tensor and no model.onnx."""
+    from objdet.export.exporter import export_inference_graph
+
+    output = tmp_path_factory.mktemp("pixels_export") / "exported"
+    export_inference_graph(pipeline_config_path=tiny_training.config_path,
+                           trained_checkpoint_dir=tiny_training.checkpoint_dir,
+                           output_directory=output, input_type="image_tensor", formats=["pt2"])
+    return output
+
+
+@pytest.fixture(scope="session")
+def pixels_predictor(pixels_export: Path):  # type: ignore[no-untyped-def]
+    from objdet.inference.predictor import Predictor
+
+    return Predictor.from_export(pixels_export)
+
+
+@pytest.fixture(scope="session")
+def model_root(pixels_export: Path, exported, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
+    root = tmp_path_factory.mktemp("models")
+    shutil.copytree(exported("encoded_image_string_tensor"), root / "detector" / "1")
+    (root / "detector" / "not-a-version").mkdir()
+    (root / "detector" / "not-a-version" / "junk.txt").write_text("ignored")
+    shutil.copytree(pixels_export, root / "pixels" / "1")
+    shutil.copytree(pixels_export, root / "pixels" / "2")
+    (root / "models.config").write_text(f"""
+model_config_list {{
+  config {{ name: "detector" base_path: "{root / 'detector'}" model_platform: "tensorflow" }}
+  config {{
+    name: "pixels" base_path: "{root / 'pixels'}" model_platform: "tensorflow"
+    model_version_policy {{ all {{}} }}
+    version_labels {{ key: "stable" value: 1 }}
+    version_labels {{ key: "canary" value: 2 }}
+  }}
+}}
+""")
+    return root
+
+
+@pytest.fixture(scope="session")
+def server(model_root: Path) -> Iterator[ServerProcess]:
+    process = ServerProcess(["--model_config_file", str(model_root / "models.config"),
+                             "--max_request_bytes", str(MAX_REQUEST_BYTES)],
+                            model_root / "server.log")
+    yield process
+    code = process.stop()
+    assert code == 0, f"objdet serve exited {code} after SIGTERM:\n{process.log()}"
