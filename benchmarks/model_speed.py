@@ -5,7 +5,7 @@
 
 Per config, at the config's resolution (fixed_shape_resizer, or keep_aspect_ratio_resizer's
 max_dimension square), batch 1, one random ``uint8`` image (numpy RandomState(0), the same
-pixels for all three), the median milliseconds per image after warm-up of:
+pixels for all of them), the median milliseconds per image after warm-up of:
 
 * eager: ``build_model(config.model).eval()`` called on the image under
   ``torch.inference_mode`` (resize, network, box decoding and NMS); "of which network":
@@ -13,12 +13,15 @@ pixels for all three), the median milliseconds per image after warm-up of:
 * exported: the same weights written as a checkpoint, exported by
   ``objdet.export.export_inference_graph`` and run as ``objdet detect`` runs it
   (``Predictor.from_export(...).predict_pixels``: resize, ``model.pt2``, decoding, NMS);
+* ONNX Runtime: the same export's ``model.onnx`` (resize, network, decoding and NMS in one
+  graph) run by ONNX Runtime's CPU provider with ``--threads`` intra-op threads
+  (``Predictor.from_export(..., runtime="onnxruntime")``);
 * OD API: the TF2 model built by the OD API in the reference environment, preprocess +
   predict + postprocess in one ``tf.function`` (benchmarks/odapi_reference/speed_reference.py).
 
 Both frameworks get ``--threads`` threads (``torch.set_num_threads``; TF's intra- and
 inter-op pools) on the same machine in the same run; their timings are interleaved in
-``--rounds`` rounds so that a change of load on the machine hits all three alike. Weights are
+``--rounds`` rounds so that a change of load on the machine hits all alike. Weights are
 random (no zoo checkpoint is at hand): with every anchor above the configs' score threshold,
 NMS works on its maximum load in both frameworks. Also reported: parameters (objdet's
 ``model.parameters()``, the OD API's trainable variables) and GFLOPs of the network at the
@@ -143,7 +146,7 @@ class ReferenceProcess:
 
 
 def measure(config_path: Path, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    """One config's row: sizes and the three median timings (None where a stage failed)."""
+    """One config's row: sizes and the median timings (None where a stage failed)."""
     from objdet import config as cfg
     from objdet.inference.predictor import Predictor
     from objdet.models import build_model
@@ -175,9 +178,15 @@ def measure(config_path: Path, args: argparse.Namespace, workdir: Path) -> dict[
     runs["eager_network_ms"] = lambda count: timed_ms(network, count)
     try:
         predictor = Predictor.from_export(export_model(model, config, workdir / config_path.stem))
-        row["export_max_box_difference"] = _box_difference(eager()[0]["boxes"],
+        row["export_max_box_difference"] = _max_difference(eager()[0]["boxes"],
                                                            predictor.predict_pixels(pixels).boxes)
         runs["exported_ms"] = lambda count: timed_ms(lambda: predictor.predict_pixels(pixels), count)
+        onnx = Predictor.from_export(workdir / config_path.stem / "exported", runtime="onnxruntime")
+        # scores, not boxes: random weights tie many scores, and tied boxes may be kept
+        # in another order (or another of the tied boxes survives NMS)
+        row["onnx_max_score_difference"] = _max_difference(eager()[0]["scores"][:, None],
+                                                           onnx.predict_pixels(pixels).scores[:, None])
+        runs["onnx_ms"] = lambda count: timed_ms(lambda: onnx.predict_pixels(pixels), count)
     except Exception as error:  # noqa: BLE001 - a benchmark row reports what failed
         row["exported_error"] = f"{type(error).__name__}: {error}"
     reference = None
@@ -198,13 +207,14 @@ def measure(config_path: Path, args: argparse.Namespace, workdir: Path) -> dict[
     return row
 
 
-def _box_difference(eager_boxes: torch.Tensor, exported_boxes: np.ndarray) -> float | None:
-    """Max |difference| in pixels of the two detection lists' boxes (None when their counts
-    differ): the exported model must detect what the eager one does."""
-    eager = eager_boxes.double().numpy()
-    if eager.shape != exported_boxes.shape:
+def _max_difference(eager: torch.Tensor, exported: np.ndarray) -> float | None:
+    """Max |difference| between an eager and an exported detection list's values (boxes in
+    pixels, or scores); None when their counts differ: an export must detect what the eager
+    model does."""
+    values = eager.double().numpy()
+    if values.shape != exported.shape:
         return None
-    return float(np.abs(eager - exported_boxes).max()) if eager.size else 0.0
+    return float(np.abs(values - exported).max()) if values.size else 0.0
 
 
 def _interleaved_medians(runs: dict[str, Callable[[int], list[float]]], repeats: int,
@@ -228,9 +238,15 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
         error = row.get(key.replace("_ms", "_error"))
         return f"failed ({error.split(':')[0]})" if error else "-"
 
+    def ratio(row: dict[str, Any]) -> str:
+        if "onnx_ms" in row and "odapi_tf_ms" in row:
+            return f"{row['odapi_tf_ms'] / row['onnx_ms']:.2f}x"
+        return "-"
+
     header = ("| config | input | params objdet / OD API | GFLOPs | objdet eager ms | "
-              "of which network ms | objdet exported ms | OD API TF ms | load |")
-    lines = [header, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+              "of which network ms | objdet exported (pt2) ms | objdet ONNX Runtime ms | "
+              "OD API TF ms | ONNX Runtime speed / TF's | load |")
+    lines = [header, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for row in rows:
         if "error" in row:
             lines.append(f"| {row['config']} | failed: {row['error'][:120]} |")
@@ -238,7 +254,8 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
         params = f"{row['params'] / 1e6:.2f} M / " + (
             f"{row['tf_params'] / 1e6:.2f} M" if "tf_params" in row else "-")
         lines.append(f"| {row['config']} | {row['resolution']} | {params} | {row['gflops']:.2f} | "
-                     f"{cell(row, 'eager_ms')} | {cell(row, 'eager_network_ms')} | {cell(row, 'exported_ms')} | {cell(row, 'odapi_tf_ms')} | "
+                     f"{cell(row, 'eager_ms')} | {cell(row, 'eager_network_ms')} | {cell(row, 'exported_ms')} | "
+                     f"{cell(row, 'onnx_ms')} | {cell(row, 'odapi_tf_ms')} | {ratio(row)} | "
                      f"{row['load_average']} |")
     return "\n".join(lines)
 
@@ -271,7 +288,7 @@ def main() -> None:
         append_results("model_speed", f"""Machine: {machine}{f'; TensorFlow {tf_version}' if tf_version else ''}.
 {args.threads} threads for both (torch.set_num_threads; TF intra- and inter-op pools), batch 1,
 one random uint8 image at the config's resolution, random weights; median ms per image of
-{args.repeats} runs after {WARMUP} warm-up, the three interleaved in {args.rounds} rounds; load:
+{args.repeats} runs after {WARMUP} warm-up, the five interleaved in {args.rounds} rounds; load:
 the machine's 1-minute load average after each row (above the core count, the timings are
 those of a shared machine).
 

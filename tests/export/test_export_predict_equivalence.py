@@ -26,17 +26,20 @@ TOLERANCE = 1e-4
 IMAGE = sample_image()
 INPUTS = {
     "image_tensor": IMAGE[None],  # uint8 [1, H, W, 3], the OD API's image_tensor
+    "float_image_tensor": IMAGE[None].astype(np.float32),  # float32 0..255
     "encoded_image_string_tensor": [png_bytes(IMAGE)],
     "tf_example": [example_bytes(IMAGE)],
 }
 
 
+@pytest.mark.parametrize("runtime", ["torch", "onnxruntime"])
 @pytest.mark.parametrize("input_type", list(INPUTS))
 def test_exported_outputs_equal_the_checkpoint_model(
-    input_type: str, exported: Callable[[str], Path], tiny_training: TinyTraining,
+    input_type: str, runtime: str, exported: Callable[[str], Path], tiny_training: TinyTraining,
     predictor_for: Callable[[str], Predictor],
 ) -> None:
-    predictor = predictor_for(input_type)
+    predictor = (predictor_for(input_type) if runtime == "torch"
+                 else Predictor.from_export(exported(input_type), runtime=runtime))
     assert predictor.input_type == input_type
     outputs = predictor(INPUTS[input_type])
     expected = reference_detections(tiny_training.reference, IMAGE)

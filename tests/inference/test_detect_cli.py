@@ -44,6 +44,24 @@ def test_detect_prints_json_and_draws_the_boxes(
     assert changed[max(y1, 0):min(y2, IMAGE.shape[0]), edge_x].any()  # the left edge
 
 
+def test_detect_with_onnx_runtime_prints_the_same_detections(
+    exported_image_tensor: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    image_path = tmp_path / "a.png"
+    image_path.write_bytes(png_bytes(IMAGE))
+    results = {}
+    for runtime in ("torch", "onnxruntime"):
+        assert main(["detect", "--model", str(exported_image_tensor), "--image", str(image_path),
+                     "--min_score", "0.3", "--runtime", runtime]) == 0
+        [results[runtime]] = json.loads(capsys.readouterr().out)
+    torch_result, onnx_result = results["torch"], results["onnxruntime"]
+    assert onnx_result["num_detections"] == torch_result["num_detections"] > 0
+    for found, expected in zip(onnx_result["detections"], torch_result["detections"]):
+        assert found["class_name"] == expected["class_name"]
+        assert found["score"] == pytest.approx(expected["score"], abs=1e-5)
+        assert found["box_xyxy"] == pytest.approx(expected["box_xyxy"], abs=0.01)
+
+
 def test_detect_errors_are_one_line(
     exported_image_tensor: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

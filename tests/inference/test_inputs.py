@@ -59,8 +59,18 @@ def test_error_names_the_source() -> None:
 
 
 def test_unknown_input_type() -> None:
-    with pytest.raises(ConfigError, match="expected one of image_tensor, encoded_image_string_tensor"):
-        decode_input(IMAGE, "float_image_tensor")
+    with pytest.raises(ConfigError, match="expected one of image_tensor, float_image_tensor, encoded"):
+        decode_input(IMAGE, "rgb_tensor")
+
+
+def test_float_image_tensor_keeps_fractional_pixels() -> None:
+    values = IMAGE.astype(np.float32) + 0.25
+    found = decode_input(values[None], "float_image_tensor")
+    assert found.dtype == torch.float32 and torch.equal(found, torch.from_numpy(values).permute(2, 0, 1))
+    with pytest.raises(DataError, match="float_image_tensor input must be float"):
+        decode_input(IMAGE, "float_image_tensor")  # uint8 is image_tensor's
+    with pytest.raises(DataError, match="NaN or infinite"):
+        decode_input(np.full((2, 2, 3), np.nan, np.float32), "float_image_tensor")
 
 
 def test_image_files(tmp_path) -> None:  # type: ignore[no-untyped-def]

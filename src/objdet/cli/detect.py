@@ -1,6 +1,7 @@
 """``objdet detect``: run an exported model on image files, print JSON, draw the boxes.
 
 objdet detect --model exported --image a.jpg --image b.jpg --output_dir drawn --min_score 0.5
+objdet detect --server http://127.0.0.1:8501 --model_name detector --image a.jpg
 
 Prints one JSON document: a list with, per image, its size and each detection's normalized
 (ymin, xmin, ymax, xmax) box, pixel (x1, y1, x2, y2) box, score, class id and class name.
@@ -18,7 +19,12 @@ from objdet.cli._image_flags import add_max_image_pixels_flag
 
 def register(subcommands: Any) -> None:
     parser = subcommands.add_parser("detect", help="detect objects in image files")
-    parser.add_argument("--model", required=True, help="directory written by `objdet export`")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="directory written by `objdet export`")
+    source.add_argument("--server", metavar="URL",
+                        help="ask a running `objdet serve` / TF Serving instead: http://host:8501 "
+                        "(REST) or grpc://host:8500; with --model_name")
+    parser.add_argument("--model_name", default=None, help="the served model's name (--server)")
     parser.add_argument(
         "--image", action="append", required=True, metavar="PATH",
         help="image file (JPEG/PNG); repeatable",
@@ -28,6 +34,11 @@ def register(subcommands: Any) -> None:
     output.add_argument("--output_dir", default=None, help="directory for <image stem>.png drawings")
     parser.add_argument(
         "--min_score", type=float, default=0.5, help="report and draw detections >= this score",
+    )
+    parser.add_argument(
+        "--runtime", choices=("torch", "onnxruntime"), default="torch",
+        help="torch: model.pt2 with objdet's pre/post-processing; onnxruntime: model.onnx "
+        "(the whole detector in one graph); default torch",
     )
     add_max_image_pixels_flag(parser)
     parser.set_defaults(run=run)
@@ -44,7 +55,9 @@ def run(args: argparse.Namespace) -> int:
         raise ObjdetError(f"--output names one drawing but {len(args.image)} images were given; "
                           "use --output_dir")
     drawings = _drawing_paths(args)
-    predictor = Predictor.from_export(args.model)
+    if args.server is not None:
+        return _run_on_server(args, drawings)
+    predictor = Predictor.from_export(args.model, runtime=args.runtime)
     results = []
     for index, image_path in enumerate(args.image):
         pixels = read_image_file(image_path)
@@ -52,6 +65,34 @@ def run(args: argparse.Namespace) -> int:
         result: dict[str, Any] = {"image": image_path, **detections.to_json(predictor.label_map)}
         if drawings:
             _save_drawing(pixels, detections, predictor, drawings[index])
+            result["drawing"] = str(drawings[index])
+        results.append(result)
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+def _run_on_server(args: argparse.Namespace, drawings: list[Path]) -> int:
+    """``--server``: each image file's bytes go to the served model (objdet.serving.Client)."""
+    from types import SimpleNamespace
+
+    from objdet.errors import ObjdetError
+    from objdet.inference.inputs import read_image_file
+    from objdet.serving import Client
+
+    if not args.model_name:
+        raise ObjdetError("--server needs --model_name (the name the server serves the model as)")
+    client = Client(args.server)
+    results = []
+    for index, image_path in enumerate(args.image):
+        try:
+            data = Path(image_path).read_bytes()
+        except OSError as error:
+            raise ObjdetError(f"{image_path}: cannot read image file: {error.strerror}") from None
+        detections = client.detect(args.model_name, data).above(args.min_score)
+        result: dict[str, Any] = {"image": image_path, **detections.to_json()}
+        if drawings:
+            _save_drawing(read_image_file(image_path), detections, SimpleNamespace(label_map=None),
+                          drawings[index])
             result["drawing"] = str(drawings[index])
         results.append(result)
     print(json.dumps(results, indent=2))

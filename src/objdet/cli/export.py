@@ -17,7 +17,8 @@ def register(subcommands: Any) -> None:
     parser = subcommands.add_parser("export", help="export a trained checkpoint for inference")
     parser.add_argument(
         "--input_type", default="image_tensor",
-        help="image_tensor (uint8 [1, H, W, 3]), encoded_image_string_tensor (JPEG/PNG bytes) "
+        help="image_tensor (uint8 [1, H, W, 3]), float_image_tensor (float32 [1, H, W, 3], "
+        "0..255), encoded_image_string_tensor (JPEG/PNG bytes) "
         "or tf_example (serialized tf.Example); default image_tensor",
     )
     add_config_flags(parser)
@@ -25,7 +26,23 @@ def register(subcommands: Any) -> None:
         "--trained_checkpoint_dir", required=True,
         help="model directory (its latest checkpoint is exported) or a ckpt-<step>.pt file",
     )
-    parser.add_argument("--output_directory", required=True, help="export directory to write")
+    parser.add_argument(
+        "--output_directory", required=True,
+        help="the model's base path: the export goes into OUTPUT_DIRECTORY/<version>/ "
+        "(TF Serving's layout; `objdet detect --model` and `objdet serve` take the base path)",
+    )
+    parser.add_argument(
+        "--version", default="next",
+        help="version number of this export (never overwritten); default: one more than the "
+        "highest version there (1 for the first); 'none' writes OUTPUT_DIRECTORY itself",
+    )
+    parser.add_argument(
+        "--formats", default=None,
+        help="comma-separated: pt2 (the network as a torch.export program; always written) and "
+        "onnx (model.onnx: pre-processing, network and NMS in one graph, any batch size; an "
+        "error names what the graph cannot express yet); default: both where the model has an "
+        "ONNX graph",
+    )
     parser.set_defaults(run=run)
 
 
@@ -39,6 +56,9 @@ def run(args: argparse.Namespace) -> int:
         input_type=args.input_type,
         overrides=args.override,
         config_override_text=args.config_override,
+        formats=None if args.formats is None else
+        ("pt2", *(name.strip() for name in args.formats.split(",") if name.strip())),
+        version=None if args.version == "none" else args.version,
     )
     height, width = result.canvas_size
     print(

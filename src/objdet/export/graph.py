@@ -74,7 +74,15 @@ def export_network(model: nn.Module, canvas_size: tuple[int, int]) -> torch.expo
     generator = torch.Generator().manual_seed(0)
     example = torch.rand(1, 3, *canvas_size, generator=generator)
     with torch.no_grad():
-        program = torch.export.export(network, (example,))
+        try:
+            program = torch.export.export(network, (example,))
+        except Exception as trace_error:  # noqa: BLE001 - torch.export raises many types
+            text = str(trace_error).strip()
+            first_line = text.splitlines()[0] if text else ""
+            raise ConfigError(
+                f"export: the {type(network.model).__name__} network cannot be traced by "
+                f"torch.export yet ({type(trace_error).__name__}: {first_line[:200]})"
+            ) from None
         expected = network(example)
         found = program.module()(example)
     for name, want, got in zip(network.model.graph_outputs, expected, found, strict=True):

@@ -3,6 +3,7 @@
 Inputs, by ``input_type`` (the OD API exporter's ``--input_type``):
 
 * ``image_tensor``: ``uint8 [1, H, W, 3]`` RGB pixels (any H, W: written as -1);
+* ``float_image_tensor``: ``float32 [1, H, W, 3]`` RGB pixel values in 0..255;
 * ``encoded_image_string_tensor``: ``string [1]``, a JPEG or PNG file's bytes;
 * ``tf_example``: ``string [1]``, a serialized tf.Example whose ``image/encoded`` is decoded.
 
@@ -12,6 +13,11 @@ Outputs (always batch 1, padded to ``max_detections`` rows, valid rows first):
 * ``detection_scores``: ``float32 [1, max]``, sorted descending;
 * ``detection_classes``: ``float32 [1, max]``, label-map ids (float, as the OD API);
 * ``num_detections``: ``float32 [1]``, how many rows are valid.
+
+The ``onnx`` entry (when the export has ``model.onnx``) describes the whole detector as one
+ONNX graph: ``input_tensor`` ``uint8 [B, H, W, 3]`` pixels (``float32`` for
+float_image_tensor; the caller decodes encoded images and tf.Examples) to the four outputs above with a batch dimension
+``B`` (``num_detections [B]``); see ``objdet.export.onnx_graph``.
 
 The ``graph`` entry describes ``model.pt2``: the network alone, from the preprocessed canvas
 to the raw box encodings, class logits and anchors (see ``objdet.export.graph``).
@@ -27,6 +33,7 @@ SIGNATURE_NAME = "serving_default"
 INPUT_NAME = "input_tensor"  # the OD API's TF2 exporter name for every input_type
 INPUT_TYPES: dict[str, dict[str, Any]] = {
     "image_tensor": {"dtype": "uint8", "shape": [1, -1, -1, 3]},
+    "float_image_tensor": {"dtype": "float32", "shape": [1, -1, -1, 3]},
     "encoded_image_string_tensor": {"dtype": "string", "shape": [1]},
     "tf_example": {"dtype": "string", "shape": [1]},
 }
@@ -45,6 +52,11 @@ def check_input_type(input_type: str) -> str:
     return input_type
 
 
+def onnx_input_dtype(input_type: str) -> str:
+    """The dtype of model.onnx's pixels: float32 for float_image_tensor, else uint8."""
+    return "float32" if input_type == "float_image_tensor" else "uint8"
+
+
 def output_specs(max_detections: int) -> dict[str, dict[str, Any]]:
     """dtype and shape of each OD API output for ``max_detections`` rows."""
     return {
@@ -57,7 +69,7 @@ def output_specs(max_detections: int) -> dict[str, dict[str, Any]]:
 
 def build_signature(
     input_type: str, max_detections: int, canvas_size: tuple[int, int],
-    graph_outputs: dict[str, tuple[int, ...]],
+    graph_outputs: dict[str, tuple[int, ...]], onnx_file: str | None = None,
 ) -> dict[str, Any]:
     """The ``signature.json`` content for an export.
 
@@ -70,7 +82,7 @@ def build_signature(
             anchors ``[A, 4]`` x1, y1, x2, y2 canvas pixels).
     """
     height, width = canvas_size
-    return {
+    signature: dict[str, Any] = {
         "signature_name": SIGNATURE_NAME,
         "input_type": check_input_type(input_type),
         "inputs": {INPUT_NAME: dict(INPUT_TYPES[input_type])},
@@ -86,6 +98,15 @@ def build_signature(
             },
         },
     }
+    if onnx_file is not None:
+        batched = {name: {**spec, "shape": [-1, *spec["shape"][1:]]}
+                   for name, spec in output_specs(max_detections).items()}
+        signature["onnx"] = {
+            "file": onnx_file,
+            "inputs": {INPUT_NAME: {"dtype": onnx_input_dtype(input_type), "shape": [-1, -1, -1, 3]}},
+            "outputs": batched,
+        }
+    return signature
 
 
 def shape_matches(spec_shape: list[int], shape: tuple[int, ...]) -> bool:

@@ -2,6 +2,8 @@
 
 * ``image_tensor``: ``uint8 [H, W, 3]`` or ``[1, H, W, 3]`` (numpy array or torch tensor),
   or a ``PIL.Image`` (converted to RGB);
+* ``float_image_tensor``: ``float32 [H, W, 3]`` or ``[1, H, W, 3]`` pixel values in 0..255
+  (kept as floats: ``float32 [3, H, W]``);
 * ``encoded_image_string_tensor``: the bytes of a JPEG/PNG/GIF/BMP file (or a one-element
   list of them, the OD API's ``string [1]``);
 * ``tf_example``: a serialized tf.Example (or an ``example_pb2.Example``) whose
@@ -26,11 +28,14 @@ from objdet.protos import example_pb2
 
 
 def decode_input(value: Any, input_type: str, source: str = "input") -> Tensor:
-    """``value`` of the given ``input_type`` -> ``uint8 [3, H, W]`` RGB; ``DataError`` when it
-    is not that kind of input (``source`` names it in the message)."""
+    """``value`` of the given ``input_type`` -> ``uint8 [3, H, W]`` RGB (``float32`` 0..255 for
+    float_image_tensor); ``DataError`` when it is not that kind of input (``source`` names it
+    in the message)."""
     check_input_type(input_type)
     if input_type == "image_tensor":
         return pixels_from_array(value, source)
+    if input_type == "float_image_tensor":
+        return pixels_from_float_array(value, source)
     if input_type == "encoded_image_string_tensor":
         return decode_image_bytes(_single_string(value, source), source)
     if isinstance(value, example_pb2.Example):
@@ -58,6 +63,26 @@ def pixels_from_array(value: Any, source: str = "input") -> Tensor:
     if pixels.shape[0] == 0 or pixels.shape[1] == 0:
         raise DataError(f"{source}: image is empty ({list(pixels.shape)})")
     return pixels.permute(2, 0, 1).contiguous()
+
+
+def pixels_from_float_array(value: Any, source: str = "input") -> Tensor:
+    """A ``float [H, W, 3]`` / ``[1, H, W, 3]`` array of 0..255 values -> ``float32 [3, H, W]``."""
+    if isinstance(value, (bytes, bytearray, str, os.PathLike)) or hasattr(value, "convert"):
+        raise DataError(f"{source}: float_image_tensor input must be float pixels [1, H, W, 3], "
+                        f"got {type(value).__name__}")
+    pixels = value if isinstance(value, Tensor) else torch.tensor(np.asarray(value))
+    if pixels.ndim == 4 and pixels.shape[0] == 1:
+        pixels = pixels[0]
+    if not pixels.is_floating_point() or pixels.ndim != 3 or pixels.shape[2] != 3:
+        raise DataError(
+            f"{source}: float_image_tensor input must be float [1, H, W, 3] or [H, W, 3], got "
+            f"{str(pixels.dtype).removeprefix('torch.')} {list(pixels.shape)}"
+        )
+    if pixels.shape[0] == 0 or pixels.shape[1] == 0:
+        raise DataError(f"{source}: image is empty ({list(pixels.shape)})")
+    if not torch.isfinite(pixels).all():
+        raise DataError(f"{source}: float_image_tensor input has NaN or infinite values")
+    return pixels.to(torch.float32).permute(2, 0, 1).contiguous()
 
 
 def decode_image_bytes(data: bytes, source: str = "input") -> Tensor:

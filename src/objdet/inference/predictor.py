@@ -9,7 +9,9 @@ The input accepted by ``predictor(...)`` follows the export's ``input_type`` (se
 whatever the input_type. Preprocessing (resize onto the canvas) and post-processing (box
 decoding, NMS) are the model's own; the network in between is ``model.pt2`` for an export
 (``use_graph=False`` runs the exported weights eagerly instead) and the eager model for a
-checkpoint.
+checkpoint. ``Predictor.from_export(directory, runtime="onnxruntime")`` returns an
+``OnnxPredictor``: ``model.onnx`` (pre-processing, network and NMS in one graph) run by ONNX
+Runtime, with ``predict_batch`` for several images of one size in one call.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from objdet.export.exporter import (
     CONFIG_FILE,
     LABEL_MAP_FILE,
     MODEL_FILE,
+    ONNX_FILE,
     SIGNATURE_FILE,
     WEIGHTS_FILE,
     configured_label_map_path,
@@ -42,6 +45,7 @@ from objdet.structures.label_map import LabelMap, load_label_map
 
 Network = Callable[[Tensor], dict[str, Tensor]]
 _EXPORT_FILES = (MODEL_FILE, WEIGHTS_FILE, CONFIG_FILE, SIGNATURE_FILE)
+RUNTIMES = ("torch", "onnxruntime")
 
 
 class Predictor:
@@ -65,15 +69,19 @@ class Predictor:
     @classmethod
     def from_export(
         cls, directory: str | os.PathLike[str], *, use_graph: bool = True,
-        device: str | torch.device = "cpu",
+        device: str | torch.device = "cpu", runtime: str = "torch",
     ) -> Predictor:
-        """Load an ``objdet export`` directory (see ``objdet.export.exporter``)."""
+        """Load an ``objdet export`` directory (see ``objdet.export.exporter``); ``runtime``
+        "torch" (``model.pt2`` and the model's pre/post-processing) or "onnxruntime"
+        (``model.onnx``, an ``OnnxPredictor``)."""
         from objdet.export.graph import load_graph
         from objdet.models import build_model
 
-        directory = Path(directory)
-        if not directory.is_dir():
-            raise ObjdetError(f"{directory}: exported model directory does not exist")
+        if runtime not in RUNTIMES:
+            raise ObjdetError(f"runtime: {runtime!r} unknown; expected one of {', '.join(RUNTIMES)}")
+        directory = resolve_export_directory(directory)
+        if runtime == "onnxruntime":
+            return OnnxPredictor.from_export(directory)
         missing = [name for name in _EXPORT_FILES if not (directory / name).is_file()]
         if missing:
             raise ObjdetError(f"{directory}: not an objdet export directory; missing {', '.join(missing)}")
@@ -126,7 +134,7 @@ class Predictor:
 
     @torch.no_grad()
     def predict_pixels(self, image: Tensor) -> Detections:
-        """``uint8 [3, H, W]`` RGB -> all detections (up to ``max_detections``)."""
+        """``uint8 [3, H, W]`` RGB (or float 0..255) -> all detections (up to ``max_detections``)."""
 
         height, width = int(image.shape[1]), int(image.shape[2])
         pixels = image.to(self.device, torch.float32) / 255.0
@@ -140,6 +148,89 @@ class Predictor:
         raw = self.network(batch.images)
         detection = self.model.postprocess(raw, batch.resized_sizes, batch.original_sizes)[0]
         return Detections.from_model_output(detection, image_size=(height, width))
+
+
+class OnnxPredictor(Predictor):
+    """An export's ``model.onnx`` run by ONNX Runtime on the CPU: pre-processing, network and
+    NMS all inside the graph (see ``objdet.export.onnx_graph``). Its intra-op threads follow
+    ``torch.get_num_threads()`` unless ``threads`` is given."""
+
+    def __init__(
+        self, *, model_path: str | os.PathLike[str], input_type: str = "image_tensor",
+        label_map: LabelMap | None = None, threads: int | None = None,
+    ) -> None:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            self.session = onnxruntime.InferenceSession(
+                os.fspath(model_path), options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # noqa: BLE001 - onnxruntime raises its own error types
+            raise ObjdetError(f"{model_path}: cannot load the ONNX model: {error}") from None
+        boxes = self.session.get_outputs()[0]
+        if boxes.name != "detection_boxes" or not isinstance(boxes.shape[1], int):
+            raise ObjdetError(f"{model_path}: not an objdet detector graph (first output "
+                              f"{boxes.name} {boxes.shape}, expected detection_boxes [B, max, 4])")
+        self.input_type = check_input_type(input_type)
+        self.label_map = label_map
+        self.max_detections = int(boxes.shape[1])
+        self.device = torch.device("cpu")
+        pixels = self.session.get_inputs()[0]
+        self.pixel_dtype = np.dtype(np.float32 if pixels.type == "tensor(float)" else np.uint8)
+
+    @classmethod
+    def from_export(cls, directory: str | os.PathLike[str], *, use_graph: bool = True,
+                    device: str | torch.device = "cpu", runtime: str = "onnxruntime",
+                    ) -> OnnxPredictor:
+        """An export directory's ``model.onnx``, input type and label map."""
+        directory = resolve_export_directory(directory)
+        if not (directory / ONNX_FILE).is_file():
+            raise ObjdetError(f"{directory}: has no {ONNX_FILE}; export it with the onnx format")
+        signature = _read_json(directory / SIGNATURE_FILE)
+        label_map_path = directory / LABEL_MAP_FILE
+        return cls(model_path=directory / ONNX_FILE,
+                   input_type=str(signature.get("input_type", "image_tensor")),
+                   label_map=load_label_map(label_map_path) if label_map_path.is_file() else None)
+
+    def predict_pixels(self, image: Tensor) -> Detections:
+        """``uint8 [3, H, W]`` RGB (or float 0..255) -> all detections (up to ``max_detections``)."""
+        dtype = torch.float32 if self.pixel_dtype == np.float32 else torch.uint8
+        return self.predict_batch(image.permute(1, 2, 0)[None].to(dtype))[0]
+
+    def predict_batch(self, images: Tensor | np.ndarray) -> list[Detections]:
+        """``uint8 [B, H, W, 3]`` RGB of one size (``float32`` 0..255 for an export of
+        float_image_tensor) -> each image's detections."""
+        pixels = np.ascontiguousarray(images.cpu().numpy() if isinstance(images, Tensor) else images)
+        if pixels.dtype != self.pixel_dtype or pixels.ndim != 4 or pixels.shape[3] != 3:
+            raise ObjdetError(f"images: expected {self.pixel_dtype.name} [B, H, W, 3], got "
+                              f"{pixels.dtype} {list(pixels.shape)}")
+        boxes, scores, classes, counts = self.session.run(None, {"input_tensor": pixels})
+        height, width = int(pixels.shape[1]), int(pixels.shape[2])
+        scale = np.array([height, width, height, width], np.float64)
+        detections = []
+        for index, count in enumerate(counts.astype(np.int64)):
+            yxyx = boxes[index, :count].astype(np.float64) * scale
+            detections.append(Detections(
+                boxes=yxyx[:, [1, 0, 3, 2]], scores=scores[index, :count],
+                labels=classes[index, :count].astype(np.int64), image_size=(height, width)))
+        return detections
+
+
+def resolve_export_directory(directory: str | os.PathLike[str]) -> Path:
+    """An export directory itself, or the highest version of a model base path
+    (``DIR/<version>/``, as ``objdet export`` writes it)."""
+    from objdet.export.exporter import export_versions
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ObjdetError(f"{directory}: exported model directory does not exist")
+    if (directory / SIGNATURE_FILE).is_file():
+        return directory
+    versions = export_versions(directory)
+    return versions[max(versions)] if versions else directory
 
 
 def _eager_network(model: nn.Module) -> Network:

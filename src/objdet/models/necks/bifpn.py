@@ -116,9 +116,10 @@ class Combine(nn.Module):
         self.weights = nn.Parameter(torch.ones(num_inputs, 1)) if method != "sum" else None
 
     def forward(self, inputs: list[Tensor]) -> Tensor:
-        shapes = {tuple(x.shape) for x in inputs}
+        # spatial sizes only: the batch size may be symbolic (export with a dynamic batch)
+        shapes = {(int(x.shape[-2]), int(x.shape[-1])) for x in inputs}
         if len(shapes) != 1:
-            raise ValueError(f"BiFPN inputs of one node differ in shape {sorted(shapes)}: the "
+            raise ValueError(f"BiFPN inputs of one node differ in size {sorted(shapes)}: the "
                              "image height and width must be multiples of 2**max_level")
         stacked = torch.stack(inputs, dim=-1)  # [B, C, H, W, num_inputs]
         if self.weights is None:

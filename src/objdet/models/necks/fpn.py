@@ -11,6 +11,7 @@ projection alone (no smoothing), as in the OD API.
 from __future__ import annotations
 
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from objdet.models.backbones.keras_conv_unit import drop_absent_batch_norm_variables
 from objdet.models.checkpoints.variable_map import Target, batch_norm_targets, conv_targets
@@ -38,7 +39,9 @@ def nearest_upsample_2x(features: Tensor) -> Tensor:
     reshape) and, with ``use_native_resize_op``, ``tf.image.resize_nearest_neighbor`` to
     ``2H x 2W`` without ``align_corners`` (source index ``floor(i / 2)``).
     """
-    return features.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
+    # F.interpolate's integer-factor nearest copies each pixel 2x2 as repeat_interleave does,
+    # and exports as one ONNX Resize (repeat_interleave becomes Expand/Reshape chains)
+    return F.interpolate(features, scale_factor=2, mode="nearest")
 
 
 class FpnTopDown(nn.Module):

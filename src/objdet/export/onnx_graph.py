@@ -1,0 +1,385 @@
+"""``model.onnx``: the whole detector as one ONNX graph, NMS included, for any batch size.
+
+The graph needs no objdet and no torch to run (ONNX Runtime, or any runtime with opset 18)::
+
+    input_tensor uint8 [B, H, W, 3]  (float32 0..255 for input_type float_image_tensor)
+      -> /255, resize as the config's image_resizer (TF1's resize: output pixel i samples
+         input position i * in / out, computed as objdet's eager resize computes it), pad
+         onto the canvas with the model's pad value                  [B, 3, H_c, W_c]
+      -> the network (exported by torch.onnx), box decoding, score conversion:
+         boxes [B, A, 4] (x1, y1, x2, y2 canvas pixels), scores [B, A, C] (no background)
+      -> one batched ``NonMaxSuppression`` (per image, per class: max_detections_per_class,
+         iou_threshold, score_threshold), kept boxes clipped to the resized image and those
+         left without area dropped (the OD API's clip window), the best max_total_detections
+         of each image
+      -> detection_boxes [B, max, 4] normalized (ymin, xmin, ymax, xmax),
+         detection_scores [B, max], detection_classes [B, max] (label-map ids, float),
+         num_detections [B] (float); rows past num_detections are zeros.
+
+All images of one batch have one size (a ``[B, H, W, 3]`` tensor). Encoded images and
+tf.Examples have no standard ONNX decoder: for those input types the caller decodes (the
+Predictor does) and feeds pixels. ``export_onnx`` raises a ``ConfigError`` naming what a
+model uses that the graph cannot express yet.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from onnx import TensorProto, helper, numpy_helper
+from torch import Tensor, nn
+
+from objdet.errors import ConfigError, ObjdetError
+from objdet.export.signature import onnx_input_dtype
+from objdet.models.contract import DetectionModel, as_detection_model
+from objdet.models.image_resizers import FixedShapeResizer, KeepAspectRatioResizer
+from objdet.models.meta_arch.ssd import SSD
+from objdet.models.postprocessing import BatchNonMaxSuppression, convert_scores
+
+OPSET = 18  # ScatterElements with reduction "min"/"add"
+INPUT_NAME = "input_tensor"
+RESIZED_SIZE = "resized_size"  # int64 [2]: (h, w) of the images on the canvas
+OUTPUT_NAMES = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
+# Interpolations the graph resizes with: bilinear and nearest as TF1 (gathers, as
+# image_resizers._legacy_resize), bicubic with ONNX Resize as F.interpolate ("area" has no
+# ONNX counterpart).
+_RESIZE_MODES: dict[str, dict[str, Any]] = {
+    "bilinear": {}, "nearest": {},
+    "bicubic": {"mode": "cubic", "coordinate_transformation_mode": "half_pixel",
+                "cubic_coeff_a": -0.75},
+}
+# The network part must reproduce the eager model this closely (float32 on the CPU).
+NETWORK_TOLERANCE = 1e-4
+
+
+class DecodedNetwork(nn.Module):
+    """An SSD's ``predict`` then box decoding and score conversion, in the form torch.onnx
+    exports: canvas ``[B, 3, H_c, W_c]`` -> boxes ``[B, A, 4]`` (x1, y1, x2, y2 canvas
+    pixels), scores ``[B, A, C]`` (converted; background column dropped)."""
+
+    def __init__(self, model: SSD) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, canvas: Tensor) -> tuple[Tensor, Tensor]:
+        predictions = self.model.predict(canvas)
+        boxes = self.model.box_coder.decode(predictions["box_encodings"], predictions["anchors"][None])
+        nms = self.model.postprocessor
+        scores = convert_scores(predictions["class_logits"], nms.score_converter, nms.logit_scale)
+        if nms.background_column:
+            scores = scores[..., 1:]
+        return boxes, scores
+
+
+def export_onnx(model: nn.Module, canvas_size: tuple[int, int], input_type: str = "image_tensor") -> onnx.ModelProto:
+    """The whole detector (see the module docstring) as an ONNX model; its network part is
+    checked with ONNX Runtime against the eager model on a random canvas. ``input_type``
+    float_image_tensor takes ``float32`` 0..255 pixels, every other one ``uint8``."""
+    ssd = _supported_ssd(model)
+    detector = as_detection_model(ssd)
+    network = _export_network(ssd, canvas_size)
+    pre = _preprocessing(detector, canvas_size)
+    post = _postprocessing(ssd.postprocessor)
+    graph = helper.make_graph(
+        pre.nodes + list(network.graph.node) + post.nodes,
+        "objdet_detector",
+        [helper.make_tensor_value_info(
+            INPUT_NAME, TensorProto.FLOAT if onnx_input_dtype(input_type) == "float32" else TensorProto.UINT8,
+            ["batch", "height", "width", 3])],
+        [_output_info(name, ssd.max_detections) for name in OUTPUT_NAMES],
+        initializer=pre.initializers + list(network.graph.initializer) + post.initializers,
+    )
+    merged = helper.make_model(graph, opset_imports=list(network.opset_import),
+                               producer_name="objdet")
+    merged.ir_version = network.ir_version
+    onnx.checker.check_model(merged)
+    return merged
+
+
+def onnx_unsupported_reason(model: nn.Module) -> str | None:
+    """Why ``model`` has no ONNX graph yet (None when it has one)."""
+    if not isinstance(model, SSD):
+        return (f"the {type(model).__name__} meta-architecture has no ONNX graph yet (SSD and "
+                "EfficientDet do); export its torch program (pt2) instead")
+    if model.postprocessor.use_class_agnostic_nms:
+        return ("post_processing.batch_non_max_suppression.use_class_agnostic_nms: true has no "
+                "ONNX graph yet (ONNX NonMaxSuppression is per class)")
+    if model.image_resizer.interpolation not in _RESIZE_MODES:
+        return (f"image_resizer interpolation {model.image_resizer.interpolation!r} has no ONNX "
+                f"Resize mode; supported: {', '.join(_RESIZE_MODES)}")
+    return None
+
+
+def _supported_ssd(model: nn.Module) -> SSD:
+    """``model`` as an SSD whose graph ONNX can express; else a ConfigError saying why."""
+    reason = onnx_unsupported_reason(model)
+    if reason is not None:
+        raise ConfigError(f"ONNX export: {reason}")
+    assert isinstance(model, SSD)
+    return model
+
+
+def _export_network(model: SSD, canvas_size: tuple[int, int]) -> onnx.ModelProto:
+    """``DecodedNetwork`` through torch.onnx (dynamic batch), checked with ONNX Runtime."""
+    network = DecodedNetwork(model).eval()
+    generator = torch.Generator().manual_seed(0)
+    example = torch.rand(2, 3, *canvas_size, generator=generator)
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            network, (example,), dynamo=True, dynamic_shapes=({0: batch},),
+            input_names=["canvas"], output_names=["decoded_boxes", "class_scores"],
+            opset_version=OPSET, verbose=False,
+        )
+        expected = network(example)
+    assert program is not None
+    proto: onnx.ModelProto = program.model_proto
+    found = _run(proto, {"canvas": example.numpy()})
+    for name, want, got in zip(("decoded boxes", "class scores"), expected, found, strict=True):
+        scale = max(1.0, float(want.abs().max()))
+        error = float(np.abs(want.numpy() - got).max()) / scale if want.numel() else 0.0
+        if tuple(want.shape) != got.shape or error > NETWORK_TOLERANCE:
+            raise ObjdetError(f"ONNX export: the graph's {name} differ from the model's "
+                              f"(shape {got.shape} vs {tuple(want.shape)}, relative error {error:.3g})")
+    return proto
+
+
+def _run(proto: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    session = onnxruntime.InferenceSession(proto.SerializeToString(), options,
+                                           providers=["CPUExecutionProvider"])
+    return list(session.run(None, feeds))
+
+
+def _output_info(name: str, max_detections: int) -> onnx.ValueInfoProto:
+    shapes: dict[str, list[str | int | None]] = {
+        "detection_boxes": ["batch", max_detections, 4], "num_detections": ["batch"]}
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT,
+                                         shapes.get(name, ["batch", max_detections]))
+
+
+@dataclass
+class _Graph:
+    """Nodes and constants of one part of the graph, with unique names."""
+
+    prefix: str
+    nodes: list[onnx.NodeProto] = field(default_factory=list)
+    initializers: list[onnx.TensorProto] = field(default_factory=list)
+    _count: int = 0
+
+    def op(self, op_type: str, inputs: Sequence[str], outputs: int = 1, **attributes: Any) -> Any:
+        """Add a node; its output name (or names when ``outputs > 1``)."""
+        self._count += 1
+        names = [f"{self.prefix}/{op_type}_{self._count}" + (f":{i}" if outputs > 1 else "")
+                 for i in range(outputs)]
+        self.nodes.append(helper.make_node(op_type, list(inputs), names,
+                                           name=f"{self.prefix}/{op_type}_{self._count}", **attributes))
+        return names[0] if outputs == 1 else names
+
+    def const(self, value: Any, dtype: Any = np.float32) -> str:
+        self._count += 1
+        name = f"{self.prefix}/const_{self._count}"
+        self.initializers.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
+        return name
+
+    def name(self, op_type: str, inputs: Sequence[str], output: str, **attributes: Any) -> str:
+        """Add a node writing the given ``output`` name (a graph output or a joint)."""
+        self._count += 1
+        self.nodes.append(helper.make_node(op_type, list(inputs), [output],
+                                           name=f"{self.prefix}/{op_type}_{self._count}", **attributes))
+        return output
+
+
+def _preprocessing(model: DetectionModel, canvas_size: tuple[int, int]) -> _Graph:
+    """``input_tensor [B, H, W, 3]`` -> ``canvas [B, 3, H_c, W_c]`` in [0, 1] plus padding."""
+    g = _Graph("preprocess")
+    resizer = model.image_resizer
+    pixels = g.op("Transpose", [g.op("Cast", [INPUT_NAME], to=TensorProto.FLOAT)], perm=[0, 3, 1, 2])
+    images = g.op("Div", [pixels, g.const(255.0)])  # [B, 3, H, W] in [0, 1]
+    shape = g.op("Shape", [INPUT_NAME])  # [B, H, W, 3]
+    batch = g.op("Slice", [shape, g.const([0], np.int64), g.const([1], np.int64)])
+    height_width = g.op("Slice", [shape, g.const([1], np.int64), g.const([3], np.int64)])
+    resized = g.name("Identity", [_resized_size(g, resizer, height_width)], RESIZED_SIZE)
+    # an image already at its resized size is not resampled (the eager resize skips it too)
+    branch = _Graph("preprocess/resize")
+    if resizer.interpolation == "bicubic":
+        sizes = branch.op("Concat", [batch, branch.const([3], np.int64), resized], axis=0)
+        resampled = branch.op("Resize", [images, "", "", sizes], **_RESIZE_MODES["bicubic"])
+    else:
+        resampled = _legacy_resize(branch, images, height_width, resized, resizer.interpolation)
+    same_size = g.op("ReduceMin", [g.op("Cast", [g.op("Equal", [height_width, resized])],
+                                        to=TensorProto.INT64)], keepdims=0)
+    images = g.op("If", [g.op("Cast", [same_size], to=TensorProto.BOOL)],
+                  then_branch=_subgraph("keep", [], images),
+                  else_branch=_subgraph("resize", branch.nodes, resampled, branch.initializers))
+    canvas_height, canvas_width = canvas_size
+    missing = g.op("Sub", [g.const([canvas_height, canvas_width], np.int64), resized])  # [2]
+    pads = g.op("Concat", [g.const([0, 0, 0, 0, 0, 0], np.int64), missing], axis=0)
+    channels = g.op("Split", [images], outputs=3, axis=1, num_outputs=3)
+    padded = [g.op("Pad", [channel, pads, g.const(value)], mode="constant")
+              for channel, value in zip(channels, _pad_values(model, canvas_size))]
+    g.name("Concat", padded, "canvas", axis=1)
+    return g
+
+
+def _subgraph(name: str, nodes: list[onnx.NodeProto], output: str,
+              initializers: list[onnx.TensorProto] | None = None) -> onnx.GraphProto:
+    """An ``If`` branch returning ``output`` (outer-scope names are visible inside)."""
+    result = f"{name}_output"
+    return helper.make_graph(
+        [*nodes, helper.make_node("Identity", [output], [result])], name, [],
+        [helper.make_tensor_value_info(result, TensorProto.FLOAT, [None, 3, None, None])],
+        initializer=initializers or [])
+
+
+def _legacy_resize(g: _Graph, images: str, height_width: str, resized: str, interpolation: str) -> str:
+    """TF1's ``resize_bilinear`` / ``resize_nearest_neighbor`` as ``image_resizers.
+    _legacy_resize`` computes them (the same float32 operations, so the same values): output
+    pixel ``i`` samples input position ``i * (in / out)``; rows, then columns."""
+    for axis, index in ((2, 0), (3, 1)):  # [B, 3, H, W]: rows (axis 2), then columns (axis 3)
+        start, stop = g.const([index], np.int64), g.const([index + 1], np.int64)
+        in_size = g.op("Slice", [height_width, start, stop])  # int64 [1]
+        out_size = g.op("Slice", [resized, start, stop])
+        scale = g.op("Cast", [g.op("Div", [g.op("Cast", [in_size], to=TensorProto.DOUBLE),
+                                           g.op("Cast", [out_size], to=TensorProto.DOUBLE)])],
+                     to=TensorProto.FLOAT)  # in / out, rounded once to float32
+        steps = g.op("Range", [g.const(0.0), g.op("Cast", [g.op("Squeeze", [out_size])], to=TensorProto.FLOAT),
+                               g.const(1.0)])
+        positions = g.op("Mul", [steps, scale])  # [out] float32
+        last = g.op("Sub", [in_size, g.const([1], np.int64)])
+        first_index = g.op("Floor", [positions])
+        lower = g.op("Min", [g.op("Cast", [first_index], to=TensorProto.INT64), last])
+        lower_values = g.op("Gather", [images, lower], axis=axis)
+        if interpolation == "nearest":
+            images = lower_values
+            continue
+        upper = g.op("Min", [g.op("Add", [lower, g.const([1], np.int64)]), last])
+        upper_values = g.op("Gather", [images, upper], axis=axis)
+        weight = g.op("Sub", [positions, first_index])  # [out]
+        if axis == 2:
+            weight = g.op("Unsqueeze", [weight, g.const([1], np.int64)])  # [out, 1]
+        images = g.op("Add", [lower_values, g.op("Mul", [g.op("Sub", [upper_values, lower_values]), weight])])
+    return images
+
+
+def _resized_size(g: _Graph, resizer: Any, height_width: str) -> str:
+    """int64 ``[2]`` (height, width) an image of ``height_width`` is resized to."""
+    if isinstance(resizer, FixedShapeResizer):
+        return g.const([resizer.height, resizer.width], np.int64)
+    if not isinstance(resizer, KeepAspectRatioResizer):
+        raise ConfigError(f"ONNX export: image resizer {type(resizer).__name__} is not supported")
+    # KeepAspectRatioResizer.output_size in float64, rounding half to even as Python's round
+    size = g.op("Cast", [height_width], to=TensorProto.DOUBLE)
+    shorter = g.op("ReduceMin", [size], keepdims=1)
+    longer = g.op("ReduceMax", [size], keepdims=1)
+    first = g.op("Round", [g.op("Mul", [size, g.op("Div", [g.const([resizer.min_dimension], np.float64), shorter])])])
+    second = g.op("Round", [g.op("Mul", [size, g.op("Div", [g.const([resizer.max_dimension], np.float64), longer])])])
+    too_large = g.op("Greater", [g.op("ReduceMax", [first], keepdims=1),
+                                 g.const([resizer.max_dimension], np.float64)])
+    return g.op("Cast", [g.op("Where", [too_large, second, first])], to=TensorProto.INT64)
+
+
+def _pad_values(model: DetectionModel, canvas_size: tuple[int, int]) -> list[float]:
+    """The canvas value (in [0, 1] units) of each channel where no image is: read from the
+    model's own ``resize_batch`` on a probe image smaller than the canvas (zeros when every
+    image fills the canvas)."""
+    height, width = canvas_size
+    for probe in ((height // 2, width), (height, width // 2), (8, 16), (16, 8)):
+        batch = model.resize_batch([torch.zeros(3, *probe)])
+        resized_height, resized_width = batch.resized_sizes[0]
+        if resized_height < height:
+            return [float(v) for v in batch.images[0, :, height - 1, 0]]
+        if resized_width < width:
+            return [float(v) for v in batch.images[0, :, 0, width - 1]]
+    return [0.0, 0.0, 0.0]
+
+
+def _postprocessing(nms: BatchNonMaxSuppression) -> _Graph:
+    """``decoded_boxes [B, A, 4]``, ``class_scores [B, A, C]`` and ``resized_size`` (int64
+    ``[2]``) -> the four detection outputs (see the module docstring), with ``nms``'s
+    thresholds and caps (per class; scores already converted)."""
+    g = _Graph("postprocess")
+    max_total = int(nms.max_total_detections)
+    boxes, scores = "decoded_boxes", "class_scores"
+    scores_by_class = g.op("Transpose", [scores], perm=[0, 2, 1])  # [B, C, A]
+    selected = g.op(  # [M, 3] int64: (image, class, anchor), by image, class, then score
+        "NonMaxSuppression",
+        [boxes, scores_by_class, g.const([nms.max_detections_per_class], np.int64),
+         g.const([nms.iou_threshold]), g.const([nms.score_threshold])],
+        center_point_box=0,
+    )
+    image, class_index, anchor = (
+        g.op("Squeeze", [part, g.const([1], np.int64)])
+        for part in g.op("Split", [selected], outputs=3, axis=1, num_outputs=3)
+    )
+    kept_scores = g.op("GatherND", [scores_by_class, selected])  # [M]
+    image_anchor = g.op("Concat", [g.op("Unsqueeze", [image, g.const([1], np.int64)]),
+                                   g.op("Unsqueeze", [anchor, g.const([1], np.int64)])], axis=1)
+    kept_boxes = g.op("GatherND", [boxes, image_anchor])  # [M, 4] x1, y1, x2, y2
+    # the clip window: the resized image within the canvas (every image of a batch alike)
+    window = g.op("Cast", [RESIZED_SIZE], to=TensorProto.FLOAT)  # (h, w)
+    window_height, window_width = g.op("Split", [window], outputs=2, axis=0, num_outputs=2)
+    zero = g.const(0.0)
+    x1, y1, x2, y2 = g.op("Split", [kept_boxes], outputs=4, axis=1, num_outputs=4)
+    x1, x2 = (g.op("Min", [g.op("Max", [v, zero]), window_width]) for v in (x1, x2))
+    y1, y2 = (g.op("Min", [g.op("Max", [v, zero]), window_height]) for v in (y1, y2))
+    has_area = g.op("Squeeze", [g.op("And", [g.op("Greater", [x2, x1]), g.op("Greater", [y2, y1])]),
+                                g.const([1], np.int64)])
+    normalized = g.op("Concat", [g.op("Div", [y1, window_height]), g.op("Div", [x1, window_width]),
+                                 g.op("Div", [y2, window_height]), g.op("Div", [x2, window_width])],
+                      axis=1)  # [M, 4] ymin, xmin, ymax, xmax
+    image, class_index, kept_scores, normalized = (
+        g.op("Compress", [value, has_area], axis=0)
+        for value in (image, class_index, kept_scores, normalized)
+    )
+    # order: by image, then score descending; ties keep NMS order (TopK is stable)
+    count = g.op("Shape", [kept_scores])
+    by_score = g.op("TopK", [kept_scores, count], outputs=2, axis=0, largest=1, sorted=1)[1]
+    image, class_index, kept_scores, normalized = (
+        g.op("Gather", [value, by_score], axis=0)
+        for value in (image, class_index, kept_scores, normalized)
+    )
+    by_image = g.op("TopK", [g.op("Cast", [image], to=TensorProto.FLOAT), count],
+                    outputs=2, axis=0, largest=0, sorted=1)[1]
+    image, class_index, kept_scores, normalized = (
+        g.op("Gather", [value, by_image], axis=0)
+        for value in (image, class_index, kept_scores, normalized)
+    )
+    # rank of each detection within its image: position - first position of its image
+    batch = g.op("Slice", [g.op("Shape", [boxes]), g.const([0], np.int64), g.const([1], np.int64)])
+    position = g.op("Range", [g.const(0, np.int64), g.op("Squeeze", [count, g.const([0], np.int64)]),
+                              g.const(1, np.int64)])
+    never = g.op("Expand", [g.const([np.iinfo(np.int64).max], np.int64), batch])
+    first = g.op("ScatterElements", [never, image, position], axis=0, reduction="min")
+    rank = g.op("Sub", [position, g.op("Gather", [first, image], axis=0)])
+    within = g.op("Less", [rank, g.const(max_total, np.int64)])
+    image, rank, class_index, kept_scores, normalized = (
+        g.op("Compress", [value, within], axis=0)
+        for value in (image, rank, class_index, kept_scores, normalized)
+    )
+    slot = g.op("Concat", [g.op("Unsqueeze", [image, g.const([1], np.int64)]),
+                           g.op("Unsqueeze", [rank, g.const([1], np.int64)])], axis=1)  # [K, 2]
+    rows = g.op("Concat", [batch, g.const([max_total], np.int64)], axis=0)
+    zeros = g.op("ConstantOfShape", [rows], value=numpy_helper.from_array(np.zeros(1, np.float32)))
+    zeros4 = g.op("ConstantOfShape", [g.op("Concat", [rows, g.const([4], np.int64)], axis=0)],
+                  value=numpy_helper.from_array(np.zeros(1, np.float32)))
+    g.name("ScatterND", [zeros4, slot, normalized], "detection_boxes")
+    g.name("ScatterND", [zeros, slot, kept_scores], "detection_scores")
+    label = g.op("Add", [g.op("Cast", [class_index], to=TensorProto.FLOAT), g.const(1.0)])
+    g.name("ScatterND", [zeros, slot, label], "detection_classes")
+    none = g.op("ConstantOfShape", [batch], value=numpy_helper.from_array(np.zeros(1, np.float32)))
+    ones = g.op("Expand", [g.const([1.0]), g.op("Shape", [image])])
+    g.name("ScatterElements", [none, image, ones], "num_detections", axis=0, reduction="add")
+    return g
+
+
