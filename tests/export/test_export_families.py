@@ -1,23 +1,97 @@
-"""What each meta-architecture exports today: a family the exporter cannot trace yet fails
-with one line naming it, before anything is written."""
+"""What each meta-architecture exports beyond SSD (tests/models/test_contract.py): Faster
+R-CNN's network with its first-stage NMS inside, and the window input it needs; a format a
+family cannot go to yet fails with one line naming it, before anything is written."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from objdet import config as cfg
+from objdet.engine.checkpoint import CheckpointManager
 from objdet.errors import ConfigError
-from objdet.export.graph import check_exportable, export_network, fixed_canvas_size
+from objdet.export.exporter import export_inference_graph
+from objdet.export.graph import check_exportable, fixed_canvas_size
 from objdet.export.onnx_graph import onnx_unsupported_reason
+from objdet.inference.predictor import Predictor
 from objdet.models import build_model
+from objdet.models.meta_arch.faster_rcnn import true_image_shapes
+from objdet.structures.label_map import LabelMap
 
 FASTER_RCNN = Path(__file__).resolve().parents[1] / "fixtures" / "odapi_faster_rcnn" / "pipeline.config"
 
 
-def test_faster_rcnn_export_is_a_clear_error() -> None:
-    model = build_model(cfg.load(FASTER_RCNN).model).eval()
-    with pytest.raises(ConfigError, match="the FasterRCNN network cannot be traced by torch.export yet"):
-        export_network(model, fixed_canvas_size(check_exportable(model)))
+@pytest.fixture(scope="module")
+def faster_rcnn_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Module, Path]:
+    """A Faster R-CNN (ResNet-50, 128x128 canvas, random weights) checkpoint, exported."""
+    root = tmp_path_factory.mktemp("faster_rcnn")
+    config = cfg.load(FASTER_RCNN)
+    LabelMap.from_names(["raccoon", "fox"]).save(root / "label_map.pbtxt")
+    config.train_input_reader.label_map_path = str(root / "label_map.pbtxt")
+    config.eval_input_reader[0].label_map_path = str(root / "label_map.pbtxt")
+    cfg.save(config, root / "pipeline.config")
+    torch.manual_seed(0)
+    model = build_model(config.model).eval()
+    CheckpointManager(root / "model_dir").save(1, {"model": model.state_dict()})
+    export_inference_graph(pipeline_config_path=root / "pipeline.config",
+                           trained_checkpoint_dir=root / "model_dir",
+                           output_directory=root / "exported")  # pt2 only, with a warning
+    return model, root / "exported"
+
+
+def test_faster_rcnn_export_detects_as_eval_mode(
+    faster_rcnn_export: tuple[torch.nn.Module, Path],
+) -> None:
+    model, directory = faster_rcnn_export
+    signature = json.loads((directory / "signature.json").read_text())
+    assert list(signature["graph"]["inputs"]) == ["preprocessed_inputs", "true_image_shapes"]
+    assert json.loads((directory / "export.json").read_text())["formats"] == ["pt2"]
+    predictor = Predictor.from_export(directory)
+    # a wide image: resized to 48x128 on the 128x128 canvas, so proposals are clipped to a
+    # window the canvas alone does not give
+    image = np.random.default_rng(0).integers(0, 256, (48, 128, 3), dtype=np.uint8)
+    found = predictor.detect(image)
+    pixels = torch.from_numpy(image).permute(2, 0, 1).float() / 255.0
+    with torch.no_grad():
+        reference = model([pixels])[0]
+    assert len(reference["scores"]) > 0 and len(found.scores) == len(reference["scores"])
+    torch.testing.assert_close(torch.as_tensor(found.scores).float(), reference["scores"],
+                               atol=1e-4, rtol=0)
+    torch.testing.assert_close(torch.as_tensor(found.boxes).float(), reference["boxes"],
+                               atol=1e-2, rtol=0)
+
+
+def test_the_window_input_reaches_the_first_stage(
+    faster_rcnn_export: tuple[torch.nn.Module, Path],
+) -> None:
+    """``true_image_shapes`` is a real input of model.pt2: a smaller window clips proposals."""
+    _, directory = faster_rcnn_export
+    graph = torch.export.load(directory / "model.pt2").module()
+    canvas = torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(1))
+    outputs = {size: graph(canvas, true_image_shapes([size])) for size in ((128, 128), (48, 128))}
+    whole, window = outputs[128, 128][3], outputs[48, 128][3]  # proposal_boxes [1, P, 4]
+    assert float(whole[0, :, 3].max()) > 48 and float(window[0, :, 3].max()) <= 48
+
+
+def test_faster_rcnn_has_no_onnx_graph_yet(faster_rcnn_export: tuple[torch.nn.Module, Path]) -> None:
+    model, directory = faster_rcnn_export
+    root = directory.parent
     assert "FasterRCNN meta-architecture has no ONNX graph yet" in (onnx_unsupported_reason(model) or "")
+    with pytest.raises(ConfigError, match="no ONNX graph yet"):
+        export_inference_graph(pipeline_config_path=root / "pipeline.config",
+                               trained_checkpoint_dir=root / "model_dir",
+                               output_directory=root / "onnx", formats=("pt2", "onnx"))
+    assert not (root / "onnx").exists()
+
+
+def test_a_canvas_that_varies_is_refused_naming_the_field() -> None:
+    config = cfg.load(FASTER_RCNN)
+    config.model.faster_rcnn.image_resizer.keep_aspect_ratio_resizer.pad_to_max_dimension = False
+    model = build_model(config.model)
+    with pytest.raises(ConfigError, match=r"^model\.faster_rcnn\.image_resizer\.keep_aspect_ratio_"
+                                          r"resizer\.pad_to_max_dimension: export needs a fixed"):
+        fixed_canvas_size(check_exportable(model))

@@ -33,7 +33,8 @@ TARGETS = [
 # SSD extractor); a new meta-architecture fails the test below until it is added here.
 CONTRACT_TESTS = {
     "ssd": "tests/models/test_contract.py::test_every_ssd_extractor_keeps_the_contract",
-    "faster_rcnn": "tests/models/test_faster_rcnn.py (train, eval, graph outputs; no export yet)",
+    "faster_rcnn": "tests/models/test_faster_rcnn.py (train, eval, graph outputs) and "
+                   "tests/export/test_export_families.py (export -> detect equal to eval)",
     "center_net": "tests/models/test_center_net.py (train, eval, export -> detect per extractor)",
 }
 

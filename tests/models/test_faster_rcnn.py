@@ -16,7 +16,7 @@ from objdet.models import build_model
 from objdet.models.contract import check_detection_model
 from objdet.models.grid_anchor_generator import GridAnchorGenerator
 from objdet.models.layers.crop_and_resize import crop_and_resize
-from objdet.models.meta_arch.faster_rcnn import FasterRCNN
+from objdet.models.meta_arch.faster_rcnn import FasterRCNN, true_image_shapes
 from objdet.models.meta_arch.faster_rcnn_builder import build_faster_rcnn
 from objdet.models.meta_arch.faster_rcnn_training import balanced_sample
 from objdet.protos import faster_rcnn_pb2
@@ -162,7 +162,7 @@ def test_eval_mode_keeps_the_detection_contract() -> None:
     with torch.no_grad():
         detections = model(images)
         batch = model.resize_batch(images)
-        predictions = model.predict(batch.images, batch.resized_sizes)
+        predictions = model.predict(batch.images, true_image_shapes(batch.resized_sizes))
     assert set(predictions) == set(detector.graph_outputs)
     assert isinstance(detections, list) and len(detections) == 2
     for detection, image in zip(detections, images):

@@ -207,7 +207,8 @@ def _signature(
         raw = model.predict(torch.zeros(1, 3, *canvas_size))
     graph_outputs = {name: tuple(raw[name].shape) for name in model.graph_outputs}
     return build_signature(input_type, model.max_detections, canvas_size, graph_outputs,
-                           onnx_file=ONNX_FILE if with_onnx else None)
+                           onnx_file=ONNX_FILE if with_onnx else None,
+                           graph_inputs=model.graph_inputs)
 
 
 def _write_json(path: Path, content: dict[str, Any]) -> None:

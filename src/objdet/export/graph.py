@@ -2,7 +2,11 @@
 
 The graph runs without objdet's model code (``torch.export.load(path).module()``): it maps
 the preprocessed canvas ``float32 [1, 3, H_c, W_c]`` in [0, 1] (images resized by the
-config's image_resizer and pasted top-left, as ``objdet.models.image_resizers`` does) to
+config's image_resizer and pasted top-left, as ``objdet.models.image_resizers`` does) — and,
+for a model whose ``graph_inputs`` name it (Faster R-CNN: proposals are clipped to each
+image's window between its two stages), ``true_image_shapes`` int32 ``[1, 3]`` (height,
+width, channels of the resized image on the canvas, as the OD API's) — to the model's
+``graph_outputs``; for an SSD:
 
 * ``box_encodings [1, A, 4]``: the box coder's encodings relative to each anchor;
 * ``class_logits [1, A, K]``: per-class logits, column 0 background;
@@ -24,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from objdet.errors import ConfigError, ObjdetError
-from objdet.export.signature import GRAPH_OUTPUTS
+from objdet.export.signature import GRAPH_INPUT, GRAPH_OUTPUTS, TRUE_IMAGE_SHAPES
 from objdet.models.contract import DetectionModel, as_detection_model
 
 # The exported graph must reproduce the eager network this closely (float32 on the CPU).
@@ -38,11 +42,28 @@ class NetworkGraph(nn.Module):
         super().__init__()
         self.model = check_exportable(model)
 
-    def forward(self, images: Tensor) -> tuple[Tensor, ...]:
-        """``[1, 3, H_c, W_c]`` canvas -> the model's ``graph_outputs`` (SSD: box_encodings,
+    def forward(self, *inputs: Tensor) -> tuple[Tensor, ...]:
+        """The model's ``graph_inputs`` (the ``[1, 3, H_c, W_c]`` canvas, then
+        ``true_image_shapes`` where named) -> its ``graph_outputs`` (SSD: box_encodings,
         class_logits, anchors)."""
-        predictions = self.model.predict(images)
+        predictions = self.model.predict(*inputs)
         return tuple(predictions[name] for name in self.model.graph_outputs)
+
+
+def graph_input_tensors(model: DetectionModel, canvas: Tensor,
+                        resized_sizes: list[tuple[int, int]]) -> tuple[Tensor, ...]:
+    """The tensors ``model.predict`` (and so ``model.pt2``) takes, in ``graph_inputs`` order,
+    for ``canvas [B, 3, H_c, W_c]`` holding images resized to ``resized_sizes``."""
+    tensors = {
+        GRAPH_INPUT: canvas,
+        TRUE_IMAGE_SHAPES: torch.tensor([[height, width, 3] for height, width in resized_sizes],
+                                        dtype=torch.int32, device=canvas.device),
+    }
+    unknown = [name for name in model.graph_inputs if name not in tensors]
+    if unknown:
+        raise ConfigError(f"export: {type(model).__name__} graph input {unknown[0]!r} unknown; "
+                          f"expected some of {', '.join(tensors)}")
+    return tuple(tensors[name] for name in model.graph_inputs)
 
 
 def check_exportable(model: nn.Module) -> DetectionModel:
@@ -53,6 +74,10 @@ def check_exportable(model: nn.Module) -> DetectionModel:
         raise ConfigError(f"model: cannot be exported: {error}") from None
 
 
+# meta-architecture class -> its DetectionModel field (for messages naming a config field)
+_CONFIG_FIELDS = {"SSD": "ssd", "FasterRCNN": "faster_rcnn", "CenterNet": "center_net"}
+
+
 def fixed_canvas_size(model: DetectionModel) -> tuple[int, int]:
     """(height, width) of the canvas every image is resized onto, padding included."""
     from objdet.models.image_resizers import KeepAspectRatioResizer
@@ -60,7 +85,8 @@ def fixed_canvas_size(model: DetectionModel) -> tuple[int, int]:
     resizer = model.image_resizer
     if isinstance(resizer, KeepAspectRatioResizer) and not resizer.pad_to_max_dimension:
         raise ConfigError(
-            "model.ssd.image_resizer.keep_aspect_ratio_resizer.pad_to_max_dimension: export "
+            f"model.{_CONFIG_FIELDS.get(type(model).__name__, type(model).__name__)}"
+            ".image_resizer.keep_aspect_ratio_resizer.pad_to_max_dimension: export "
             "needs a fixed input size; found false, expected true (or use fixed_shape_resizer)"
         )
     probe = model.resize_batch([torch.zeros(3, 8, 8)])
@@ -72,10 +98,11 @@ def export_network(model: nn.Module, canvas_size: tuple[int, int]) -> torch.expo
     check that the traced program reproduces it within ``GRAPH_TOLERANCE``."""
     network = NetworkGraph(model).eval()
     generator = torch.Generator().manual_seed(0)
-    example = torch.rand(1, 3, *canvas_size, generator=generator)
+    example = graph_input_tensors(network.model, torch.rand(1, 3, *canvas_size, generator=generator),
+                                  [canvas_size])
     with torch.no_grad():
         try:
-            program = torch.export.export(network, (example,))
+            program = torch.export.export(network, example)
         except Exception as trace_error:  # noqa: BLE001 - torch.export raises many types
             text = str(trace_error).strip()
             first_line = text.splitlines()[0] if text else ""
@@ -83,8 +110,8 @@ def export_network(model: nn.Module, canvas_size: tuple[int, int]) -> torch.expo
                 f"export: the {type(network.model).__name__} network cannot be traced by "
                 f"torch.export yet ({type(trace_error).__name__}: {first_line[:200]})"
             ) from None
-        expected = network(example)
-        found = program.module()(example)
+        expected = network(*example)
+        found = program.module()(*example)
     for name, want, got in zip(network.model.graph_outputs, expected, found, strict=True):
         error = float((want - got).abs().max()) if want.numel() else 0.0
         if want.shape != got.shape or error > GRAPH_TOLERANCE:
@@ -95,13 +122,14 @@ def export_network(model: nn.Module, canvas_size: tuple[int, int]) -> torch.expo
     return program
 
 
-GraphFunction = Callable[[Tensor], dict[str, Tensor]]
+GraphFunction = Callable[..., dict[str, Tensor]]  # graph inputs -> named graph outputs
 
 
 def load_graph(
     path: str | os.PathLike[str], output_names: tuple[str, ...] = GRAPH_OUTPUTS
 ) -> GraphFunction:
-    """``model.pt2`` -> a function from the canvas to a dict of the named graph outputs
+    """``model.pt2`` -> a function from the graph inputs (the canvas, and
+    ``true_image_shapes`` where the model takes it) to a dict of the named graph outputs
     (``output_names``: the signature's graph outputs, in order)."""
     try:
         module = torch.export.load(os.fspath(path)).module()
@@ -110,8 +138,8 @@ def load_graph(
     except Exception as error:  # noqa: BLE001 - torch raises many types for a corrupt archive
         raise ObjdetError(f"{path}: cannot load the exported graph: {error}") from None
 
-    def run(images: Tensor) -> dict[str, Tensor]:
+    def run(*inputs: Tensor) -> dict[str, Tensor]:
         with torch.no_grad():
-            return dict(zip(output_names, module(images), strict=True))
+            return dict(zip(output_names, module(*inputs), strict=True))
 
     return run

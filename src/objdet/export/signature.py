@@ -20,7 +20,8 @@ float_image_tensor; the caller decodes encoded images and tf.Examples) to the fo
 ``B`` (``num_detections [B]``); see ``objdet.export.onnx_graph``.
 
 The ``graph`` entry describes ``model.pt2``: the network alone, from the preprocessed canvas
-to the raw box encodings, class logits and anchors (see ``objdet.export.graph``).
+(and, for Faster R-CNN, ``true_image_shapes``) to the raw outputs, e.g. an SSD's box encodings,
+class logits and anchors (see ``objdet.export.graph``).
 """
 
 from __future__ import annotations
@@ -39,8 +40,15 @@ INPUT_TYPES: dict[str, dict[str, Any]] = {
 }
 OUTPUT_NAMES = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
 GRAPH_INPUT = "preprocessed_inputs"
+TRUE_IMAGE_SHAPES = "true_image_shapes"  # int32 [1, 3]: a Faster R-CNN graph's second input
 GRAPH_OUTPUTS = ("box_encodings", "class_logits", "anchors")  # an SSD's graph outputs
 _GRAPH_LAYOUTS = {"anchors": {"layout": "x1, y1, x2, y2 canvas pixels"}}
+_GRAPH_INPUTS = {  # name -> its spec for a (height, width) canvas
+    GRAPH_INPUT: lambda height, width: {"dtype": "float32", "shape": [1, 3, height, width],
+                                        "range": [0.0, 1.0]},
+    TRUE_IMAGE_SHAPES: lambda height, width: {"dtype": "int32", "shape": [1, 3],
+                                              "layout": "height, width, channels"},
+}
 
 
 def check_input_type(input_type: str) -> str:
@@ -70,6 +78,7 @@ def output_specs(max_detections: int) -> dict[str, dict[str, Any]]:
 def build_signature(
     input_type: str, max_detections: int, canvas_size: tuple[int, int],
     graph_outputs: dict[str, tuple[int, ...]], onnx_file: str | None = None,
+    graph_inputs: tuple[str, ...] = (GRAPH_INPUT,),
 ) -> dict[str, Any]:
     """The ``signature.json`` content for an export.
 
@@ -90,8 +99,7 @@ def build_signature(
         "graph": {
             "file": "model.pt2",
             "format": "torch.export",
-            "inputs": {GRAPH_INPUT: {"dtype": "float32", "shape": [1, 3, height, width],
-                                     "range": [0.0, 1.0]}},
+            "inputs": {name: _GRAPH_INPUTS[name](height, width) for name in graph_inputs},
             "outputs": {
                 name: {"dtype": "float32", "shape": list(shape), **_GRAPH_LAYOUTS.get(name, {})}
                 for name, shape in graph_outputs.items()

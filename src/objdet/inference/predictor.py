@@ -37,13 +37,14 @@ from objdet.export.exporter import (
     WEIGHTS_FILE,
     configured_label_map_path,
 )
+from objdet.export.graph import graph_input_tensors
 from objdet.export.signature import GRAPH_INPUT, GRAPH_OUTPUTS, check_input_type
 from objdet.inference.inputs import decode_input
 from objdet.models.contract import DetectionModel, as_detection_model
 from objdet.structures.detections import Detections
 from objdet.structures.label_map import LabelMap, load_label_map
 
-Network = Callable[[Tensor], dict[str, Tensor]]
+Network = Callable[..., dict[str, Tensor]]  # the model's graph inputs -> raw outputs by name
 _EXPORT_FILES = (MODEL_FILE, WEIGHTS_FILE, CONFIG_FILE, SIGNATURE_FILE)
 RUNTIMES = ("torch", "onnxruntime")
 
@@ -145,7 +146,7 @@ class Predictor:
                 f"the exported graph takes a {self.canvas_size[0]}x{self.canvas_size[1]} canvas, "
                 f"but this {height}x{width} image resizes to {found[0]}x{found[1]}"
             )
-        raw = self.network(batch.images)
+        raw = self.network(*graph_input_tensors(self.model, batch.images, batch.resized_sizes))
         detection = self.model.postprocess(raw, batch.resized_sizes, batch.original_sizes)[0]
         return Detections.from_model_output(detection, image_size=(height, width))
 

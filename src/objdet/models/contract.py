@@ -8,8 +8,11 @@ outside ``models/`` calls these members instead of probing attributes.
   (DESIGN.md). ``images`` is a list of float ``[3, H, W]`` tensors in [0, 1].
 - ``num_classes`` (label-map ids 1..num_classes), ``max_detections`` per image.
 - ``resize_batch(images) -> ImageBatch`` — the canvas the network sees (resized, padded).
-- ``predict(canvas [B, 3, H_c, W_c]) -> dict`` of raw tensors; ``graph_outputs`` names
-  those an export serializes, in order (the traced network is ``predict``).
+- ``predict(*graph inputs) -> dict`` of raw tensors; ``graph_inputs`` names its arguments
+  (``preprocessed_inputs``: the canvas ``[B, 3, H_c, W_c]``; then ``true_image_shapes`` int32
+  ``[B, 3]`` for a model that needs each image's window, as the OD API's predict takes it),
+  ``graph_outputs`` the tensors an export serializes, in order (the traced network is
+  ``predict``).
 - ``postprocess(predictions, resized_sizes, original_sizes) -> list`` of detections.
 - ``backbone() -> nn.Module`` — what a ``classification`` fine-tune checkpoint fills.
 - ``tf2_variable_map() -> dict[str, Target]`` — OD API TF2 checkpoint key -> state_dict
@@ -19,6 +22,7 @@ outside ``models/`` calls these members instead of probing attributes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 from torch import Tensor, nn
@@ -26,7 +30,7 @@ from torch import Tensor, nn
 from objdet.models.checkpoints.variable_map import Target
 from objdet.models.image_resizers import ImageBatch, ImageResizer
 
-CONTRACT_MEMBERS = ("num_classes", "max_detections", "image_resizer", "graph_outputs",
+CONTRACT_MEMBERS = ("num_classes", "max_detections", "image_resizer", "graph_inputs", "graph_outputs",
                     "resize_batch", "predict", "postprocess", "backbone", "tf2_variable_map",
                     "tf2_classification_map")
 
@@ -38,6 +42,7 @@ class DetectionModel(Protocol):
     num_classes: int  # label-map ids 1..num_classes
     max_detections: int  # detections per image at most (post_processing)
     image_resizer: ImageResizer
+    graph_inputs: tuple[str, ...]  # predict's arguments, by name
     graph_outputs: tuple[str, ...]
 
     def __call__(
@@ -46,7 +51,8 @@ class DetectionModel(Protocol):
 
     def resize_batch(self, images: list[Tensor]) -> ImageBatch: ...
 
-    def predict(self, images: Tensor) -> dict[str, Tensor]: ...
+    # (the canvas, then the other graph_inputs) -> raw tensors by name
+    predict: Callable[..., dict[str, Tensor]]
 
     def postprocess(
         self,

@@ -26,7 +26,7 @@ def convert_scores(class_logits: Tensor, converter: str, logit_scale: float = 1.
     raise ValueError(f"score_converter must be one of {SCORE_CONVERTERS}, got {converter!r}")
 
 
-def _per_class_nms(
+def per_class_nms(
     boxes: Tensor, scores: Tensor, score_threshold: float, iou_threshold: float, max_per_class: int
 ) -> tuple[Tensor, Tensor]:
     """Exact per-class NMS keeping ``max_per_class`` boxes per class -> (anchor, class) indices.
@@ -134,7 +134,7 @@ class BatchNonMaxSuppression:
 
     def _per_class(self, boxes: Tensor, scores: Tensor) -> dict[str, Tensor]:
         """``boxes [A, 4]``, ``scores [A, C]`` -> detections."""
-        keep_anchor, keep_class = _per_class_nms(
+        keep_anchor, keep_class = per_class_nms(
             boxes, scores, self.score_threshold, self.iou_threshold, self.max_detections_per_class
         )
         kept_scores = scores[keep_anchor, keep_class]

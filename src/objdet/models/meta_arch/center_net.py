@@ -119,6 +119,7 @@ class CenterNet(nn.Module):
     OD API), applied before the extractor's own ``preprocess``.
     """
 
+    graph_inputs: tuple[str, ...] = ("preprocessed_inputs",)  # predict(canvas)
     graph_outputs: tuple[str, ...] = (OBJECT_CENTER, BOX_SCALE, BOX_OFFSET)
 
     def __init__(self, *, num_classes: int, image_resizer: ImageResizer,

@@ -52,7 +52,8 @@ class FasterRcnnFeatureExtractor(Protocol):
 class FasterRCNN(nn.Module):
     """Two-stage detector (see the module docstring). ``num_classes`` excludes background."""
 
-    # The tensors ``predict`` returns that an export serializes, in this order.
+    # ``predict``'s arguments and the tensors it returns, as an export serializes them.
+    graph_inputs: tuple[str, ...] = ("preprocessed_inputs", "true_image_shapes")
     graph_outputs: tuple[str, ...] = (
         "rpn_box_encodings", "rpn_objectness", "anchors", "proposal_boxes", "num_proposals",
         "refined_box_encodings", "class_logits",
@@ -139,7 +140,7 @@ class FasterRCNN(nn.Module):
                                  "to detect")
             gt_boxes, gt_labels, gt_weights = self._canvas_targets(targets, batch)
             return self.loss(self, batch, gt_boxes, gt_labels, gt_weights)
-        predictions = self.predict(batch.images, batch.resized_sizes)
+        predictions = self.predict(batch.images, true_image_shapes(batch.resized_sizes))
         return self.postprocess(predictions, batch.resized_sizes, batch.original_sizes)
 
     def predict_first_stage(self, images: Tensor) -> dict[str, Tensor]:
@@ -160,13 +161,17 @@ class FasterRCNN(nn.Module):
         return {"features": features, "rpn_box_encodings": box_encodings,
                 "rpn_objectness": objectness, "anchors": anchors}
 
-    def propose(self, first_stage: dict[str, Tensor], image_sizes: list[tuple[int, int]]
-                ) -> tuple[Tensor, Tensor]:
-        """-> proposals ``[B, max_proposals, 4]`` (zero-padded), ``num_proposals [B]``."""
+    def propose(self, first_stage: dict[str, Tensor],
+                image_sizes: list[tuple[int, int]] | Tensor) -> tuple[Tensor, Tensor]:
+        """``image_sizes``: (height, width) of each image on the canvas (a list, or ``[B, 2+]``
+        as in ``true_image_shapes``) -> proposals ``[B, max_proposals, 4]`` (zero-padded),
+        ``num_proposals [B]``."""
         boxes = self.box_coder.decode(first_stage["rpn_box_encodings"].detach(),
                                       first_stage["anchors"][None])  # [B, A, 4]
         objectness = first_stage["rpn_objectness"].detach().softmax(dim=-1)[..., 1]  # [B, A]
-        return select_proposals(boxes, objectness, image_sizes,
+        windows = (image_sizes[:, :2] if isinstance(image_sizes, Tensor)
+                   else torch.tensor(image_sizes, device=boxes.device).reshape(-1, 2))
+        return select_proposals(boxes, objectness, windows,
                                 score_threshold=self.first_stage_nms_score_threshold,
                                 iou_threshold=self.first_stage_nms_iou_threshold,
                                 max_proposals=self.first_stage_max_proposals)
@@ -186,15 +191,17 @@ class FasterRCNN(nn.Module):
         return (box_encodings.reshape(batch, num_proposals, -1, 4),
                 class_logits.reshape(batch, num_proposals, -1))
 
-    def predict(self, images: Tensor, image_sizes: list[tuple[int, int]] | None = None
+    def predict(self, images: Tensor, true_image_shapes: Tensor | None = None
                 ) -> dict[str, Tensor]:
         """Canvas ``[B, 3, H, W]`` in [0, 1] -> the raw tensors of :attr:`graph_outputs`.
 
-        ``image_sizes``: (height, width) of each resized image on the canvas, the window
-        proposals are clipped to (default: the whole canvas, as for fixed-shape resizers).
-        ``proposal_boxes [B, P, 4]`` are canvas pixels, zero after ``num_proposals [B]``."""
+        ``true_image_shapes``: int ``[B, 3]`` (height, width, channels) of each resized image
+        on the canvas, as the OD API's: the window proposals are clipped to (default: the
+        whole canvas, as for fixed-shape resizers). ``proposal_boxes [B, P, 4]`` are canvas
+        pixels, zero after ``num_proposals [B]``."""
         canvas_size = (int(images.shape[2]), int(images.shape[3]))
-        sizes = image_sizes if image_sizes is not None else [canvas_size] * int(images.shape[0])
+        sizes = (true_image_shapes if true_image_shapes is not None
+                 else [canvas_size] * int(images.shape[0]))
         first_stage = self.predict_first_stage(images)
         proposals, num_proposals = self.propose(first_stage, sizes)
         refined, class_logits = self.predict_second_stage(first_stage["features"], proposals,
@@ -252,6 +259,11 @@ class FasterRCNN(nn.Module):
                            if image_weights is None
                            else torch.as_tensor(image_weights).to(scales).reshape(-1))
         return boxes, labels, weights
+
+
+def true_image_shapes(sizes: list[tuple[int, int]]) -> Tensor:
+    """(height, width) per image -> the OD API's ``true_image_shapes`` int32 ``[B, 3]``."""
+    return torch.tensor([[height, width, 3] for height, width in sizes], dtype=torch.int32)
 
 
 def clip_boxes(boxes: Tensor, size: tuple[int, int]) -> Tensor:

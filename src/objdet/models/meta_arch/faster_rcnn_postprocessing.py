@@ -3,7 +3,7 @@ runs them for it.
 
 - :func:`select_proposals` (first stage): NMS over the decoded RPN boxes ranked by objectness
   probability, at most ``max_proposals`` kept, clipped to the image window (zero-area ones
-  dropped), zero-padded to ``max_proposals``.
+  dropped), zero-padded to ``max_proposals``; traceable by ``torch.export``.
 - :class:`SecondStageNonMaxSuppression`: per-class NMS where each class may have its own box
   (``share_box_across_classes: false``), score threshold, per-class and total caps, clip to the
   image window after NMS.
@@ -18,27 +18,46 @@ import torch
 from torch import Tensor
 from torchvision.ops import nms
 
-from objdet.models.postprocessing import BatchNonMaxSuppression, convert_scores
+from objdet.models.postprocessing import convert_scores, per_class_nms
 
 
 def select_proposals(
-    boxes: Tensor, objectness: Tensor, clip_sizes: list[tuple[int, int]], *,
+    boxes: Tensor, objectness: Tensor, windows: Tensor, *,
     score_threshold: float, iou_threshold: float, max_proposals: int,
 ) -> tuple[Tensor, Tensor]:
-    """``boxes [B, A, 4]``, ``objectness [B, A]`` probabilities -> proposals
-    ``[B, max_proposals, 4]`` (zero rows after the first ``num_proposals [B]``)."""
-    suppress = BatchNonMaxSuppression(
-        score_threshold=score_threshold, iou_threshold=iou_threshold,
-        max_detections_per_class=max_proposals, max_total_detections=max_proposals,
-        score_converter="IDENTITY", background_column=False)
-    kept = suppress(boxes, objectness[..., None], clip_sizes)
-    proposals = boxes.new_zeros(boxes.shape[0], max_proposals, 4)
-    counts = []
-    for index, detection in enumerate(kept):
-        count = int(detection["boxes"].shape[0])
-        proposals[index, :count] = detection["boxes"]
-        counts.append(count)
-    return proposals, torch.tensor(counts, dtype=torch.int64, device=boxes.device)
+    """``boxes [B, A, 4]``, ``objectness [B, A]`` probabilities, ``windows [B, 2]`` (height,
+    width) of each image on the canvas -> proposals ``[B, max_proposals, 4]`` (zero rows after
+    the first ``num_proposals [B]``).
+
+    Static output shapes, so that ``torch.export`` traces it: the survivors are padded by
+    concatenating zero rows and cutting at ``max_proposals``."""
+    limits = windows.to(boxes).flip(1).repeat(1, 2)  # [B, 4] (width, height, width, height)
+    proposals, counts = [], []
+    for index in range(boxes.shape[0]):
+        kept = _proposal_nms(boxes[index], objectness[index], score_threshold, iou_threshold,
+                             max_proposals)  # [<= max_proposals] anchor indices, best first
+        clipped = torch.minimum(boxes[index, kept].clamp(min=0), limits[index])
+        has_area = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
+        survivors = clipped[has_area]
+        proposals.append(torch.cat([survivors, survivors.new_zeros(max_proposals, 4)])[:max_proposals])
+        counts.append(has_area.sum())
+    return torch.stack(proposals), torch.stack(counts)
+
+
+def _proposal_nms(boxes: Tensor, scores: Tensor, score_threshold: float, iou_threshold: float,
+                  max_proposals: int) -> Tensor:
+    """Indices of the first ``max_proposals`` NMS survivors among ``boxes [A, 4]`` scoring
+    above ``score_threshold``, by decreasing score.
+
+    Eagerly this is the exact top-M search of ``per_class_nms`` (NMS over a growing number of
+    best candidates: fast with thousands of anchors); its loop depends on the data, so under
+    ``torch.export`` one NMS runs over all candidates, which keeps the same boxes."""
+    if torch.compiler.is_exporting():
+        candidates = torch.nonzero(scores > score_threshold).squeeze(1)
+        return candidates[nms(boxes[candidates], scores[candidates], iou_threshold)][:max_proposals]
+    anchors, _ = per_class_nms(boxes, scores[:, None], score_threshold, iou_threshold,
+                                max_proposals)
+    return anchors
 
 
 class SecondStageNonMaxSuppression:

@@ -154,6 +154,7 @@ class SSD(nn.Module):
                 norm.requires_grad_(False)
 
     # The tensors ``predict`` returns that an export serializes, in this order.
+    graph_inputs: tuple[str, ...] = ("preprocessed_inputs",)  # predict(canvas)
     graph_outputs: tuple[str, ...] = ("box_encodings", "class_logits", "anchors")
 
     @property
