@@ -9,6 +9,8 @@ fine_tune_checkpoint_type (the OD API TF2 names):
 
 An OD API TF2 checkpoint (``DIR/ckpt-N`` or its directory) is read without TensorFlow and
 restored as the OD API restores it (:mod:`objdet.models.checkpoints.importer`).
+``zoo:NAME`` names a model of the TF2 zoo: its cached checkpoint, downloaded first if absent
+(:func:`objdet.zoo.resolve_checkpoint`).
 """
 
 from __future__ import annotations
@@ -67,6 +69,8 @@ def load_fine_tune_checkpoint(
         )
     from objdet.models.checkpoints.importer import is_tf2_checkpoint, load_tf2_checkpoint
 
+    if isinstance(path, str) and path.startswith("zoo:"):
+        path = _zoo_checkpoint(path)
     if is_tf2_checkpoint(path):  # an OD API checkpoint (the TF2 zoo's ckpt-0, or a directory)
         imported = load_tf2_checkpoint(model, path, checkpoint_type)
         return FineTuneReport(len(imported.loaded), [], imported.fresh)
@@ -80,6 +84,15 @@ def load_fine_tune_checkpoint(
     if checkpoint_type == "classification":
         return _load_matching(as_detection_model(model).backbone(), source)
     return _load_matching(model, source)
+
+
+def _zoo_checkpoint(reference: str) -> str | os.PathLike[str]:
+    from objdet.zoo import resolve_checkpoint
+
+    try:
+        return resolve_checkpoint(reference)
+    except ObjdetError as error:
+        raise type(error)(f"train_config.fine_tune_checkpoint {reference!r}: {error}") from None
 
 
 def _load_matching(target: nn.Module, source: dict[str, Tensor]) -> FineTuneReport:
