@@ -200,3 +200,28 @@ def test_default_export_skips_onnx_where_the_graph_cannot_express_the_model(
     with pytest.raises(ConfigError, match="ONNX export: .*use_class_agnostic_nms"):
         export_inference_graph(output_directory=tmp_path / "asked", formats=("pt2", "onnx"), **common)
     assert not (tmp_path / "asked").exists()
+
+
+def test_center_net_onnx_equals_eval_mode() -> None:
+    """CenterNet's graph: pre-processing, network, peaks and boxes (no NMS), for a batch of
+    3 images whose resized image is smaller than the canvas."""
+    tiny = Path(__file__).resolve().parents[1] / "fixtures" / "odapi_center_net" / "mobilenet_v2_fpn"
+    config = cfg.load(tiny / "pipeline.config").model
+    resizer = config.center_net.image_resizer.keep_aspect_ratio_resizer
+    resizer.min_dimension = resizer.max_dimension = 64
+    torch.manual_seed(0)
+    model = build_model(config).eval()
+    session = onnxruntime.InferenceSession(export_onnx(model, (64, 64)).SerializeToString(),
+                                           providers=["CPUExecutionProvider"])
+    images = np.stack([sample_image(48, 80, seed=seed) for seed in range(3)])  # uint8 [3, H, W, 3]
+    boxes, scores, classes, counts = session.run(None, {"input_tensor": images})
+    assert boxes.shape == (3, model.max_detections, 4)
+    for index, image in enumerate(images):
+        expected = reference_detections(model, image)
+        count = int(counts[index])
+        assert 0 < count == len(expected["scores"])
+        np.testing.assert_allclose(scores[index, :count], expected["scores"].numpy(), atol=TOLERANCE)
+        np.testing.assert_array_equal(classes[index, :count], expected["labels"].numpy())
+        in_pixels = boxes[index, :count][:, [1, 0, 3, 2]] * np.array([80, 48, 80, 48])
+        np.testing.assert_allclose(in_pixels, expected["boxes"].numpy(), atol=1e-2)
+        assert not scores[index, count:].any() and not boxes[index, count:].any()

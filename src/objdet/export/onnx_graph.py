@@ -16,6 +16,9 @@ The graph needs no objdet and no torch to run (ONNX Runtime, or any runtime with
          detection_scores [B, max], detection_classes [B, max] (label-map ids, float),
          num_detections [B] (float); rows past num_detections are zeros.
 
+A CenterNet has no NMS: its peak extraction and box decoding (static shapes) are exported
+with its network, after the same pre-processing, straight to the four outputs.
+
 All images of one batch have one size (a ``[B, H, W, 3]`` tensor). Encoded images and
 tf.Examples have no standard ONNX decoder: for those input types the caller decodes (the
 Predictor does) and feeds pixels. ``export_onnx`` raises a ``ConfigError`` naming what a
@@ -39,6 +42,7 @@ from objdet.errors import ConfigError, ObjdetError
 from objdet.export.signature import onnx_input_dtype
 from objdet.models.contract import DetectionModel, as_detection_model
 from objdet.models.image_resizers import FixedShapeResizer, KeepAspectRatioResizer
+from objdet.models.meta_arch.center_net import CenterNet
 from objdet.models.meta_arch.ssd import SSD
 from objdet.models.postprocessing import BatchNonMaxSuppression, convert_scores
 
@@ -77,22 +81,45 @@ class DecodedNetwork(nn.Module):
         return boxes, scores
 
 
+class CenterNetDetections(nn.Module):
+    """A CenterNet's ``predict`` and its whole post-processing (peaks, boxes; no NMS), in the
+    form torch.onnx exports: canvas ``[B, 3, H_c, W_c]`` and ``resized_size`` int64 ``[2]``
+    -> the four detection outputs (rows scoring 0 or less zeroed, as the OD API counts
+    ``num_detections``)."""
+
+    def __init__(self, model: CenterNet) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, canvas: Tensor, resized_size: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        predictions = self.model.predict(canvas)
+        sizes = resized_size[None].expand(canvas.shape[0], 2)
+        normalized, scores, classes = self.model.decode_peaks(predictions, sizes)
+        valid = (scores > 0).to(scores)  # [B, k]; scores descending: valid rows first
+        return (normalized * valid[..., None], scores * valid, (classes + 1).to(scores) * valid,
+                valid.sum(dim=1))
+
+
 def export_onnx(model: nn.Module, canvas_size: tuple[int, int], input_type: str = "image_tensor") -> onnx.ModelProto:
     """The whole detector (see the module docstring) as an ONNX model; its network part is
     checked with ONNX Runtime against the eager model on a random canvas. ``input_type``
     float_image_tensor takes ``float32`` 0..255 pixels, every other one ``uint8``."""
-    ssd = _supported_ssd(model)
-    detector = as_detection_model(ssd)
-    network = _export_network(ssd, canvas_size)
+    supported = _supported_model(model)
+    detector = as_detection_model(supported)
     pre = _preprocessing(detector, canvas_size)
-    post = _postprocessing(ssd.postprocessor)
+    if isinstance(supported, CenterNet):
+        network = _export_center_net(supported, canvas_size)
+        post = _Graph("postprocess")  # inside the exported module
+    else:
+        network = _export_network(supported, canvas_size)
+        post = _postprocessing(supported.postprocessor)
     graph = helper.make_graph(
         pre.nodes + list(network.graph.node) + post.nodes,
         "objdet_detector",
         [helper.make_tensor_value_info(
             INPUT_NAME, TensorProto.FLOAT if onnx_input_dtype(input_type) == "float32" else TensorProto.UINT8,
             ["batch", "height", "width", 3])],
-        [_output_info(name, ssd.max_detections) for name in OUTPUT_NAMES],
+        [_output_info(name, detector.max_detections) for name in OUTPUT_NAMES],
         initializer=pre.initializers + list(network.graph.initializer) + post.initializers,
     )
     merged = helper.make_model(graph, opset_imports=list(network.opset_import),
@@ -104,24 +131,26 @@ def export_onnx(model: nn.Module, canvas_size: tuple[int, int], input_type: str 
 
 def onnx_unsupported_reason(model: nn.Module) -> str | None:
     """Why ``model`` has no ONNX graph yet (None when it has one)."""
-    if not isinstance(model, SSD):
-        return (f"the {type(model).__name__} meta-architecture has no ONNX graph yet (SSD and "
-                "EfficientDet do); export its torch program (pt2) instead")
-    if model.postprocessor.use_class_agnostic_nms:
-        return ("post_processing.batch_non_max_suppression.use_class_agnostic_nms: true has no "
-                "ONNX graph yet (ONNX NonMaxSuppression is per class)")
+    if not isinstance(model, SSD | CenterNet):
+        return (f"the {type(model).__name__} meta-architecture has no ONNX graph yet (SSD, "
+                "EfficientDet and CenterNet do); export its torch program (pt2) instead")
     if model.image_resizer.interpolation not in _RESIZE_MODES:
         return (f"image_resizer interpolation {model.image_resizer.interpolation!r} has no ONNX "
                 f"Resize mode; supported: {', '.join(_RESIZE_MODES)}")
+    if isinstance(model, CenterNet):
+        return None
+    if model.postprocessor.use_class_agnostic_nms:
+        return ("post_processing.batch_non_max_suppression.use_class_agnostic_nms: true has no "
+                "ONNX graph yet (ONNX NonMaxSuppression is per class)")
     return None
 
 
-def _supported_ssd(model: nn.Module) -> SSD:
-    """``model`` as an SSD whose graph ONNX can express; else a ConfigError saying why."""
+def _supported_model(model: nn.Module) -> SSD | CenterNet:
+    """``model`` as one whose graph ONNX can express; else a ConfigError saying why."""
     reason = onnx_unsupported_reason(model)
     if reason is not None:
         raise ConfigError(f"ONNX export: {reason}")
-    assert isinstance(model, SSD)
+    assert isinstance(model, SSD | CenterNet)
     return model
 
 
@@ -148,6 +177,33 @@ def _export_network(model: SSD, canvas_size: tuple[int, int]) -> onnx.ModelProto
         if tuple(want.shape) != got.shape or error > NETWORK_TOLERANCE:
             raise ObjdetError(f"ONNX export: the graph's {name} differ from the model's "
                               f"(shape {got.shape} vs {tuple(want.shape)}, relative error {error:.3g})")
+    return proto
+
+
+def _export_center_net(model: CenterNet, canvas_size: tuple[int, int]) -> onnx.ModelProto:
+    """``CenterNetDetections`` through torch.onnx (dynamic batch), checked with ONNX Runtime
+    against the eager module on a random canvas whose resized image is smaller than it."""
+    network = CenterNetDetections(model).eval()
+    generator = torch.Generator().manual_seed(0)
+    example = torch.rand(2, 3, *canvas_size, generator=generator)
+    resized = torch.tensor([canvas_size[0] * 3 // 4, canvas_size[1]], dtype=torch.int64)
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            network, (example, resized), dynamo=True, dynamic_shapes=({0: batch}, None),
+            input_names=["canvas", RESIZED_SIZE], output_names=list(OUTPUT_NAMES),
+            opset_version=OPSET, verbose=False,
+        )
+        expected = network(example, resized)
+    assert program is not None
+    proto: onnx.ModelProto = program.model_proto
+    found = _run(proto, {"canvas": example.numpy(), RESIZED_SIZE: resized.numpy()})
+    for name, want, got in zip(OUTPUT_NAMES, expected, found, strict=True):
+        error = float(np.abs(want.numpy() - got).max()) if want.numel() else 0.0
+        if tuple(want.shape) != got.shape or error > NETWORK_TOLERANCE:
+            raise ObjdetError(f"ONNX export: the graph's {name} differ from the model's "
+                              f"(shape {got.shape} vs {tuple(want.shape)}, max error {error:.3g})")
     return proto
 
 

@@ -237,27 +237,35 @@ class CenterNet(nn.Module):
                     original_sizes: list[tuple[int, int]]) -> list[dict[str, Tensor]]:
         """Top ``max_box_predictions`` heatmap peaks (3x3 max-pool NMS) -> boxes in input
         pixels; only peaks scoring > 0 are kept (the OD API's ``num_detections``)."""
+        sizes = torch.tensor(resized_sizes, device=predictions[OBJECT_CENTER].device)
+        normalized, scores, classes = self.decode_peaks(predictions, sizes)
+        detections = []
+        for index, (original_h, original_w) in enumerate(original_sizes):
+            in_pixels = normalized[index][:, [1, 0, 3, 2]] * normalized.new_tensor(
+                [original_w, original_h, original_w, original_h])  # x1 y1 x2 y2
+            keep = scores[index] > 0
+            detections.append({"boxes": in_pixels[keep], "scores": scores[index][keep],
+                               "labels": classes[index][keep] + 1})
+        return detections
+
+    def decode_peaks(self, predictions: dict[str, Tensor], resized_sizes: Tensor
+                     ) -> tuple[Tensor, Tensor, Tensor]:
+        """Raw heads and ``resized_sizes [B, 2]`` (height, width of each image on the canvas)
+        -> the top peaks' boxes ``[B, k, 4]`` (ymin, xmin, ymax, xmax) normalized to the
+        resized image, scores ``[B, k]`` descending and class indices ``[B, k]`` (0-based).
+        Batched with static shapes: the ONNX graph exports it as it is."""
         probabilities = torch.sigmoid(predictions[OBJECT_CENTER])  # [B, K, h, w]
         height, width = probabilities.shape[2], probabilities.shape[3]
         # As the OD API: output rows/columns compared with the resized size in *input* pixels.
-        limits = torch.tensor(resized_sizes, device=probabilities.device)  # [B, 2]
+        limits = resized_sizes.to(device=probabilities.device)  # [B, 2]
         rows = torch.arange(height, device=probabilities.device).view(1, -1, 1)
         columns = torch.arange(width, device=probabilities.device).view(1, 1, -1)
         inside = (rows < limits[:, :1, None]) & (columns < limits[:, 1:, None])  # [B, h, w]
         probabilities = probabilities * inside[:, None].to(probabilities)
         scores, y_indices, x_indices, classes = self._top_peaks(probabilities)
         boxes = self._strided_boxes(predictions, y_indices, x_indices)  # [B, k, 4] y1 x1 y2 x2
-        detections = []
-        for index, ((resized_h, resized_w), (original_h, original_w)) in enumerate(
-                zip(resized_sizes, original_sizes)):
-            normalized = (boxes[index] * self.stride / boxes.new_tensor(
-                [resized_h, resized_w, resized_h, resized_w])).clamp(0.0, 1.0)
-            in_pixels = normalized[:, [1, 0, 3, 2]] * boxes.new_tensor(
-                [original_w, original_h, original_w, original_h])  # x1 y1 x2 y2
-            keep = scores[index] > 0
-            detections.append({"boxes": in_pixels[keep], "scores": scores[index][keep],
-                               "labels": classes[index][keep] + 1})
-        return detections
+        window = limits.to(boxes)[:, None, [0, 1, 0, 1]]  # [B, 1, 4] (h, w, h, w)
+        return (boxes * self.stride / window).clamp(0.0, 1.0), scores, classes
 
     def _top_peaks(self, probabilities: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """The OD API's ``top_k_feature_map_locations`` (per_channel False): scores ``[B, k]``
@@ -273,9 +281,14 @@ class CenterNet(nn.Module):
         batch_size, num_classes, _, width = peaks.shape
         flat = peaks.permute(0, 2, 3, 1).reshape(batch_size, -1)  # NHWC order, as TF
         k = min(self.max_box_predictions, flat.shape[1])
-        # A stable sort: tf.math.top_k returns equal values lowest index first.
-        order = torch.sort(flat, dim=1, descending=True, stable=True).indices[:, :k]
-        scores = flat.gather(1, order)
+        if torch.compiler.is_exporting():
+            # ONNX TopK, like tf.math.top_k, returns equal values lowest index first (and
+            # torch.onnx has no stable sort)
+            scores, order = flat.topk(k, dim=1)
+        else:
+            # A stable sort: tf.math.top_k returns equal values lowest index first.
+            order = torch.sort(flat, dim=1, descending=True, stable=True).indices[:, :k]
+            scores = flat.gather(1, order)
         classes = order % num_classes
         positions = order // num_classes
         return scores, positions // width, positions % width, classes
@@ -285,17 +298,18 @@ class CenterNet(nn.Module):
         """``prediction_tensors_to_boxes``: ``[B, k, 4]`` (ymin, xmin, ymax, xmax) output
         pixels, clipped to the output map."""
         scale, offset = predictions[BOX_SCALE], predictions[BOX_OFFSET]  # [B, 2, h, w]
-        height, width = scale.shape[2], scale.shape[3]
+        height, width = int(scale.shape[2]), int(scale.shape[3])
         flat_index = (y_indices * width + x_indices).unsqueeze(1).expand(-1, 2, -1)
         sizes = scale.flatten(2).gather(2, flat_index).clamp(min=0.0)  # [B, 2, k] (h, w)
         offsets = offset.flatten(2).gather(2, flat_index)  # [B, 2, k] (y, x)
         y_center = y_indices.to(scale) + offsets[:, 0]
         x_center = x_indices.to(scale) + offsets[:, 1]
         half_h, half_w = sizes[:, 0] / 2.0, sizes[:, 1] / 2.0
-        return torch.stack([(y_center - half_h).clamp(0.0, height),
-                            (x_center - half_w).clamp(0.0, width),
-                            (y_center + half_h).clamp(0.0, height),
-                            (x_center + half_w).clamp(0.0, width)], dim=2)
+        bottom, right = float(height), float(width)  # float bounds: one clamp overload
+        return torch.stack([(y_center - half_h).clamp(0.0, bottom),
+                            (x_center - half_w).clamp(0.0, right),
+                            (y_center + half_h).clamp(0.0, bottom),
+                            (x_center + half_w).clamp(0.0, right)], dim=2)
 
     def assign_targets(self, targets: list[dict[str, Tensor]], batch: ImageBatch, like: Tensor
                        ) -> CenterNetTargets:
