@@ -16,12 +16,15 @@ import base64
 import json
 import urllib.error
 import urllib.request
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from objdet.errors import ObjdetError
 from objdet.serving.errors import Code, ServingError
+
+if TYPE_CHECKING:
+    from objdet.serving.protos import model_pb2
 
 Image = bytes | np.ndarray  # encoded file bytes, or uint8 [H, W, 3] pixels
 _OUTPUTS = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
@@ -158,7 +161,7 @@ class Client:
             raise ServingError(Code.UNAVAILABLE, f"{self.url}: {error.reason}") from None
 
 
-def _spec(model: str, version: int | None) -> Any:
+def _spec(model: str, version: int | None) -> model_pb2.ModelSpec:
     from objdet.serving.protos import model_pb2
 
     spec = model_pb2.ModelSpec(name=model)
@@ -167,7 +170,8 @@ def _spec(model: str, version: int | None) -> Any:
     return spec
 
 
-def _as_input(image: Image, dtype: str) -> Any:
+def _as_input(image: Image, dtype: str) -> bytes | np.ndarray:
+    """Bytes for a string input, ``uint8 [H, W, 3]`` pixels otherwise."""
     if dtype == "DT_STRING":
         if not isinstance(image, (bytes, bytearray)):
             raise ObjdetError("this model takes encoded images: pass the file's bytes")
