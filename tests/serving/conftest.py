@@ -9,39 +9,17 @@ policy, labels stable -> 1 and canary -> 2).
 
 from __future__ import annotations
 
-import io
 import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from server_process import ServerProcess
-
-RACCOON_IMAGES = Path(__file__).resolve().parents[2] / "datasets" / "raccoon" / "images"
-MAX_REQUEST_BYTES = 2_000_000
-
-
-def jpeg_bytes(name: str) -> bytes:
-    return (RACCOON_IMAGES / name).read_bytes()
-
-
-def png_of(data: bytes, size: tuple[int, int] | None = None) -> bytes:
-    image = Image.open(io.BytesIO(data)).convert("RGB")
-    if size is not None:
-        image = image.resize(size)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def pixels_of(data: bytes) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+from serving_inputs import MAX_REQUEST_BYTES
 
 
 @pytest.fixture(scope="session")

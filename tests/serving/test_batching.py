@@ -13,8 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from conftest import jpeg_bytes, png_of
 from server_process import ServerProcess
+from serving_inputs import jpeg_bytes, png_of
 
 IMAGES = [png_of(jpeg_bytes(f"raccoon-{index}.jpg"), (64, 48)) for index in range(1, 7)]
 

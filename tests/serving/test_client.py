@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import jpeg_bytes, pixels_of, png_of
+from serving_inputs import jpeg_bytes, pixels_of, png_of
 
 from objdet.cli.main import main
 from objdet.errors import ObjdetError

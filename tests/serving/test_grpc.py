@@ -9,8 +9,8 @@ import grpc
 import numpy as np
 import pytest
 import torch
-from conftest import jpeg_bytes, pixels_of, png_of
 from google.protobuf import wrappers_pb2
+from serving_inputs import jpeg_bytes, pixels_of, png_of
 
 from objdet.inference.inputs import decode_image_bytes
 from objdet.serving.protos import (
@@ -153,7 +153,7 @@ def test_errors_have_tf_serving_status_codes(channel, request_, code) -> None:  
 
 
 def test_oversized_message_is_resource_exhausted(channel) -> None:  # type: ignore[no-untyped-def]
-    from conftest import MAX_REQUEST_BYTES
+    from serving_inputs import MAX_REQUEST_BYTES
 
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
     with pytest.raises(grpc.RpcError) as raised:

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import jpeg_bytes
 from server_process import ServerProcess
+from serving_inputs import jpeg_bytes
 
 POLL_SECONDS = 0.5
 BODY = {"instances": [{"b64": base64.b64encode(jpeg_bytes("raccoon-1.jpg")).decode()}]}

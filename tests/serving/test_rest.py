@@ -6,7 +6,7 @@ import base64
 
 import numpy as np
 import pytest
-from conftest import MAX_REQUEST_BYTES, jpeg_bytes, pixels_of, png_of
+from serving_inputs import MAX_REQUEST_BYTES, jpeg_bytes, pixels_of, png_of
 
 from objdet.inference.inputs import decode_image_bytes
 
