@@ -17,7 +17,9 @@ The graph needs no objdet and no torch to run (ONNX Runtime, or any runtime with
          num_detections [B] (float); rows past num_detections are zeros.
 
 A CenterNet has no NMS: its peak extraction and box decoding (static shapes) are exported
-with its network, after the same pre-processing, straight to the four outputs.
+with its network, after the same pre-processing, straight to the four outputs. A Faster
+R-CNN runs two exported stages joined by a batched proposal NMS, then a batched per-class NMS
+(``objdet.export.onnx_faster_rcnn``).
 
 All images of one batch have one size (a ``[B, H, W, 3]`` tensor). Encoded images and
 tf.Examples have no standard ONNX decoder: for those input types the caller decodes (the
@@ -43,6 +45,7 @@ from objdet.export.signature import onnx_input_dtype
 from objdet.models.contract import DetectionModel, as_detection_model
 from objdet.models.image_resizers import FixedShapeResizer, KeepAspectRatioResizer
 from objdet.models.meta_arch.center_net import CenterNet
+from objdet.models.meta_arch.faster_rcnn import FasterRCNN
 from objdet.models.meta_arch.ssd import SSD
 from objdet.models.postprocessing import BatchNonMaxSuppression, convert_scores
 
@@ -110,6 +113,10 @@ def export_onnx(model: nn.Module, canvas_size: tuple[int, int], input_type: str 
     if isinstance(supported, CenterNet):
         network = _export_center_net(supported, canvas_size)
         post = _Graph("postprocess")  # inside the exported module
+    elif isinstance(supported, FasterRCNN):
+        from objdet.export.onnx_faster_rcnn import faster_rcnn_graph
+
+        network, post = faster_rcnn_graph(supported, canvas_size)
     else:
         network = _export_network(supported, canvas_size)
         post = _postprocessing(supported.postprocessor)
@@ -131,13 +138,14 @@ def export_onnx(model: nn.Module, canvas_size: tuple[int, int], input_type: str 
 
 def onnx_unsupported_reason(model: nn.Module) -> str | None:
     """Why ``model`` has no ONNX graph yet (None when it has one)."""
-    if not isinstance(model, SSD | CenterNet):
+    if not isinstance(model, SSD | CenterNet | FasterRCNN):
         return (f"the {type(model).__name__} meta-architecture has no ONNX graph yet (SSD, "
-                "EfficientDet and CenterNet do); export its torch program (pt2) instead")
+                "EfficientDet, CenterNet and Faster R-CNN do); export its torch program (pt2) "
+                "instead")
     if model.image_resizer.interpolation not in _RESIZE_MODES:
         return (f"image_resizer interpolation {model.image_resizer.interpolation!r} has no ONNX "
                 f"Resize mode; supported: {', '.join(_RESIZE_MODES)}")
-    if isinstance(model, CenterNet):
+    if isinstance(model, CenterNet | FasterRCNN):
         return None
     if model.postprocessor.use_class_agnostic_nms:
         return ("post_processing.batch_non_max_suppression.use_class_agnostic_nms: true has no "
@@ -145,12 +153,12 @@ def onnx_unsupported_reason(model: nn.Module) -> str | None:
     return None
 
 
-def _supported_model(model: nn.Module) -> SSD | CenterNet:
+def _supported_model(model: nn.Module) -> SSD | CenterNet | FasterRCNN:
     """``model`` as one whose graph ONNX can express; else a ConfigError saying why."""
     reason = onnx_unsupported_reason(model)
     if reason is not None:
         raise ConfigError(f"ONNX export: {reason}")
-    assert isinstance(model, SSD | CenterNet)
+    assert isinstance(model, SSD | CenterNet | FasterRCNN)
     return model
 
 
@@ -382,15 +390,20 @@ def _postprocessing(nms: BatchNonMaxSuppression) -> _Graph:
     image_anchor = g.op("Concat", [g.op("Unsqueeze", [image, g.const([1], np.int64)]),
                                    g.op("Unsqueeze", [anchor, g.const([1], np.int64)])], axis=1)
     kept_boxes = g.op("GatherND", [boxes, image_anchor])  # [M, 4] x1, y1, x2, y2
-    # the clip window: the resized image within the canvas (every image of a batch alike)
-    window = g.op("Cast", [RESIZED_SIZE], to=TensorProto.FLOAT)  # (h, w)
-    window_height, window_width = g.op("Split", [window], outputs=2, axis=0, num_outputs=2)
-    zero = g.const(0.0)
-    x1, y1, x2, y2 = g.op("Split", [kept_boxes], outputs=4, axis=1, num_outputs=4)
-    x1, x2 = (g.op("Min", [g.op("Max", [v, zero]), window_width]) for v in (x1, x2))
-    y1, y2 = (g.op("Min", [g.op("Max", [v, zero]), window_height]) for v in (y1, y2))
-    has_area = g.op("Squeeze", [g.op("And", [g.op("Greater", [x2, x1]), g.op("Greater", [y2, y1])]),
-                                g.const([1], np.int64)])
+    batch = g.op("Slice", [g.op("Shape", [boxes]), g.const([0], np.int64), g.const([1], np.int64)])
+    write_detections(g, batch, image, class_index, kept_scores, kept_boxes, max_total)
+    return g
+
+
+def write_detections(g: _Graph, batch: str, image: str, class_index: str, kept_scores: str,
+                     kept_boxes: str, max_total: int) -> None:
+    """NMS survivors -> the four detection outputs: each survivor's ``image`` and
+    ``class_index`` (int64 ``[M]``, class 0-based), score ``[M]`` and box ``[M, 4]`` (x1, y1,
+    x2, y2 canvas pixels) are clipped to the resized image (``RESIZED_SIZE``), those without
+    area dropped, ordered by image then score, and the best ``max_total`` of each image
+    written into zero-filled ``[B, max_total, ...]`` rows (``batch``: int64 ``[1]``, B)."""
+    (x1, y1, x2, y2), has_area = clip_to_window(g, kept_boxes)
+    window_height, window_width = _window(g)
     normalized = g.op("Concat", [g.op("Div", [y1, window_height]), g.op("Div", [x1, window_width]),
                                  g.op("Div", [y2, window_height]), g.op("Div", [x2, window_width])],
                       axis=1)  # [M, 4] ymin, xmin, ymax, xmax
@@ -411,13 +424,7 @@ def _postprocessing(nms: BatchNonMaxSuppression) -> _Graph:
         g.op("Gather", [value, by_image], axis=0)
         for value in (image, class_index, kept_scores, normalized)
     )
-    # rank of each detection within its image: position - first position of its image
-    batch = g.op("Slice", [g.op("Shape", [boxes]), g.const([0], np.int64), g.const([1], np.int64)])
-    position = g.op("Range", [g.const(0, np.int64), g.op("Squeeze", [count, g.const([0], np.int64)]),
-                              g.const(1, np.int64)])
-    never = g.op("Expand", [g.const([np.iinfo(np.int64).max], np.int64), batch])
-    first = g.op("ScatterElements", [never, image, position], axis=0, reduction="min")
-    rank = g.op("Sub", [position, g.op("Gather", [first, image], axis=0)])
+    rank = rank_within_image(g, image, batch)
     within = g.op("Less", [rank, g.const(max_total, np.int64)])
     image, rank, class_index, kept_scores, normalized = (
         g.op("Compress", [value, within], axis=0)
@@ -436,6 +443,38 @@ def _postprocessing(nms: BatchNonMaxSuppression) -> _Graph:
     none = g.op("ConstantOfShape", [batch], value=numpy_helper.from_array(np.zeros(1, np.float32)))
     ones = g.op("Expand", [g.const([1.0]), g.op("Shape", [image])])
     g.name("ScatterElements", [none, image, ones], "num_detections", axis=0, reduction="add")
-    return g
 
 
+
+
+def _window(g: _Graph) -> tuple[str, str]:
+    """The clip window: (height, width) float ``[1]`` each, of the resized image on the canvas
+    (every image of a batch alike)."""
+    window = g.op("Cast", [RESIZED_SIZE], to=TensorProto.FLOAT)
+    height, width = g.op("Split", [window], outputs=2, axis=0, num_outputs=2)
+    return height, width
+
+
+def clip_to_window(g: _Graph, boxes: str) -> tuple[tuple[str, str, str, str], str]:
+    """Boxes ``[M, 4]`` (x1, y1, x2, y2) clipped to the window -> the four ``[M, 1]`` columns
+    and ``has_area`` bool ``[M]`` (x2 > x1 and y2 > y1 after clipping), as the eager models'
+    clip windows compute them."""
+    window_height, window_width = _window(g)
+    zero = g.const(0.0)
+    x1, y1, x2, y2 = g.op("Split", [boxes], outputs=4, axis=1, num_outputs=4)
+    x1, x2 = (g.op("Min", [g.op("Max", [v, zero]), window_width]) for v in (x1, x2))
+    y1, y2 = (g.op("Min", [g.op("Max", [v, zero]), window_height]) for v in (y1, y2))
+    has_area = g.op("Squeeze", [g.op("And", [g.op("Greater", [x2, x1]), g.op("Greater", [y2, y1])]),
+                                g.const([1], np.int64)])
+    return (x1, y1, x2, y2), has_area
+
+
+def rank_within_image(g: _Graph, image: str, batch: str) -> str:
+    """int64 ``[M]``: each row's position among the rows of its image, for rows grouped by
+    image (``image`` int64 ``[M]`` non-decreasing; ``batch`` int64 ``[1]``): its position
+    minus the first position of its image."""
+    count = g.op("Squeeze", [g.op("Shape", [image]), g.const([0], np.int64)])
+    position = g.op("Range", [g.const(0, np.int64), count, g.const(1, np.int64)])
+    never = g.op("Expand", [g.const([np.iinfo(np.int64).max], np.int64), batch])
+    first = g.op("ScatterElements", [never, image, position], axis=0, reduction="min")
+    return g.op("Sub", [position, g.op("Gather", [first, image], axis=0)])

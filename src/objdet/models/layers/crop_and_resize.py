@@ -25,7 +25,7 @@ from torch.nn import functional as F
 def crop_and_resize(features: Tensor, boxes: Tensor, crop_size: int) -> Tensor:
     """``features [B, C, H_f, W_f]``, ``boxes [B, N, 4]`` (x1, y1, x2, y2, fractions of the
     canvas) -> crops ``[B * N, C, crop_size, crop_size]`` (image-major)."""
-    batch, num_boxes = int(boxes.shape[0]), int(boxes.shape[1])
+    batch, num_boxes = boxes.shape[0], boxes.shape[1]  # symbolic under export: any batch
     if crop_size == 1:
         steps = boxes.new_full((1,), 0.5)
     else:

@@ -187,7 +187,7 @@ class FasterRCNN(nn.Module):
                               self.maxpool_kernel_size, self.maxpool_stride)  # [B*P, C, k, k]
         box_encodings, class_logits = self.box_predictor(
             extractor.extract_box_classifier_features(crops))
-        batch, num_proposals = int(proposals.shape[0]), int(proposals.shape[1])
+        batch, num_proposals = proposals.shape[0], proposals.shape[1]  # symbolic under export
         return (box_encodings.reshape(batch, num_proposals, -1, 4),
                 class_logits.reshape(batch, num_proposals, -1))
 
