@@ -76,3 +76,34 @@ def test_sigterm_lets_in_flight_requests_finish(batching_server) -> None:  # typ
     assert code == 0, batching_server.log()
     assert answers and answers[0][0] == 200, answers
     assert time.monotonic() - start >= 0.9  # it was in flight when the signal came
+
+
+def test_batches_are_padded_to_the_allowed_sizes(exported) -> None:  # type: ignore[no-untyped-def]
+    """allowed_batch_sizes [2, 4]: 3 concurrent images (sent within the 2 s timeout, which a
+    batch of 3 waits out) run as one call of 4 (the last image repeated), a lone image as a
+    call of 2; each request gets only its own answers, equal to the unbatched ones."""
+    from objdet.inference.inputs import decode_image_bytes
+    from objdet.serving.batching import Batcher
+    from objdet.serving.model_config import BatchingOptions
+    from objdet.serving.servable import load_servable
+
+    servable = load_servable(exported("encoded_image_string_tensor"), 1)
+    calls: list[int] = []
+    predict = servable.predict
+    servable.predict = lambda images: calls.append(len(images)) or predict(images)  # type: ignore[method-assign]
+    options = BatchingOptions(max_batch_size=4, batch_timeout_micros=2_000_000, num_batch_threads=1,
+                              allowed_batch_sizes=(2, 4))
+    batcher = Batcher(servable, options)
+    images = [decode_image_bytes(data) for data in IMAGES[:3]]
+    try:
+        with ThreadPoolExecutor(3) as pool:
+            together = list(pool.map(lambda image: batcher.predict([image]), images))
+        alone = batcher.predict(images[:1])
+    finally:
+        batcher.close()
+    assert calls == [4, 2]
+    for image, answer in zip(images, together):
+        assert len(answer) == 1
+        np.testing.assert_allclose(answer[0].scores, predict([image])[0].scores, atol=1e-4)
+    assert len(alone) == 1
+    np.testing.assert_allclose(alone[0].boxes, together[0][0].boxes, atol=1e-3)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from objdet.errors import ConfigError
@@ -71,9 +73,19 @@ def test_batching_parameters(tmp_path) -> None:  # type: ignore[no-untyped-def]
     path.write_text("max_batch_size { value: 0 }\n")
     with pytest.raises(ConfigError, match="max_batch_size: must be >= 1"):
         read_batching_parameters(path)
-    path.write_text("allowed_batch_sizes: 4\n")
-    with pytest.raises(ConfigError, match="allowed_batch_sizes"):
-        read_batching_parameters(path)
+    path.write_text("max_batch_size { value: 8 }\nallowed_batch_sizes: [2, 4, 8]\n")
+    options = read_batching_parameters(path)
+    assert options.allowed_batch_sizes == (2, 4, 8)
+    assert [options.padded_size(n) for n in (1, 2, 3, 5, 8, 9)] == [2, 2, 4, 8, 8, 9]
+    assert BatchingOptions().padded_size(3) == 3
+    for text, words in (("max_batch_size { value: 8 }\nallowed_batch_sizes: [2, 4]\n",
+                         "last entry must equal max_batch_size (8), got 4"),
+                        ("max_batch_size { value: 8 }\nallowed_batch_sizes: [4, 2, 8]\n",
+                         "strictly increasing, got [4, 2, 8]"),
+                        ("thread_pool_name { value: 'shared' }\n", "thread_pool_name")):
+        path.write_text(text)
+        with pytest.raises(ConfigError, match=re.escape(f"{path}: ") + ".*" + re.escape(words)):
+            read_batching_parameters(path)
 
 
 @pytest.mark.parametrize(("flags", "words"), [

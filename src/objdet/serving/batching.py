@@ -3,7 +3,9 @@
 As TF Serving's batching (``--enable_batching``): a request's images join a queue per image
 size; a batch thread takes up to ``max_batch_size`` images of one size once that many wait
 or the oldest has waited ``batch_timeout_micros``, runs them in one ``Servable.predict``
-call and hands each request its own detections. A request whose images would take the
+call and hands each request its own detections; with ``allowed_batch_sizes`` the call's
+batch is padded (repeating its last image) up to the next allowed size, whose extra answers
+are dropped: a runtime then sees only those sizes. A request whose images would take the
 queue past ``max_enqueued_batches * max_batch_size`` images is refused with
 RESOURCE_EXHAUSTED (HTTP 429) at once instead of waiting.
 """
@@ -94,8 +96,9 @@ class Batcher:
             if batch is None:
                 return
             images = [image for task in batch for image in task.images]
+            padding = [images[-1]] * (self.options.padded_size(len(images)) - len(images))
             try:
-                detections = self.servable.predict(images)
+                detections = self.servable.predict(images + padding)[:len(images)]
             except BaseException as error:  # noqa: BLE001 - handed to each waiting request
                 for task in batch:
                     task.future.set_exception(error)

@@ -19,6 +19,7 @@ and ``--batching_parameters_file`` is TF Serving's ``BatchingParameters`` text f
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +93,13 @@ class BatchingOptions:
     # single images (measured in benchmarks/serve_load.py), so concurrent batches matter.
     num_batch_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     max_enqueued_batches: int = 100
+    # the batch sizes a model call may take (increasing, the last = max_batch_size): a batch
+    # is padded up to the next one, as TF Serving pads; empty: any size
+    allowed_batch_sizes: tuple[int, ...] = ()
+
+    def padded_size(self, images: int) -> int:
+        """The batch size ``images`` images are run at (more than any allowed size: as is)."""
+        return next((size for size in self.allowed_batch_sizes if size >= images), images)
 
 
 def read_batching_parameters(path: str | os.PathLike[str] | None) -> BatchingOptions:
@@ -109,11 +117,18 @@ def read_batching_parameters(path: str | os.PathLike[str] | None) -> BatchingOpt
         if value < minimum:
             raise ConfigError(f"{path}: {name}: must be >= {minimum}, got {value}")
         values[name] = int(value)
-    if message.allowed_batch_sizes or message.HasField("thread_pool_name"):
-        raise ConfigError(f"{path}: allowed_batch_sizes and thread_pool_name are not supported; "
-                          "supported: max_batch_size, batch_timeout_micros, num_batch_threads, "
-                          "max_enqueued_batches")
-    return BatchingOptions(**values)
+    if message.HasField("thread_pool_name"):
+        raise ConfigError(f"{path}: thread_pool_name is not supported (each model has its own "
+                          "batch threads, num_batch_threads)")
+    allowed = tuple(int(size) for size in message.allowed_batch_sizes)
+    # TF Serving's own checks (batching_util.cc ValidateAllowedBatchSizes)
+    if any(size < 1 for size in allowed) or any(b <= a for a, b in itertools.pairwise(allowed)):
+        raise ConfigError(f"{path}: allowed_batch_sizes: must be positive and strictly "
+                          f"increasing, got {list(allowed)}")
+    if allowed and allowed[-1] != values["max_batch_size"]:
+        raise ConfigError(f"{path}: allowed_batch_sizes: the last entry must equal "
+                          f"max_batch_size ({values['max_batch_size']}), got {allowed[-1]}")
+    return BatchingOptions(**values, allowed_batch_sizes=allowed)
 
 
 def _parse_text(path: str | os.PathLike[str], message: object) -> None:
