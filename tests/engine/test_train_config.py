@@ -21,7 +21,7 @@ from objdet.engine.train_config import (
     build_train_settings,
 )
 from objdet.engine.trainer import Hook, Trainer
-from objdet.engine.training import TrainOptions, train
+from objdet.engine.training import TrainOptions, _bfloat16_available, train
 from objdet.errors import ConfigError
 from objdet.models import build_model
 from objdet.models.regularization import parameter_groups
@@ -175,9 +175,17 @@ def test_bfloat16_autocast_runs_the_layers_in_bfloat16_and_the_losses_in_float32
     assert seen["conv"] == torch.float32  # evaluation stays float32
 
 
-def test_bfloat16_on_a_device_without_it_fails_naming_the_field() -> None:
+def test_bfloat16_on_a_device_without_it_trains_in_float32_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The OD API honours use_bfloat16 on TPUs only (model_lib_v2: ``use_bfloat16 and
+    use_tpu``), and every TF2 zoo config sets it: elsewhere it trains in float32."""
     with pytest.raises(ConfigError, match=r"^train_config\.use_bfloat16: true is supported on cpu and cuda"):
         check_bfloat16_supported(torch.device("meta"))
+    with caplog.at_level("WARNING"):
+        assert not _bfloat16_available(torch.device("meta"))
+    assert "train_config.use_bfloat16: true is supported on cpu and cuda" in caplog.text
+    assert "training in float32" in caplog.text
 
 
 @needs_cpu_bfloat16

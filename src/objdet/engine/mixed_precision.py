@@ -9,7 +9,8 @@ float32 tensors on. Anchors, target assignment and losses stay float32 (autocast
 whole ``model(images, targets)`` would cast anchors and ground-truth boxes to bfloat16,
 whose 8-bit mantissa moves a 600-pixel coordinate by up to 2 pixels). Parameters, gradients
 and optimizer state are float32 throughout. Evaluation (eval mode) runs in float32, as
-``objdet eval`` does.
+``objdet eval`` does. On a device without native bfloat16 (``check_bfloat16_supported``) the
+trainer warns and trains in float32: the OD API honours the field on TPUs only.
 """
 
 from __future__ import annotations
@@ -33,14 +34,14 @@ def check_bfloat16_supported(device: torch.device) -> None:
             name = torch.cuda.get_device_name(device)
             raise ConfigError(
                 f"{FIELD}: true, but {device} ({name}) has no native bfloat16 support "
-                "(needs compute capability 8.0 or newer); set use_bfloat16: false"
+                "(needs compute capability 8.0 or newer)"
             )
         return
     if device.type == "cpu":
         if not _cpu_has_bfloat16():
             raise ConfigError(
                 f"{FIELD}: true, but this CPU has no bfloat16 kernels (oneDNN needs "
-                "AVX512 or AMX); set use_bfloat16: false or train on a GPU"
+                "AVX512 or AMX)"
             )
         return
     raise ConfigError(f"{FIELD}: true is supported on cpu and cuda devices, not on {device}")

@@ -96,7 +96,8 @@ def train(
     num_steps = _num_steps(options, settings)
     context = init_distributed()
     model_dir = Path(model_dir)
-    device = _checked_device(options, settings, context, model_dir)
+    device = _checked_device(options, context, model_dir)
+    use_bfloat16 = settings.use_bfloat16 and _bfloat16_available(device)
     if options.retain_freed_memory or (options.retain_freed_memory is None and device.type == "cpu"):
         retain_freed_memory()
     torch.manual_seed(options.seed + context.rank)
@@ -106,7 +107,7 @@ def train(
     setup = build_optimizer(
         settings.optimizer, parameter_groups(model, regularize=settings.add_regularization_loss)
     )
-    if settings.use_bfloat16:
+    if use_bfloat16:
         autocast_layers(model, device.type)
     ema = build_ema(model, setup.moving_average_decay) if setup.moving_average_decay else None
     manager = CheckpointManager(model_dir, keep_last=options.keep_checkpoints)
@@ -138,16 +139,25 @@ def train(
     )
 
 
-def _checked_device(options: TrainOptions, settings: TrainSettings, context: DistributedContext,
-                    model_dir: Path) -> torch.device:
-    """The training device. Everything about the machine (the device, its bfloat16 support,
-    a writable model_dir) is checked here, before the model is built."""
+def _checked_device(options: TrainOptions, context: DistributedContext, model_dir: Path) -> torch.device:
+    """The training device. Everything about the machine (the device, a writable model_dir)
+    is checked here, before the model is built."""
     device = resolve_device(options.device, context.local_rank)
-    if settings.use_bfloat16:
-        check_bfloat16_supported(device)
     if context.is_main:
         require_writable_directory(model_dir, f"model_dir {model_dir}")
     return device
+
+
+def _bfloat16_available(device: torch.device) -> bool:
+    """Whether ``train_config.use_bfloat16: true`` can run in bfloat16 on ``device``. Where it
+    cannot, training goes on in float32 with a warning, as the OD API's trainer does off TPUs
+    (it honours the field only with ``use_tpu``): the TF2 zoo's configs all set it."""
+    try:
+        check_bfloat16_supported(device)
+    except ConfigError as error:
+        logger.warning("%s; training in float32, as the OD API does off TPUs", error)
+        return False
+    return True
 
 
 def _num_steps(options: TrainOptions, settings: TrainSettings) -> int:
