@@ -12,7 +12,11 @@ from torch import nn
 import objdet.config
 from objdet.engine import train_config as train_config_module
 from objdet.engine.gradients import bias_grad_multiplier, bias_parameters
-from objdet.engine.mixed_precision import autocast_layers, check_bfloat16_supported
+from objdet.engine.mixed_precision import (
+    autocast_layers,
+    bfloat16_available,
+    check_bfloat16_supported,
+)
 from objdet.engine.optim import build_optimizer
 from objdet.engine.train_config import (
     IMPLEMENTED,
@@ -21,7 +25,7 @@ from objdet.engine.train_config import (
     build_train_settings,
 )
 from objdet.engine.trainer import Hook, Trainer
-from objdet.engine.training import TrainOptions, _bfloat16_available, train
+from objdet.engine.training import TrainOptions, train
 from objdet.errors import ConfigError
 from objdet.models import build_model
 from objdet.models.regularization import parameter_groups
@@ -183,7 +187,7 @@ def test_bfloat16_on_a_device_without_it_trains_in_float32_with_a_warning(
     with pytest.raises(ConfigError, match=r"^train_config\.use_bfloat16: true is supported on cpu and cuda"):
         check_bfloat16_supported(torch.device("meta"))
     with caplog.at_level("WARNING"):
-        assert not _bfloat16_available(torch.device("meta"))
+        assert not bfloat16_available(torch.device("meta"))
     assert "train_config.use_bfloat16: true is supported on cpu and cuda" in caplog.text
     assert "training in float32" in caplog.text
 

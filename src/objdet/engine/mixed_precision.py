@@ -15,6 +15,7 @@ trainer warns and trains in float32: the OD API honours the field on TPUs only.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
@@ -24,6 +25,7 @@ from torch.utils.hooks import RemovableHandle
 from objdet.errors import ConfigError
 
 FIELD = "train_config.use_bfloat16"
+logger = logging.getLogger(__name__)
 
 
 def check_bfloat16_supported(device: torch.device) -> None:
@@ -45,6 +47,18 @@ def check_bfloat16_supported(device: torch.device) -> None:
             )
         return
     raise ConfigError(f"{FIELD}: true is supported on cpu and cuda devices, not on {device}")
+
+
+def bfloat16_available(device: torch.device) -> bool:
+    """Whether ``train_config.use_bfloat16: true`` can run in bfloat16 on ``device``. Where it
+    cannot, training goes on in float32 with a warning, as the OD API's trainer does off TPUs
+    (it honours the field only with ``use_tpu``): the TF2 zoo's configs all set it."""
+    try:
+        check_bfloat16_supported(device)
+    except ConfigError as error:
+        logger.warning("%s; training in float32, as the OD API does off TPUs", error)
+        return False
+    return True
 
 
 def _cpu_has_bfloat16() -> bool:

@@ -30,7 +30,7 @@ from objdet.engine.fine_tune import load_fine_tune_checkpoint, select_trainable
 from objdet.engine.gradients import bias_grad_multiplier
 from objdet.engine.hooks import CheckpointHook, EvalHook, Hook, ProgressHook
 from objdet.engine.host_memory import retain_freed_memory
-from objdet.engine.mixed_precision import autocast_layers, check_bfloat16_supported
+from objdet.engine.mixed_precision import autocast_layers, bfloat16_available
 from objdet.engine.optim import build_optimizer
 from objdet.engine.train_config import FineTune, TrainSettings, build_train_settings
 from objdet.engine.trainer import Batch, Trainer
@@ -97,7 +97,7 @@ def train(
     context = init_distributed()
     model_dir = Path(model_dir)
     device = _checked_device(options, context, model_dir)
-    use_bfloat16 = settings.use_bfloat16 and _bfloat16_available(device)
+    use_bfloat16 = settings.use_bfloat16 and bfloat16_available(device)
     if options.retain_freed_memory or (options.retain_freed_memory is None and device.type == "cpu"):
         retain_freed_memory()
     torch.manual_seed(options.seed + context.rank)
@@ -146,18 +146,6 @@ def _checked_device(options: TrainOptions, context: DistributedContext, model_di
     if context.is_main:
         require_writable_directory(model_dir, f"model_dir {model_dir}")
     return device
-
-
-def _bfloat16_available(device: torch.device) -> bool:
-    """Whether ``train_config.use_bfloat16: true`` can run in bfloat16 on ``device``. Where it
-    cannot, training goes on in float32 with a warning, as the OD API's trainer does off TPUs
-    (it honours the field only with ``use_tpu``): the TF2 zoo's configs all set it."""
-    try:
-        check_bfloat16_supported(device)
-    except ConfigError as error:
-        logger.warning("%s; training in float32, as the OD API does off TPUs", error)
-        return False
-    return True
 
 
 def _num_steps(options: TrainOptions, settings: TrainSettings) -> int:

@@ -146,7 +146,7 @@ def _train_one_step(model: Any, train_config: Any, seed: int) -> None:
     from objdet.engine.ema import build_ema
     from objdet.engine.fine_tune import select_trainable
     from objdet.engine.gradients import bias_grad_multiplier
-    from objdet.engine.mixed_precision import autocast_layers, check_bfloat16_supported
+    from objdet.engine.mixed_precision import autocast_layers, bfloat16_available
     from objdet.engine.optim import build_optimizer
     from objdet.engine.train_config import build_train_settings
     from objdet.engine.trainer import Trainer
@@ -159,8 +159,7 @@ def _train_one_step(model: Any, train_config: Any, seed: int) -> None:
     setup = build_optimizer(
         settings.optimizer, parameter_groups(model, regularize=settings.add_regularization_loss)
     )
-    if settings.use_bfloat16:
-        check_bfloat16_supported(device)
+    if settings.use_bfloat16 and bfloat16_available(device):
         autocast_layers(model, device.type)
     ema = build_ema(model, setup.moving_average_decay) if setup.moving_average_decay else None
     trainer = Trainer(

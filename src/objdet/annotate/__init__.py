@@ -1,0 +1,18 @@
+"""Label with the model in the loop: ``objdet annotate``.
+
+A web page shows each image with the current model's suggested boxes; a person accepts,
+rejects, corrects or draws boxes; every answer is committed to a SQLite store before the next
+image is shown; a background trainer process fine-tunes the model on all accepted answers
+and exports each new checkpoint as a new version, which the suggestions switch to without a
+restart.
+
+- ``objdet.annotate.sources``: the project's images (a folder or TFRecords), referenced by key.
+- ``objdet.annotate.store``: the SQLite (WAL) store of answers.
+- ``objdet.annotate.suggestions``: the newest exported model version and its predictions.
+- ``objdet.annotate.tasks``: which image comes next (uncertainty, random or file order).
+- ``objdet.annotate.app``: the fastapi app (page + JSON API).
+- ``objdet.annotate.trainer``: the background training process.
+- ``objdet.annotate.exports``: accepted answers as TFRecord, COCO, VOC, YOLO or JSONL.
+
+Importing this package does not import torch or fastapi.
+"""

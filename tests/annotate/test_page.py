@@ -1,0 +1,171 @@
+"""The page in Debian's chromium (headless, through Playwright): suggestions shown, accept
+with the keyboard, draw a box with the mouse, change its label, reject a box, undo (within an
+image and across images); the SQLite rows must match. Screenshots go to the test output."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from annotate_server import AnnotateServer, ProjectFiles, make_project
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium "
+                                "(apt-get install chromium)")
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AnnotateServer, ProjectFiles]]:
+    """A project with two labels (raccoon, fox) whose model (the tiny SSD's random weights,
+    which suggest many boxes) is exported as version 1."""
+    from tiny_detector import write_tiny_training
+
+    from objdet.annotate.trainer import TrainerSettings, export_initial_model
+
+    root = tmp_path_factory.mktemp("annotate_page")
+    tiny = write_tiny_training(root / "tiny")
+    project = make_project(root, num_images=4)
+    project = ProjectFiles(project.images, tiny.config_path, tiny.label_map_path, tiny.checkpoint_dir,
+                           project.image_names)
+    # what the trainer process does first: the model_dir's checkpoint becomes version 1
+    assert export_initial_model(TrainerSettings(
+        database="", images=str(project.images), label_map_path=str(tiny.label_map_path),
+        pipeline_config_path=str(tiny.config_path), model_dir=str(tiny.checkpoint_dir))) == 1
+    server = AnnotateServer(project, "--no_train", "--order", "file")
+    yield server, project
+    assert server.stop() == 0, server.log()
+
+
+@pytest.fixture(scope="module")
+def page(served: tuple[AnnotateServer, ProjectFiles]) -> Iterator[object]:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        page = browser.new_page(viewport={"width": 1200, "height": 800})
+        messages: list[str] = []
+        page.on("pageerror", lambda error: messages.append(str(error)))
+        yield page
+        browser.close()
+        assert not messages, messages
+
+
+def screenshot(page: object, tmp_path: Path, name: str) -> Path:
+    """Saves a screenshot, prints where (and copies it to $OBJDET_SCREENSHOT_DIR when set)."""
+    path = tmp_path / f"{name}.png"
+    page.screenshot(path=str(path))  # type: ignore[attr-defined]
+    if os.environ.get("OBJDET_SCREENSHOT_DIR"):
+        Path(os.environ["OBJDET_SCREENSHOT_DIR"]).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, Path(os.environ["OBJDET_SCREENSHOT_DIR"]) / path.name)
+    print(f"screenshot: {path}")
+    return path
+
+
+def latest_rows(project: ProjectFiles) -> dict[str, dict[str, object]]:
+    with sqlite3.connect(project.model_dir / "annotate" / "answers.sqlite") as connection:
+        rows = connection.execute(
+            "SELECT i.key, a.answer, a.boxes, a.label_ids, a.box_sources, a.rejected_boxes, a.model_version, a.session "
+            "FROM answers a JOIN images i ON i.id = a.image_id ORDER BY a.id").fetchall()
+    latest = {}
+    for key, answer, boxes, label_ids, sources, rejected, version, session in rows:
+        latest[key] = {"answer": answer, "boxes": json.loads(boxes), "label_ids": json.loads(label_ids),
+                       "sources": json.loads(sources), "rejected": json.loads(rejected),
+                       "model_version": version, "session": session, "rows": 1 + latest.get(key, {}).get("rows", 0)}
+    return latest
+
+
+def show_top_suggestions(page: object, count: int) -> int:
+    """Move the threshold slider so that the ``count`` best suggestions show; returns how many do."""
+    scores = page.evaluate("window.objdetAnnotate.task.boxes.map(b => b.score)")  # type: ignore[attr-defined]
+    threshold = sorted(scores, reverse=True)[min(count, len(scores)) - 1]
+    page.eval_on_selector("#threshold", "(el, v) => { el.value = v; el.dispatchEvent(new Event('input')); }",  # type: ignore[attr-defined]
+                          str(threshold))
+    return page.locator("rect.box").count()  # type: ignore[attr-defined, no-any-return]
+
+
+def test_label_two_images_with_keyboard_and_mouse(page: object, served: tuple[AnnotateServer, ProjectFiles],
+                                                  tmp_path: Path) -> None:
+    server, project = served
+    page.goto(f"{server.url}/?session=browser")  # type: ignore[attr-defined]
+    page.wait_for_selector("rect.box")  # type: ignore[attr-defined]
+    page.wait_for_function("document.getElementById('progress').textContent.includes('model v1')")  # type: ignore[attr-defined]
+    first_key = project.image_names[0]
+    assert page.evaluate("window.objdetAnnotate.task.key") == first_key  # type: ignore[attr-defined]
+    shown = show_top_suggestions(page, 3)
+    assert shown >= 1
+    assert re.fullmatch(r"(raccoon|fox) [01]\.\d\d", page.locator("text.tag").first.text_content())  # type: ignore[attr-defined]
+    screenshot(page, tmp_path, "1-suggestions")
+
+    page.keyboard.press("a")  # type: ignore[attr-defined]  # accept as is
+    page.wait_for_function(f"window.objdetAnnotate.task.key !== '{first_key}'")  # type: ignore[attr-defined]
+    row = latest_rows(project)[first_key]
+    assert (row["answer"], row["session"], row["model_version"]) == ("accept", "browser", 1)
+    assert len(row["boxes"]) == shown and row["sources"] == ["suggested"] * shown
+
+    second_key = page.evaluate("window.objdetAnnotate.task.key")  # type: ignore[attr-defined]
+    suggested = show_top_suggestions(page, 2)
+    overlay = page.locator("#overlay").bounding_box()  # type: ignore[attr-defined]
+    width, height = page.evaluate("[window.objdetAnnotate.task.width, window.objdetAnnotate.task.height]")  # type: ignore[attr-defined]
+    start = (overlay["x"] + 0.1 * overlay["width"], overlay["y"] + 0.15 * overlay["height"])
+    end = (overlay["x"] + 0.45 * overlay["width"], overlay["y"] + 0.6 * overlay["height"])
+    page.mouse.move(*start)  # type: ignore[attr-defined]
+    page.mouse.down()  # type: ignore[attr-defined]
+    page.mouse.move(start[0] + 20, start[1] + 20, steps=3)  # type: ignore[attr-defined]
+    page.mouse.move(*end, steps=5)  # type: ignore[attr-defined]
+    page.mouse.up()  # type: ignore[attr-defined]
+    assert page.locator("rect.box").count() == suggested + 1  # type: ignore[attr-defined]
+    page.keyboard.press("2")  # type: ignore[attr-defined]  # the drawn box (selected) becomes a fox
+    assert page.locator("rect.box[data-source='drawn']").get_attribute("data-label") == "fox"  # type: ignore[attr-defined]
+    page.keyboard.press("Escape")  # type: ignore[attr-defined]
+    page.keyboard.press("Tab")  # type: ignore[attr-defined]  # select the first suggestion
+    page.keyboard.press("x")  # type: ignore[attr-defined]  # reject it
+    assert page.locator("rect.box").count() == suggested  # type: ignore[attr-defined]
+    page.keyboard.press("Control+z")  # type: ignore[attr-defined]  # undo the rejection
+    assert page.locator("rect.box").count() == suggested + 1  # type: ignore[attr-defined]
+    screenshot(page, tmp_path, "2-drawn-fox")
+    page.keyboard.press("a")  # type: ignore[attr-defined]
+    page.wait_for_function(f"window.objdetAnnotate.task.key !== '{second_key}'")  # type: ignore[attr-defined]
+    row = latest_rows(project)[second_key]
+    assert row["label_ids"][-1] == 2 and row["sources"] == ["suggested"] * suggested + ["drawn"]
+    drawn = row["boxes"][-1]
+    expected = [0.1 * width, 0.15 * height, 0.45 * width, 0.6 * height]
+    assert all(abs(a - b) <= 0.02 * max(width, height) for a, b in zip(drawn, expected)), (drawn, expected)
+    assert row["rejected"] == []
+
+    page.keyboard.press("Control+z")  # type: ignore[attr-defined]  # undo across images: back to the second one
+    assert page.evaluate("window.objdetAnnotate.task.key") == second_key  # type: ignore[attr-defined]
+    assert page.locator("rect.box").count() == suggested + 1  # type: ignore[attr-defined]
+    page.keyboard.press("Tab")  # type: ignore[attr-defined]
+    page.keyboard.press("Delete")  # type: ignore[attr-defined]
+    screenshot(page, tmp_path, "3-undo-across-images")
+    page.keyboard.press("Enter")  # type: ignore[attr-defined]
+    page.wait_for_function(f"window.objdetAnnotate.task.key !== '{second_key}'")  # type: ignore[attr-defined]
+    row = latest_rows(project)[second_key]
+    assert row["rows"] == 2 and len(row["boxes"]) == suggested and len(row["rejected"]) == 1
+    assert row["label_ids"][-1] == 2
+    progress = page.locator("#progress").text_content()  # type: ignore[attr-defined]
+    assert "model v1" in progress
+    page.wait_for_function("document.getElementById('progress').textContent.startsWith('2 / 4')")  # type: ignore[attr-defined]
+    screenshot(page, tmp_path, "4-progress")
+
+    third_key = page.evaluate("window.objdetAnnotate.task.key")  # type: ignore[attr-defined]
+    moved = show_top_suggestions(page, 1)
+    page.keyboard.press("Tab")  # type: ignore[attr-defined]
+    before = page.evaluate("[...window.objdetAnnotate.boxes[window.objdetAnnotate.selected].box]")  # type: ignore[attr-defined]
+    rect = page.locator("rect.box.selected").bounding_box()  # type: ignore[attr-defined]
+    center = (rect["x"] + rect["width"] / 2, rect["y"] + rect["height"] / 2)
+    page.mouse.move(*center)  # type: ignore[attr-defined]
+    page.mouse.down()  # type: ignore[attr-defined]
+    page.mouse.move(center[0] - 15, center[1] - 10, steps=4)  # type: ignore[attr-defined]
+    page.mouse.up()  # type: ignore[attr-defined]
+    page.keyboard.press("a")  # type: ignore[attr-defined]
+    page.wait_for_function(f"window.objdetAnnotate.task.key !== '{third_key}'")  # type: ignore[attr-defined]
+    row = latest_rows(project)[third_key]
+    assert len(row["boxes"]) == moved and row["sources"] == ["edited"]
+    shift = [after - first for after, first in zip(row["boxes"][0], before)]
+    assert shift[0] < 0 and shift[1] < 0 and abs(shift[0] - shift[2]) < 0.5 and abs(shift[1] - shift[3]) < 0.5, shift
