@@ -319,3 +319,33 @@ def test_empty_sample_passes_through_every_geometric_step() -> None:
     result = pipeline(empty, generator())
     assert result.boxes.shape == (0, 4) and result.labels.shape == (0,)
     assert result.image.shape == (3, result.height, result.width)
+
+
+def test_random_absolute_pad_image_pads_by_less_than_the_maximum() -> None:
+    """OD API random_absolute_pad_image: the canvas grows by [0, max_padding) per axis, the
+    image lands at a random offset and its boxes move with it; the builder turns an unset
+    (0) maximum into 1, no padding."""
+    from google.protobuf import text_format
+
+    from objdet.data.augment_builder import build_augmentation
+    from objdet.data.augment_geometric import RandomAbsolutePadImage
+    from objdet.protos import preprocessor_pb2
+
+    sample = rectangle_sample(20, 30, [[5, 4, 15, 12]])
+    step = build_augmentation(text_format.Parse(
+        "random_absolute_pad_image { max_height_padding: 6 max_width_padding: 9 }",
+        preprocessor_pb2.PreprocessingStep()))
+    assert step == RandomAbsolutePadImage(max_height_padding=6, max_width_padding=9)
+    paddings = set()
+    for seed in range(40):
+        out = step(sample, torch.Generator().manual_seed(seed))
+        pad_y, pad_x = out.height - 20, out.width - 30
+        assert 0 <= pad_y < 6 and 0 <= pad_x < 9
+        paddings.add((pad_y, pad_x))
+        shift = out.boxes[0] - sample.boxes[0]
+        left, top = int(shift[0]), int(shift[1])
+        assert shift.tolist() == [left, top, left, top] and 0 <= top <= pad_y and 0 <= left <= pad_x
+        assert torch.equal(out.image[:, top:top + 20, left:left + 30], sample.image)
+    assert len(paddings) > 10
+    unset = build_augmentation(text_format.Parse("random_absolute_pad_image {}", preprocessor_pb2.PreprocessingStep()))
+    assert unset(sample, torch.Generator().manual_seed(0)).image.shape == (3, 20, 30)

@@ -1,4 +1,5 @@
-"""random_scale_crop_and_pad_to_square: the output square, where objects go, what is dropped."""
+"""random_scale_crop_and_pad_to_square and random_square_crop_by_scale: the output square,
+where pixels and objects go, what is dropped."""
 
 from __future__ import annotations
 
@@ -6,7 +7,11 @@ import pytest
 import torch
 from test_augment_crop import COLORS, rectangle_sample
 
-from objdet.data.augment_scale_crop import RandomScaleCropAndPadToSquare
+from objdet.data.augment_scale_crop import (
+    RandomScaleCropAndPadToSquare,
+    RandomSquareCropByScale,
+    _crop_border,
+)
 from objdet.errors import ConfigError
 
 
@@ -66,3 +71,60 @@ def test_bad_ranges_are_config_errors() -> None:
     with pytest.raises(ConfigError, match=r"data_augmentation_options\[0\]: "
                                           r"random_scale_crop_and_pad_to_square: scale_min"):
         build_augmentation(step)
+
+
+# -- random_square_crop_by_scale (CenterNet) ----------------------------------------------
+def test_crop_border_is_the_od_apis() -> None:
+    # border // clip(2**ceil(log2(2 * border / size)), 1, border)
+    assert [_crop_border(128, size) for size in (512, 256, 100, 10, 1)] == [128, 128, 32, 4, 1]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_square_crop_copies_the_pixels_of_its_window_and_moves_the_boxes(seed: int) -> None:
+    """The square of side int(s * 100) (s one of the 8 scales), centred >= the border from
+    the edges: its pixels are the image's (bar the last row and column, as the OD API
+    slices) or zeros, and boxes move with them, clipped; boxes outside are dropped."""
+    sample = rectangle_sample(60, 100, [[10, 10, 40, 30], [80, 40, 100, 60]])
+    values = torch.arange(60 * 100, dtype=torch.int32).reshape(60, 100)
+    sample.image[:] = torch.stack([values % 251 + 1, values // 251 + 1, values % 7 + 1]).to(sample.image.dtype)
+    step = RandomSquareCropByScale(max_border=16, scale_min=0.3, scale_max=1.2, num_scales=4)
+    out = step(sample, torch.Generator().manual_seed(seed))
+    size = out.image.shape[1]
+    assert out.image.shape == (3, size, size)
+    assert size in {int(float(s) * 100) for s in torch.linspace(0.3, 1.2, 4)}
+    # locate the window from a pixel copied from the image (every pixel value is unique)
+    inside = (out.image != 0).all(dim=0)
+    y, x = (int(v[0]) for v in torch.nonzero(inside, as_tuple=True))
+    pixel = out.image[:, y, x].long()
+    source = int(pixel[1] - 1) * 251 + int(pixel[0] - 1)
+    top, left = source // 100 - y, source % 100 - x
+    for yy in range(size):
+        for xx in range(0, size, 7):
+            iy, ix = yy + top, xx + left
+            expected = sample.image[:, iy, ix] if 0 <= iy < 59 and 0 <= ix < 99 else torch.zeros(3)
+            assert torch.equal(out.image[:, yy, xx], expected.to(out.image.dtype)), (yy, xx)
+    moved = sample.boxes - torch.tensor([left, top, left, top], dtype=torch.float32)
+    keep = (moved[:, 0] < size) & (moved[:, 1] < size) & (moved[:, 2] > 0) & (moved[:, 3] > 0)
+    torch.testing.assert_close(out.boxes, moved[keep].clamp(0, size))
+    assert out.labels.tolist() == sample.labels[keep].tolist()
+    assert out.masks is not None and out.masks.shape == (int(keep.sum()), size, size)
+
+
+def test_square_crop_centres_keep_the_border_and_built_from_the_proto() -> None:
+    from google.protobuf import text_format
+
+    from objdet.data.augment_builder import build_augmentation
+    from objdet.protos import preprocessor_pb2
+
+    step = build_augmentation(text_format.Parse(
+        "random_square_crop_by_scale { scale_min: 0.6 scale_max: 1.3 max_border: 64 }",
+        preprocessor_pb2.PreprocessingStep()))
+    assert isinstance(step, RandomSquareCropByScale)
+    assert (step.max_border, step.num_scales) == (64, 8)  # num_scales: the proto's default
+    assert (step.scale_min, step.scale_max) == pytest.approx((0.6, 1.3))
+    sample = rectangle_sample(200, 300, [[0, 0, 300, 200]])  # one box: the whole image
+    for seed in range(20):
+        out = step(sample, torch.Generator().manual_seed(seed))
+        box = out.boxes[0]
+        # the centre (64 px from the edges at least) is inside the square: its box is not empty
+        assert box[2] > box[0] and box[3] > box[1]

@@ -25,6 +25,7 @@ from objdet.data.augment_color import (
 )
 from objdet.data.augment_crop import RandomCropImage, SSDRandomCrop
 from objdet.data.augment_geometric import (
+    RandomAbsolutePadImage,
     RandomHorizontalFlip,
     RandomImageScale,
     RandomJitterBoxes,
@@ -32,7 +33,7 @@ from objdet.data.augment_geometric import (
     RandomRotation90,
     RandomVerticalFlip,
 )
-from objdet.data.augment_scale_crop import RandomScaleCropAndPadToSquare
+from objdet.data.augment_scale_crop import RandomScaleCropAndPadToSquare, RandomSquareCropByScale
 from objdet.errors import ConfigError
 
 # The config messages are protobuf messages; typed as Any to keep protobuf out of mypy's way.
@@ -111,6 +112,11 @@ STEP_BUILDERS: dict[str, Callable[[StepConfig], Augmentation]] = {
     "random_jitter_boxes": _random_jitter_boxes,
     "random_crop_image": _crop_operation,
     "random_pad_image": _random_pad_image,
+    "random_absolute_pad_image": lambda c: RandomAbsolutePadImage(
+        max_height_padding=c.max_height_padding or 1,  # the OD API's builder: 0 -> 1
+        max_width_padding=c.max_width_padding or 1,
+        pad_color=tuple(c.pad_color) or None,  # type: ignore[arg-type]
+    ),
     "random_black_patches": lambda c: RandomBlackPatches(
         max_black_patches=c.max_black_patches,
         probability=c.probability,
@@ -119,6 +125,10 @@ STEP_BUILDERS: dict[str, Callable[[StepConfig], Augmentation]] = {
     "ssd_random_crop": _ssd_random_crop,
     "random_scale_crop_and_pad_to_square": lambda c: RandomScaleCropAndPadToSquare(
         output_size=c.output_size, scale_min=c.scale_min, scale_max=c.scale_max
+    ),
+    "random_square_crop_by_scale": lambda c: RandomSquareCropByScale(
+        max_border=c.max_border, scale_min=c.scale_min, scale_max=c.scale_max,
+        num_scales=c.num_scales,
     ),
 }
 

@@ -256,6 +256,36 @@ class RandomPadImage:
         return with_new_geometry(sample, canvas, **changes)
 
 
+@dataclass(frozen=True)
+class RandomAbsolutePadImage:
+    """Pad by a random number of pixels in ``[0, max_height_padding)`` and ``[0,
+    max_width_padding)`` (OD API ``random_absolute_pad_image``: ``random_pad_image`` from the
+    image size to the image size plus the padding), at a random offset.
+
+    Args:
+        max_height_padding, max_width_padding: pixels, >= 1 (the OD API's builder turns 0,
+            unset, into 1: no padding).
+        pad_color: RGB on the [0, 255] scale; None = the image's per-channel mean.
+    """
+
+    max_height_padding: int = 1
+    max_width_padding: int = 1
+    pad_color: tuple[float, float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_height_padding < 1 or self.max_width_padding < 1:
+            raise ValueError(f"max_height_padding and max_width_padding must be >= 1, got "
+                             f"{self.max_height_padding} and {self.max_width_padding}")
+
+    def __call__(self, sample: Sample, generator: torch.Generator) -> Sample:
+        height, width = sample.height, sample.width
+        pad = RandomPadImage(min_image_size=(height, width),
+                             max_image_size=(height + self.max_height_padding,
+                                             width + self.max_width_padding),
+                             pad_color=self.pad_color)
+        return pad(sample, generator)
+
+
 JITTER_MODES = (
     "default",
     "expand",
