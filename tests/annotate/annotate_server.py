@@ -5,18 +5,13 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from objdet_process import REPO_ROOT, ObjdetProcess, free_port
+
 RACCOON = REPO_ROOT / "datasets" / "raccoon"
 LABEL_MAP = RACCOON / "object-detection.pbtxt"
 TEST_RECORD = RACCOON / "tfrecord" / "test.record"
@@ -47,48 +42,25 @@ def make_project(root: Path, num_images: int = 6, bad_images: int = 0) -> Projec
     return ProjectFiles(images, config, LABEL_MAP, root / "model", names)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class AnnotateServer:
+class AnnotateServer(ObjdetProcess):
     """Starts ``objdet annotate`` on a free port and waits until /api/status answers."""
 
     def __init__(self, project: ProjectFiles, *extra: str, log_path: Path | None = None,
                  host: str = "127.0.0.1", token: str | None = None, start_timeout: float = 180.0) -> None:
         self.port = free_port()
         self.token = token
-        self.log_path = log_path or project.model_dir.parent / f"annotate-{self.port}.log"
-        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src"), "OMP_NUM_THREADS": "1"}
-        command = [sys.executable, "-m", "objdet", "annotate", "--images", str(project.images),
+        command = ["annotate", "--images", str(project.images),
                    "--label_map_path", str(project.label_map),
                    "--pipeline_config_path", str(project.config),
                    "--model_dir", str(project.model_dir), "--port", str(self.port),
                    "--host", host, *extra]
-        self._log = self.log_path.open("ab")
-        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + start_timeout
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"objdet annotate exited {self.process.returncode}:\n{self.log()}")
-            try:
-                if self.request("GET", "/api/status")[0] == 200:
-                    return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop(signal.SIGKILL)
-                raise RuntimeError(f"objdet annotate did not start in {start_timeout} s:\n{self.log()}")
-            time.sleep(0.1)
+        super().__init__(command, log_path or project.model_dir.parent / f"annotate-{self.port}.log",
+                         lambda: self.request("GET", "/api/status")[0] == 200, start_timeout,
+                         log_mode="ab")
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-5000:]
 
     def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None,
                 timeout: float = 60.0, raw_body: bytes | None = None) -> tuple[int, Any]:
@@ -124,14 +96,3 @@ class AnnotateServer:
             "task_id": task["task_id"], "session": session, "answer": answer, "boxes": boxes})
         assert status == 200, reply
         return reply  # type: ignore[no-any-return]
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        try:
-            code = self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            code = self.process.wait()
-        self._log.close()
-        return code
