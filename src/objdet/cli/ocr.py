@@ -131,7 +131,7 @@ def _register_read(actions: Any) -> None:
 def run_read(args: argparse.Namespace) -> int:
     from objdet.atomic import atomic_write
     from objdet.ocr.hocr import hocr_document, page_json
-    from objdet.ocr.reading import read_gray
+    from objdet.ocr.samples import read_gray
 
     reader = _reader(args)
     pages = [(image, reader.read(read_gray(image), args.scale)) for image in args.image]

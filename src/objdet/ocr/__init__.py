@@ -10,7 +10,8 @@ JSON and hOCR output), ``metrics`` and ``evaluation`` (CER/WER over pages).
     from objdet.ocr.samples import load_csv_samples
     from objdet.ocr.synth import synthesize
     from objdet.ocr.training import train_ocr
-    from objdet.ocr.reading import PageReader, read_gray
+    from objdet.ocr.reading import PageReader
+    from objdet.ocr.samples import read_gray
 
     synthesize(load_csv_samples("glyphs.csv"), "pages")
     train_ocr("pages", "model", minutes=15)

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from objdet.errors import DataError
 from objdet.ocr.metrics import ErrorCounts
-from objdet.ocr.reading import PageReader, read_gray
+from objdet.ocr.reading import PageReader
+from objdet.ocr.samples import read_gray
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from objdet.errors import DataError, ObjdetError
 from objdet.ocr.lines import Glyph, Line, assemble_lines, lines_text
@@ -43,17 +43,6 @@ class PageResult:
     @property
     def text(self) -> str:
         return lines_text(self.lines)
-
-
-def read_gray(path: str | os.PathLike[str]) -> np.ndarray:
-    """An image file -> ``[H, W]`` uint8 gray."""
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("L"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: image does not exist") from None
-    except (UnidentifiedImageError, OSError) as error:
-        raise DataError(f"{path}: cannot decode the image: {error}") from None
 
 
 def read_ocr_info(directory: Path) -> dict[str, object]:

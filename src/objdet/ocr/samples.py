@@ -75,14 +75,17 @@ def crop_to_ink(coverage: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, 
     return coverage[y1:y2, x1:x2], (x1, y1, x2, y2)
 
 
-def _read_gray(path: Path, where: str) -> np.ndarray:
+def read_gray(path: str | os.PathLike[str], where: str | None = None) -> np.ndarray:
+    """An image file -> ``[H, W]`` uint8 gray; errors name ``where`` (e.g. a CSV row) first
+    when given."""
+    subject = f"{where}: image {path}" if where else f"{path}: image"
     try:
         with Image.open(path) as image:
             return np.asarray(image.convert("L"))
     except FileNotFoundError:
-        raise DataError(f"{where}: image {path} does not exist") from None
+        raise DataError(f"{subject} does not exist") from None
     except (UnidentifiedImageError, OSError) as error:
-        raise DataError(f"{where}: image {path} cannot be decoded: {error}") from None
+        raise DataError(f"{subject} cannot be decoded: {error}") from None
 
 
 def load_csv_samples(csv_path: str | os.PathLike[str]) -> list[GlyphSample]:
@@ -108,7 +111,7 @@ def load_csv_samples(csv_path: str | os.PathLike[str]) -> list[GlyphSample]:
         if not text:
             raise DataError(f"{where}: field text is empty; expected what the glyph reads as")
         descent = _descent(row.get("descent"), where)
-        gray = _read_gray(csv_path.parent / (row.get("image") or ""), where)
+        gray = read_gray(csv_path.parent / (row.get("image") or ""), where)
         cropped = crop_to_ink(ink_coverage(gray))
         if cropped is None:
             raise DataError(f"{where}: image {row.get('image')} has no ink (a blank image?)")
@@ -144,7 +147,7 @@ def load_voc_samples(xml_path: str | os.PathLike[str]) -> list[GlyphSample]:
     image_path = xml_path.parent / filename
     if not image_path.is_file() and root.findtext("path"):
         image_path = Path(root.findtext("path") or "")
-    coverage = ink_coverage(_read_gray(image_path, f"{xml_path}: filename"))
+    coverage = ink_coverage(read_gray(image_path, f"{xml_path}: filename"))
     boxes, texts = [], []
     for index, element in enumerate(root.iter("object")):
         where = f"{xml_path}: object {index + 1}"
