@@ -10,14 +10,12 @@ from objdet.errors import ConfigError
 from objdet.models import component_builders as parts
 from objdet.models.box_coders import FasterRcnnBoxCoder
 from objdet.models.config_checks import check_fields, enum_name, which_oneof
-from objdet.models.feature_extractors.faster_rcnn_resnet_keras import (
-    FASTER_RCNN_RESNET_KERAS_DEPTHS,
-    FIRST_STAGE_FEATURES_STRIDE,
-    FasterRcnnResNetKerasFeatureExtractor,
-    build_faster_rcnn_resnet_keras,
+from objdet.models.feature_extractors.faster_rcnn_registry import (
+    FASTER_RCNN_FEATURE_EXTRACTORS,
+    FasterRcnnExtractorParams,
 )
 from objdet.models.grid_anchor_generator import GridAnchorGenerator
-from objdet.models.meta_arch.faster_rcnn import FasterRCNN
+from objdet.models.meta_arch.faster_rcnn import FasterRCNN, FasterRcnnFeatureExtractor
 from objdet.models.meta_arch.faster_rcnn_heads import MaskRcnnBoxPredictor, RegionProposalHead
 from objdet.models.meta_arch.faster_rcnn_postprocessing import SecondStageNonMaxSuppression
 from objdet.models.meta_arch.faster_rcnn_training import FasterRcnnLoss
@@ -94,12 +92,13 @@ def build_faster_rcnn(config: faster_rcnn_pb2.FasterRcnn, path: str = "model.fas
            f"<= first_stage_max_proposals ({config.first_stage_max_proposals}), as the OD API")
     extractor = _build_feature_extractor(config.feature_extractor, f"{path}.feature_extractor",
                                          backbone_depth_multiplier)
+    channels: FasterRcnnFeatureExtractor = extractor  # type: ignore[assignment]
     anchor_generator = _build_grid_anchor_generator(
         config.first_stage_anchor_generator, f"{path}.first_stage_anchor_generator")
     box_coder = FasterRcnnBoxCoder(y_scale=10.0, x_scale=10.0, height_scale=5.0,
                                    width_scale=5.0)  # the OD API's, fixed for Faster R-CNN
     proposal_head = RegionProposalHead(
-        in_channels=extractor.proposal_channels, depth=config.first_stage_box_predictor_depth,
+        in_channels=channels.proposal_channels, depth=config.first_stage_box_predictor_depth,
         kernel_size=config.first_stage_box_predictor_kernel_size,
         atrous_rate=config.first_stage_atrous_rate,
         num_anchors_per_location=anchor_generator.num_anchors_per_location()[0],
@@ -114,7 +113,7 @@ def build_faster_rcnn(config: faster_rcnn_pb2.FasterRcnn, path: str = "model.fas
         proposal_head=proposal_head,
         box_predictor=_build_box_predictor(
             config.second_stage_box_predictor, f"{path}.second_stage_box_predictor",
-            in_channels=extractor.box_classifier_channels, num_classes=config.num_classes),
+            in_channels=channels.box_classifier_channels, num_classes=config.num_classes),
         box_coder=box_coder,
         first_stage_nms_score_threshold=config.first_stage_nms_score_threshold,
         first_stage_nms_iou_threshold=config.first_stage_nms_iou_threshold,
@@ -148,17 +147,20 @@ def _check(condition: bool, path: str, name: str, value: object, expected: str) 
 
 
 def _build_feature_extractor(config: faster_rcnn_pb2.FasterRcnnFeatureExtractor, path: str,
-                             depth_multiplier: float) -> FasterRcnnResNetKerasFeatureExtractor:
-    if config.type not in FASTER_RCNN_RESNET_KERAS_DEPTHS:
+                             depth_multiplier: float) -> nn.Module:
+    """``feature_extractor`` -> a FasterRcnnFeatureExtractor from the registry."""
+    factory = FASTER_RCNN_FEATURE_EXTRACTORS.get(config.type)
+    if factory is None:
         raise ConfigError(f"{path}.type: {config.type!r} is not supported by objdet; supported: "
-                          f"{', '.join(sorted(FASTER_RCNN_RESNET_KERAS_DEPTHS))}")
+                          f"{', '.join(sorted(FASTER_RCNN_FEATURE_EXTRACTORS))}")
     check_fields(config, path, _FEATURE_EXTRACTOR_FIELDS)
-    _check(config.first_stage_features_stride == FIRST_STAGE_FEATURES_STRIDE, path,
-           "first_stage_features_stride", config.first_stage_features_stride,
-           f"{FIRST_STAGE_FEATURES_STRIDE} (the OD API's Keras ResNet extractors allow only 16)")
-    return build_faster_rcnn_resnet_keras(
-        FASTER_RCNN_RESNET_KERAS_DEPTHS[config.type],
-        batch_norm_trainable=config.batch_norm_trainable, depth_multiplier=depth_multiplier)
+    try:
+        return factory(FasterRcnnExtractorParams(
+            first_stage_features_stride=config.first_stage_features_stride,
+            batch_norm_trainable=config.batch_norm_trainable,
+            depth_multiplier=depth_multiplier))
+    except ValueError as error:
+        raise ConfigError(f"{path}.{error}") from None
 
 
 def _build_grid_anchor_generator(config: anchor_generator_pb2.AnchorGenerator, path: str
