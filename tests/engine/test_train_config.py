@@ -84,8 +84,13 @@ def test_settings_read_the_fields() -> None:
     assert settings.fine_tune is not None and settings.fine_tune.checkpoint_type == "detection"
     assert settings.freeze_variables == ("box_predictor",)
     assert (settings.bias_grad_multiplier, settings.add_regularization_loss, settings.use_bfloat16) == (2.0, False, True)
+    assert not settings.fine_tune.load_all_detection_checkpoint_vars
+    config.load_all_detection_checkpoint_vars = True
+    assert build_train_settings(config).fine_tune.load_all_detection_checkpoint_vars  # type: ignore[union-attr]
     config.fine_tune_checkpoint_type = "full"
-    assert build_train_settings(config).fine_tune.checkpoint_type == "full"  # type: ignore[union-attr]
+    full = build_train_settings(config).fine_tune
+    assert full is not None and full.checkpoint_type == "full"
+    assert not full.load_all_detection_checkpoint_vars  # widens a detection fine-tune only
     with pytest.raises(ConfigError, match=r"train_config\.gradient_clipping_by_norm: -1\.0 is negative"):
         build_train_settings(train_pb2.TrainConfig(gradient_clipping_by_norm=-1.0))
 

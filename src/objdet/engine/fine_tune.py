@@ -7,6 +7,11 @@ fine_tune_checkpoint_type (the OD API TF2 names):
   (its shape depends on num_classes), from another detector's checkpoint;
 - ``full``: every weight must match (same architecture and classes).
 
+``load_all_detection_checkpoint_vars`` (a TF1 field; the OD API's TF2 trainer refuses it) makes
+a ``detection`` fine-tune from an OD API TF2 checkpoint restore every variable found with its
+name and shape, box predictor included, as the TF1 trainer did (otherwise the feature extractor
+alone, as TF2's ``restore_from_objects``). objdet's own checkpoints are always restored that way.
+
 An OD API TF2 checkpoint (``DIR/ckpt-N`` or its directory) is read without TensorFlow and
 restored as the OD API restores it (:mod:`objdet.models.checkpoints.importer`).
 ``zoo:NAME`` names a model of the TF2 zoo: its cached checkpoint, downloaded first if absent
@@ -59,20 +64,29 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
 
 
 def load_fine_tune_checkpoint(
-    model: nn.Module, path: str | os.PathLike[str], checkpoint_type: str
+    model: nn.Module, path: str | os.PathLike[str], checkpoint_type: str,
+    *, load_all_detection_checkpoint_vars: bool = False,
 ) -> FineTuneReport:
-    """Copy matching weights from ``path`` into ``model`` as ``checkpoint_type`` says."""
+    """Copy matching weights from ``path`` into ``model`` as ``checkpoint_type`` (and, for
+    ``detection``, ``load_all_detection_checkpoint_vars``) says."""
     if checkpoint_type not in FINE_TUNE_TYPES:
         raise ConfigError(
             f"train_config.fine_tune_checkpoint_type: {checkpoint_type!r} is not supported; "
             f"supported: {', '.join(FINE_TUNE_TYPES)}"
         )
-    from objdet.models.checkpoints.importer import is_tf2_checkpoint, load_tf2_checkpoint
+    from objdet.models.checkpoints.importer import (
+        is_tf2_checkpoint,
+        load_tf2_checkpoint,
+        load_tf2_checkpoint_available,
+    )
 
     if isinstance(path, str) and path.startswith("zoo:"):
         path = _zoo_checkpoint(path)
     if is_tf2_checkpoint(path):  # an OD API checkpoint (the TF2 zoo's ckpt-0, or a directory)
-        imported = load_tf2_checkpoint(model, path, checkpoint_type)
+        if checkpoint_type == "detection" and load_all_detection_checkpoint_vars:
+            imported = load_tf2_checkpoint_available(model, path)
+        else:
+            imported = load_tf2_checkpoint(model, path, checkpoint_type)
         return FineTuneReport(len(imported.loaded), [], imported.fresh)
     source = read_state_dict(path)
     if checkpoint_type == "full":

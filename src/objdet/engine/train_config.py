@@ -43,6 +43,7 @@ IMPLEMENTED = frozenset({
     "bias_grad_multiplier",  # engine/gradients.py
     "add_regularization_loss",  # false: no weight decay (models/regularization.py)
     "use_bfloat16",  # engine/mixed_precision.py
+    "load_all_detection_checkpoint_vars",  # engine/fine_tune.py (TF1's meaning)
 })
 
 NO_EFFECT = {
@@ -77,11 +78,6 @@ class Unsupported:
 
 
 UNSUPPORTED = {
-    "load_all_detection_checkpoint_vars": Unsupported(
-        False,
-        "the OD API's TF2 trainer rejects it too; use fine_tune_checkpoint_type "
-        '"detection" or "full"',
-    ),
     "merge_multiple_label_boxes": Unsupported(
         False,
         "objdet's targets carry one class per box and its losses take one-hot classes, "
@@ -104,6 +100,8 @@ class FineTune:
 
     checkpoint: str
     checkpoint_type: str
+    # ``detection`` only: every variable found with its shape, not the feature extractor alone
+    load_all_detection_checkpoint_vars: bool = False
 
 
 @dataclass(frozen=True)
@@ -131,7 +129,13 @@ def build_train_settings(train_config: train_pb2.TrainConfig) -> TrainSettings:
         checkpoint_type = train_config.fine_tune_checkpoint_type or (
             FINE_TUNE_DETECTION if train_config.from_detection_checkpoint else FINE_TUNE_CLASSIFICATION
         )
-        fine_tune = FineTune(train_config.fine_tune_checkpoint, checkpoint_type)
+        load_all = train_config.load_all_detection_checkpoint_vars
+        if load_all and checkpoint_type != FINE_TUNE_DETECTION:
+            logger.info("train_config.load_all_detection_checkpoint_vars has no effect with "
+                        "fine_tune_checkpoint_type %r (it widens a detection fine-tune only)",
+                        checkpoint_type)
+        fine_tune = FineTune(train_config.fine_tune_checkpoint, checkpoint_type,
+                             load_all and checkpoint_type == FINE_TUNE_DETECTION)
     if train_config.gradient_clipping_by_norm < 0:
         raise ConfigError(
             f"train_config.gradient_clipping_by_norm: {train_config.gradient_clipping_by_norm} "

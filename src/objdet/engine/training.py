@@ -170,7 +170,9 @@ def _resume_or_fine_tune(model: nn.Module, manager: CheckpointManager, fine_tune
     if latest is not None:
         return manager.load(latest)
     if fine_tune is not None:
-        report = load_fine_tune_checkpoint(model, fine_tune.checkpoint, fine_tune.checkpoint_type)
+        report = load_fine_tune_checkpoint(
+            model, fine_tune.checkpoint, fine_tune.checkpoint_type,
+            load_all_detection_checkpoint_vars=fine_tune.load_all_detection_checkpoint_vars)
         logger.info("fine_tune_checkpoint %s (%s): %s", fine_tune.checkpoint,
                     fine_tune.checkpoint_type, report.summary())
     return None

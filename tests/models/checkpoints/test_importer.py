@@ -68,6 +68,42 @@ def test_detection_type_restores_the_feature_extractor_only() -> None:
     assert not predictor & changed
 
 
+def test_load_all_detection_checkpoint_vars_restores_what_matches_box_predictor_included() -> None:
+    """TF1's load_all_detection_checkpoint_vars: every variable found with its shape; here the
+    class head is for 3 classes, not the checkpoint's 2, so it alone stays fresh."""
+    model = _model(overrides=("model.ssd.num_classes=3",))
+    before = _initial_state(model)
+    report = load_fine_tune_checkpoint(model, CHECKPOINT, "detection",
+                                       load_all_detection_checkpoint_vars=True)
+    changed = _changed(model, before)
+    assert any(name.startswith("box_predictor.") for name in changed)  # box codes restored
+    fresh = set(report.missing)
+    assert fresh and all("class" in name for name in fresh if name.startswith("box_predictor."))
+    assert not fresh & changed
+    assert not any(name.startswith("feature_extractor.") for name in fresh)
+    reader = TFCheckpoint.open(CHECKPOINT)
+    state = model.state_dict()
+    for key, target in model.tf2_variable_map().items():
+        if target.name in changed:
+            expected = to_torch_layout(reader.read(key), target.layout)
+            np.testing.assert_array_equal(state[target.name].numpy(), expected, err_msg=key)
+
+
+@pytest.mark.parametrize("load_all", [False, True])
+def test_the_trainer_passes_load_all_detection_checkpoint_vars(tmp_path: Path, load_all: bool) -> None:
+    from objdet.engine.checkpoint import CheckpointManager
+    from objdet.engine.train_config import FineTune
+    from objdet.engine.training import _resume_or_fine_tune
+
+    model = _model()
+    before = _initial_state(model)
+    fine_tune = FineTune(str(CHECKPOINT), "detection", load_all_detection_checkpoint_vars=load_all)
+    assert _resume_or_fine_tune(model, CheckpointManager(tmp_path), fine_tune) is None
+    changed = _changed(model, before)
+    assert any(name.startswith("feature_extractor.") for name in changed)
+    assert any(name.startswith("box_predictor.") for name in changed) == load_all
+
+
 def test_classification_type_restores_the_backbone_from_a_classification_checkpoint() -> None:
     model = _model()
     before = _initial_state(model)

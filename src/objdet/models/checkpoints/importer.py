@@ -144,6 +144,38 @@ def load_tf2_checkpoint(
     return report
 
 
+def load_tf2_checkpoint_available(model: nn.Module, checkpoint: str | os.PathLike[str]
+                                  ) -> ImportReport:
+    """A ``detection`` fine-tune with ``load_all_detection_checkpoint_vars: true``, as the OD
+    API's TF1 trainer restores it (``restore_map(load_all_detection_checkpoint_vars=True)``
+    then ``get_variables_available_in_checkpoint``): every model variable found in the
+    checkpoint under its name with its shape is loaded, box predictor included; the others
+    (e.g. a class head for another number of classes) stay as initialized and are reported."""
+    reader = TFCheckpoint.open(checkpoint)
+    variable_map = {key: target for key, target in _scoped_map(model, "full").items()
+                    if target.layout != "ignored"}
+    state = model.state_dict()
+    keys = set(reader.keys())
+    values: dict[str, Tensor] = {}
+    for key, target in variable_map.items():
+        if key not in keys or target.name not in state:
+            continue
+        value = to_torch_layout(reader.read(key), target.layout)
+        if tuple(value.shape) == tuple(state[target.name].shape):
+            values[target.name] = torch.from_numpy(value.copy())
+    if not values:
+        raise CheckpointError(f"{checkpoint} (detection, load_all_detection_checkpoint_vars): "
+                              "no model variable found in the checkpoint with its shape")
+    _copy_into(model, values)
+    report = ImportReport(os.fspath(checkpoint), "detection (load_all_detection_checkpoint_vars)",
+                          loaded=sorted(values))
+    taken = {key for key, target in variable_map.items() if target.name in values}
+    report.not_restored = sorted(key for key in keys if key not in taken and not key.startswith("_"))
+    report.fresh = sorted(name for name in state if name not in values
+                          and not name.endswith("num_batches_tracked"))
+    return report
+
+
 def _uncovered(model: nn.Module, variable_map: dict[str, Target]) -> list[str]:
     """Trainable parameters and batch-norm statistics of ``model`` that no entry fills
     (a frozen constant, e.g. the unit scale of a ``scale: false`` batch norm, needs none)."""
