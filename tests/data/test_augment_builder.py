@@ -123,6 +123,38 @@ def test_ssd_random_crop_operations_are_read() -> None:
     assert step.operations[1].area_range == (f32(0.3), 1.0)
 
 
+def test_ssd_random_crop_fixed_aspect_ratio_crops_windows_of_that_ratio() -> None:
+    (default,) = build_augmentations(parse_steps(
+        "data_augmentation_options { ssd_random_crop_fixed_aspect_ratio { } }")).steps
+    assert isinstance(default, SSDRandomCrop)
+    assert [op.min_object_covered for op in default.operations] == [0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0]
+    assert {(op.aspect_ratio_range, op.area_range, op.random_coef) for op in default.operations} == {
+        ((1.0, 1.0), (0.1, 1.0), 0.15)}
+    (step,) = build_augmentations(parse_steps(
+        """
+        data_augmentation_options {
+          ssd_random_crop_fixed_aspect_ratio {
+            operations { min_object_covered: 0.0 min_area: 0.2 max_area: 0.9 overlap_thresh: 0.3
+                         random_coef: 0.0 }
+            aspect_ratio: 2.0
+          }
+        }
+        """)).steps
+    assert isinstance(step, SSDRandomCrop) and len(step.operations) == 1
+    assert step.operations[0].aspect_ratio_range == (2.0, 2.0)
+    assert step.operations[0].area_range == (f32(0.2), f32(0.9))
+    image = torch.zeros((3, 90, 120), dtype=torch.uint8)
+    sample = Sample(height=90, width=120, image=image, boxes=torch.tensor([[10.0, 10.0, 60.0, 50.0]]),
+                    labels=torch.tensor([1]))
+    for seed in range(10):
+        cropped = step(sample, torch.Generator().manual_seed(seed))
+        assert abs(cropped.width / cropped.height - 2.0) < 0.1, (cropped.width, cropped.height)
+    with pytest.raises(ConfigError, match=r"ssd_random_crop_fixed_aspect_ratio: aspect_ratio: 2\.0 "
+                                          r"is read only with operations"):
+        build_augmentations(parse_steps(
+            "data_augmentation_options { ssd_random_crop_fixed_aspect_ratio { aspect_ratio: 2.0 } }"))
+
+
 def test_unsupported_step_fails_at_build_time_naming_it_and_the_supported_ones() -> None:
     steps = parse_steps(
         """

@@ -8,6 +8,7 @@ the OD API's defaults. A step that parses but is not implemented fails at build 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -23,7 +24,7 @@ from objdet.data.augment_color import (
     RandomPixelValueScale,
     RandomRGBToGray,
 )
-from objdet.data.augment_crop import RandomCropImage, SSDRandomCrop
+from objdet.data.augment_crop import RandomCropImage, SSDRandomCrop, default_ssd_crop_operations
 from objdet.data.augment_geometric import (
     RandomAbsolutePadImage,
     RandomHorizontalFlip,
@@ -72,6 +73,26 @@ def _ssd_random_crop(config: StepConfig) -> SSDRandomCrop:
     if not config.operations:
         return SSDRandomCrop()  # the SSD paper's 7 operations, as in the OD API
     return SSDRandomCrop(operations=tuple(_crop_operation(op) for op in config.operations))
+
+
+def _ssd_random_crop_fixed_aspect_ratio(config: StepConfig) -> SSDRandomCrop:
+    """``ssd_random_crop_fixed_aspect_ratio``: ``ssd_random_crop`` with every window of width /
+    height ``aspect_ratio``. As the OD API's builder, no operations means the SSD paper's
+    seven at aspect ratio 1.0, the message's ``aspect_ratio`` being read only with operations
+    (a non-default one without them is refused rather than ignored)."""
+    if not config.operations:
+        if config.aspect_ratio != 1.0:
+            raise ValueError(f"aspect_ratio: {config.aspect_ratio} is read only with operations "
+                             "(the OD API crops at 1.0 without them); add operations or remove it")
+        return SSDRandomCrop(operations=tuple(
+            dataclasses.replace(op, aspect_ratio_range=(1.0, 1.0))
+            for op in default_ssd_crop_operations()))
+    ratio = (config.aspect_ratio, config.aspect_ratio)
+    return SSDRandomCrop(operations=tuple(
+        RandomCropImage(min_object_covered=op.min_object_covered, aspect_ratio_range=ratio,
+                        area_range=(op.min_area, op.max_area), overlap_thresh=op.overlap_thresh,
+                        clip_boxes=op.clip_boxes, random_coef=op.random_coef)
+        for op in config.operations))
 
 
 def _random_jitter_boxes(config: StepConfig) -> RandomJitterBoxes:
@@ -123,6 +144,7 @@ STEP_BUILDERS: dict[str, Callable[[StepConfig], Augmentation]] = {
         size_to_image_ratio=c.size_to_image_ratio,
     ),
     "ssd_random_crop": _ssd_random_crop,
+    "ssd_random_crop_fixed_aspect_ratio": _ssd_random_crop_fixed_aspect_ratio,
     "random_scale_crop_and_pad_to_square": lambda c: RandomScaleCropAndPadToSquare(
         output_size=c.output_size, scale_min=c.scale_min, scale_max=c.scale_max
     ),
