@@ -16,8 +16,8 @@ from zoo_mirror import NAME, Zoo
 
 import objdet.config
 from objdet.cli.main import main
-from objdet.models import build_model
 from objdet.engine.checkpoint import CheckpointManager
+from objdet.models import build_model
 from objdet.models.checkpoints.tf_bundle import TFCheckpoint
 from objdet.models.checkpoints.variable_map import to_torch_layout
 
@@ -74,7 +74,8 @@ def test_the_readme_few_shot_recipe_runs_end_to_end(
     # The fine-tune started from the zoo's checkpoint: a backbone weight that the two steps at
     # a cosine warm-up learning rate barely move is still the checkpoint's value.
     reader = TFCheckpoint.open(zoo.cache.checkpoint_prefix(NAME))
-    key = next(k for k in reader.keys() if k.startswith("model/_feature_extractor/")
+    keys = list(reader.keys())
+    key = next(k for k in keys if k.startswith("model/_feature_extractor/")
                and k.endswith("moving_mean/.ATTRIBUTES/VARIABLE_VALUE"))
     model = build_model(objdet.config.load(config).model)
     target = model.tf2_variable_map()[key]
