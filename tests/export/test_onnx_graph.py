@@ -23,12 +23,12 @@ from tiny_detector import TinyTraining, reference_detections, sample_image
 from objdet import config as cfg
 from objdet.errors import ConfigError, ObjdetError
 from objdet.export.onnx_graph import (
-    OPSET,
     RESIZED_SIZE,
     _postprocessing,
     _preprocessing,
     export_onnx,
 )
+from objdet.export.onnx_trace import OPSET
 from objdet.inference.predictor import OnnxPredictor, Predictor
 from objdet.models import build_model
 from objdet.models.image_resizers import FixedShapeResizer, KeepAspectRatioResizer

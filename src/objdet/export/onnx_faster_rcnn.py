@@ -25,7 +25,6 @@ NMS is a per-image loop, so the batch dimension stays dynamic.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 
 import numpy as np
@@ -37,13 +36,13 @@ from torch import Tensor, nn
 from objdet.errors import ObjdetError
 from objdet.export.onnx_graph import (
     NETWORK_TOLERANCE,
-    OPSET,
     _Graph,
     _run,
     clip_to_window,
     rank_within_image,
     write_detections,
 )
+from objdet.export.onnx_trace import trace_to_onnx
 from objdet.models.meta_arch.faster_rcnn import FasterRCNN, true_image_shapes
 from objdet.models.postprocessing import convert_scores
 
@@ -117,20 +116,9 @@ def _export(module: nn.Module, example: tuple[Tensor, ...], input_names: list[st
     """``module`` through torch.onnx with a dynamic batch dimension shared by every input,
     checked with ONNX Runtime against the eager module on ``example``."""
     module = module.eval()
-    batch = torch.export.Dim("batch", min=1, max=1024)
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(
-            module, example, dynamo=True, dynamic_shapes=tuple({0: batch} for _ in example),
-            input_names=input_names, output_names=output_names, opset_version=OPSET,
-            verbose=False,
-        )
+    proto = trace_to_onnx(module, example, input_names, output_names)
+    with torch.no_grad():
         expected = module(*example)
-    assert program is not None
-    proto: onnx.ModelProto = program.model_proto
-    if len(proto.functions):
-        raise ObjdetError(f"ONNX export: {type(module).__name__} left local functions in its "
-                          "graph; objdet merges inlined graphs only")
     found = _run(proto, {name: value.numpy() for name, value in zip(input_names, example, strict=True)})
     for name, want, got in zip(output_names, expected, found, strict=True):
         scale = max(1.0, float(want.abs().max())) if want.numel() else 1.0

@@ -29,7 +29,6 @@ model uses that the graph cannot express yet.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +40,7 @@ from onnx import TensorProto, helper, numpy_helper
 from torch import Tensor, nn
 
 from objdet.errors import ConfigError, ObjdetError
+from objdet.export.onnx_trace import run_onnx, trace_to_onnx
 from objdet.export.signature import onnx_input_dtype
 from objdet.models.contract import DetectionModel, as_detection_model
 from objdet.models.image_resizers import FixedShapeResizer, KeepAspectRatioResizer
@@ -49,7 +49,6 @@ from objdet.models.meta_arch.faster_rcnn import FasterRCNN
 from objdet.models.meta_arch.ssd import SSD
 from objdet.models.postprocessing import BatchNonMaxSuppression, convert_scores
 
-OPSET = 18  # ScatterElements with reduction "min"/"add"
 INPUT_NAME = "input_tensor"
 RESIZED_SIZE = "resized_size"  # int64 [2]: (h, w) of the images on the canvas
 OUTPUT_NAMES = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
@@ -167,17 +166,9 @@ def _export_network(model: SSD, canvas_size: tuple[int, int]) -> onnx.ModelProto
     network = DecodedNetwork(model).eval()
     generator = torch.Generator().manual_seed(0)
     example = torch.rand(2, 3, *canvas_size, generator=generator)
-    batch = torch.export.Dim("batch", min=1, max=1024)
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(
-            network, (example,), dynamo=True, dynamic_shapes=({0: batch},),
-            input_names=["canvas"], output_names=["decoded_boxes", "class_scores"],
-            opset_version=OPSET, verbose=False,
-        )
+    proto = trace_to_onnx(network, (example,), ["canvas"], ["decoded_boxes", "class_scores"])
+    with torch.no_grad():
         expected = network(example)
-    assert program is not None
-    proto: onnx.ModelProto = program.model_proto
     found = _run(proto, {"canvas": example.numpy()})
     for name, want, got in zip(("decoded boxes", "class scores"), expected, found, strict=True):
         scale = max(1.0, float(want.abs().max()))
@@ -195,17 +186,10 @@ def _export_center_net(model: CenterNet, canvas_size: tuple[int, int]) -> onnx.M
     generator = torch.Generator().manual_seed(0)
     example = torch.rand(2, 3, *canvas_size, generator=generator)
     resized = torch.tensor([canvas_size[0] * 3 // 4, canvas_size[1]], dtype=torch.int64)
-    batch = torch.export.Dim("batch", min=1, max=1024)
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(
-            network, (example, resized), dynamo=True, dynamic_shapes=({0: batch}, None),
-            input_names=["canvas", RESIZED_SIZE], output_names=list(OUTPUT_NAMES),
-            opset_version=OPSET, verbose=False,
-        )
+    proto = trace_to_onnx(network, (example, resized), ["canvas", RESIZED_SIZE],
+                          list(OUTPUT_NAMES), batched=(True, False))
+    with torch.no_grad():
         expected = network(example, resized)
-    assert program is not None
-    proto: onnx.ModelProto = program.model_proto
     found = _run(proto, {"canvas": example.numpy(), RESIZED_SIZE: resized.numpy()})
     # Rows whose score ties another's may come in another order (or another of the tied
     # peaks may be kept): boxes and classes are compared on the rows of distinct scores, the
@@ -229,13 +213,7 @@ def _export_center_net(model: CenterNet, canvas_size: tuple[int, int]) -> onnx.M
 
 
 def _run(proto: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3
-    session = onnxruntime.InferenceSession(proto.SerializeToString(), options,
-                                           providers=["CPUExecutionProvider"])
-    return list(session.run(None, feeds))
+    return run_onnx(proto, feeds)
 
 
 def _output_info(name: str, max_detections: int) -> onnx.ValueInfoProto:
