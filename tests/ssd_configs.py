@@ -90,13 +90,26 @@ def contract_config_text(extractor: str) -> str:
         pyramid = "bifpn { min_level: 3 max_level: 5 num_iterations: 1 num_filters: 16 }"
     elif "fpn" in extractor:
         pyramid = "fpn { min_level: 3 max_level: 5 additional_layer_depth: 16 }"
+    elif extractor == "embedded_ssd_mobilenet_v1":  # 5 maps, 256x256 images only
+        return ssd_config_text(extractor=extractor, anchors=SSD_ANCHORS.replace(
+            "num_layers: 6", "num_layers: 5"), predictor=CONV_PREDICTOR,
+            resizer="fixed_shape_resizer { height: 256 width: 256 }")
+    elif extractor.startswith("ssd_inception"):  # built under conv_hyperparams, as the OD API
+        # (Inception v3's 'VALID' stem needs more than 64 px)
+        resizer = FIXED_RESIZER if extractor.endswith("v2") else \
+            "fixed_shape_resizer { height: 160 width: 160 }"
+        return ssd_config_text(extractor=extractor, anchors=SSD_ANCHORS, predictor=CONV_PREDICTOR,
+                               resizer=resizer).replace("conv_hyperparams {", "override_base_feature_extractor_"
+                                         "hyperparams: true conv_hyperparams {", 1)
     else:
         return ssd_config_text(extractor=extractor, anchors=SSD_ANCHORS, predictor=CONV_PREDICTOR)
     text = ssd_config_text(extractor=extractor, anchors=MULTISCALE_3_5, predictor=SHARED_DEPTHWISE)
     if "resnet" in extractor:  # no depthwise option; the OD API's ResNet FPN needs >= 129 px
         text = text.replace("min_depth: 8 use_depthwise: true", "min_depth: 8")
-        # and always builds levels 3..7, whatever fpn {} says
+        # and its Keras extractors always build levels 3..7, whatever fpn {} says (the slim
+        # ones build what it says: ask for 3..7 too)
         text = text.replace("min_level: 3 max_level: 5", "min_level: 3 max_level: 7")
+        pyramid = pyramid.replace("min_level: 3 max_level: 5", "min_level: 3 max_level: 7")
         text = text.replace(FIXED_RESIZER, "fixed_shape_resizer { height: 160 width: 160 }")
     elif "efficientnet" in extractor:  # the OD API's EfficientNet takes no depth multiplier
         text = text.replace("depth_multiplier: 0.25 min_depth: 8 use_depthwise: true",

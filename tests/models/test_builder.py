@@ -58,11 +58,10 @@ def test_od_api_ssd_mobilenet_configs_build(name: str) -> None:
 @pytest.mark.parametrize(
     ("name", "field"),
     [
-        ("faster_rcnn_resnet50_pets", "model.faster_rcnn.feature_extractor.type: 'faster_rcnn_resnet50'"),
-        ("ssd_inception_v2_coco", "model.ssd.feature_extractor.type: 'ssd_inception_v2'"),
+        ("faster_rcnn_nas_coco", "model.faster_rcnn.feature_extractor.type: 'faster_rcnn_nas'"),
         (
-            "ssd_mobilenet_v1_fpn_shared_box_predictor_640x640_coco14_sync",
-            "model.ssd.feature_extractor.type: 'ssd_mobilenet_v1_fpn'",
+            "ssdlite_mobilenet_edgetpu_320x320_coco",
+            "model.ssd.feature_extractor.type: 'ssd_mobilenet_edgetpu'",
         ),
     ],
 )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from objdet.models.hyperparams import ConvHyperparams, make_conv_block
+from objdet.models.layers.padding import PaddingMode
 
 # (stride, base channels) of the 13 depthwise-separable blocks after the 3x3 stem (32 ch, s2).
 _SEPARABLE_BLOCKS = (
@@ -51,19 +52,32 @@ class MobileNetV1(nn.Module):
         depth_multiplier: float = 1.0,
         min_depth: int = 8,
         hyperparams: ConvHyperparams = DEFAULT_HYPERPARAMS,
+        padding: PaddingMode = "explicit",
+        separable_depths: tuple[int, ...] | None = None,
     ) -> None:
+        """``padding`` pads the 3x3 convs (slim's ``use_explicit_padding`` or TF 'SAME');
+        ``separable_depths`` replaces the 13 pointwise base depths (slim's ``conv_defs``)."""
         super().__init__()
         if depth_multiplier <= 0:
             raise ValueError(f"depth_multiplier must be > 0, got {depth_multiplier}")
+        depths = tuple(depth for _, depth in _SEPARABLE_BLOCKS)
+        if separable_depths is not None:
+            if len(separable_depths) != len(depths):
+                raise ValueError(f"separable_depths needs {len(depths)} values, "
+                                 f"got {len(separable_depths)}")
+            depths = separable_depths
         self.weight_decay = hyperparams.weight_decay
         self.regularize_depthwise = hyperparams.regularize_depthwise
         layers: dict[str, nn.Module] = {}
         channels = scaled_depth(_STEM_CHANNELS, depth_multiplier, min_depth)
-        layers["Conv2d_0"] = make_conv_block(3, channels, 3, stride=2, hyperparams=hyperparams)
-        for index, (stride, base_depth) in enumerate(_SEPARABLE_BLOCKS, start=1):
+        layers["Conv2d_0"] = make_conv_block(3, channels, 3, stride=2, hyperparams=hyperparams,
+                                             padding=padding)
+        for index, ((stride, _), base_depth) in enumerate(zip(_SEPARABLE_BLOCKS, depths),
+                                                           start=1):
             out_channels = scaled_depth(base_depth, depth_multiplier, min_depth)
             layers[f"Conv2d_{index}_depthwise"] = make_conv_block(
-                channels, channels, 3, stride=stride, groups=channels, hyperparams=hyperparams
+                channels, channels, 3, stride=stride, groups=channels, hyperparams=hyperparams,
+                padding=padding,
             )
             layers[f"Conv2d_{index}_pointwise"] = make_conv_block(
                 channels, out_channels, 1, hyperparams=hyperparams

@@ -17,7 +17,12 @@ from functools import partial
 
 from torch import nn
 
-from objdet.models.feature_extractors import faster_rcnn_resnet_keras
+from objdet.models.feature_extractors import (
+    faster_rcnn_inception_resnet_v2,
+    faster_rcnn_inception_v2,
+    faster_rcnn_resnet_keras,
+    faster_rcnn_resnet_slim,
+)
 
 
 @dataclass(frozen=True)
@@ -43,7 +48,29 @@ def _resnet_keras(depth: int, params: FasterRcnnExtractorParams) -> nn.Module:
         depth_multiplier=params.depth_multiplier)
 
 
+def _resnet_slim(depth: int, params: FasterRcnnExtractorParams) -> nn.Module:
+    # Raises "first_stage_features_stride must be 8 or 16, ..." as the OD API does.
+    return faster_rcnn_resnet_slim.build_faster_rcnn_resnet_slim(
+        depth, first_stage_features_stride=params.first_stage_features_stride,
+        batch_norm_trainable=params.batch_norm_trainable,
+        depth_multiplier=params.depth_multiplier)
+
+
 FASTER_RCNN_FEATURE_EXTRACTORS: dict[str, Callable[[FasterRcnnExtractorParams], nn.Module]] = {
     name: partial(_resnet_keras, depth)
     for name, depth in faster_rcnn_resnet_keras.FASTER_RCNN_RESNET_KERAS_DEPTHS.items()
 }
+# The TF1 (slim) ResNet v1 extractors: faster_rcnn_resnet{50,101,152}.
+FASTER_RCNN_FEATURE_EXTRACTORS.update(
+    (name, partial(_resnet_slim, depth))
+    for name, depth in faster_rcnn_resnet_slim.FASTER_RCNN_RESNET_SLIM_DEPTHS.items())
+# Inception-ResNet v2: faster_rcnn_inception_resnet_v2_keras (TF2) and
+# faster_rcnn_inception_resnet_v2 (TF1 slim), one backbone module.
+FASTER_RCNN_FEATURE_EXTRACTORS.update(
+    faster_rcnn_inception_resnet_v2.FASTER_RCNN_INCEPTION_RESNET_V2_EXTRACTORS)
+# The TF1 (slim) Inception v2 extractor.
+FASTER_RCNN_FEATURE_EXTRACTORS["faster_rcnn_inception_v2"] = lambda params: (
+    faster_rcnn_inception_v2.FasterRcnnInceptionV2FeatureExtractor(
+        first_stage_features_stride=params.first_stage_features_stride,
+        batch_norm_trainable=params.batch_norm_trainable,
+        depth_multiplier=params.depth_multiplier))
