@@ -13,7 +13,9 @@ from objdet.engine.trainer import Batch
 from objdet.evaluation.base import DetectionEvaluator, GroundTruth
 from objdet.structures.detections import Detections
 
-_OPTIONAL_GT_FIELDS = ("difficult", "is_crowd", "group_of")
+# keypoints [N, K, 2] (x, y) pixels, NaN unknown, and keypoint_visibilities [N, K] where the
+# input reader sets num_keypoints (coco_keypoint_metrics match the model's "keypoints")
+_OPTIONAL_GT_FIELDS = ("difficult", "is_crowd", "group_of", "keypoints", "keypoint_visibilities")
 
 
 @dataclass
@@ -44,8 +46,11 @@ def build_eval_inputs(config: Any, num_workers: int = 0) -> EvalInputs | None:
 
 
 def ground_truth_from_target(target: dict[str, Tensor]) -> GroundTruth:
-    """A collated target dict (boxes [N, 4] x1y1x2y2 pixels, labels [N], flags) -> GroundTruth."""
+    """A collated target dict (boxes [N, 4] x1y1x2y2 pixels, labels [N], flags, instance
+    masks [N, H, W] where the input reader loads them) -> GroundTruth."""
     optional = {name: target[name].cpu().numpy() for name in _OPTIONAL_GT_FIELDS if name in target}
+    if "masks" in target:
+        optional["masks"] = target["masks"].cpu().numpy().astype("uint8")
     return GroundTruth(boxes=target["boxes"].cpu().numpy(), labels=target["labels"].cpu().numpy(),
                        **optional)
 

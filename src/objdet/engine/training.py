@@ -266,7 +266,8 @@ class DetectionDrawings:
         from objdet.viz.draw import draw_detections
 
         self.images.append(draw_detections(image, output["boxes"], output["labels"], output["scores"],
-                                           self.category_index, min_score=self.min_score))
+                                           self.category_index, min_score=self.min_score,
+                                           masks=output.get("masks")))
 
     def write(self, writer: Any, step: int) -> None:
         import numpy as np

@@ -67,11 +67,23 @@ def graph_input_tensors(model: DetectionModel, canvas: Tensor,
 
 
 def check_exportable(model: nn.Module) -> DetectionModel:
-    """``model`` as a DetectionModel; a ``ConfigError`` if it does not keep the contract."""
+    """``model`` as a DetectionModel; a ``ConfigError`` if it does not keep the contract, or
+    predicts what the export signature has no output for (instance masks, keypoints)."""
     try:
-        return as_detection_model(model)
+        detector = as_detection_model(model)
     except TypeError as error:
         raise ConfigError(f"model: cannot be exported: {error}") from None
+    if getattr(model, "mask_head", None) is not None:
+        raise ConfigError(
+            "model.faster_rcnn.number_of_stages: 3 (Mask R-CNN) cannot be exported yet: the "
+            "export signature has no detection_masks output, and the mask head runs on the "
+            "post-NMS detections, outside model.pt2; predict from the checkpoint instead")
+    if getattr(model, "keypoint_tasks", None):
+        raise ConfigError(
+            "model.center_net.keypoint_estimation_task cannot be exported yet: the export "
+            "signature has no detection_keypoints output (and keypoints rescore the "
+            "detections); predict from the checkpoint instead")
+    return detector
 
 
 # meta-architecture class -> its DetectionModel field (for messages naming a config field)

@@ -98,6 +98,7 @@ def report_one(path: str | os.PathLike[str], *, max_seconds: float = 120.0, seed
     try:
         config = pipeline_config.load(path)
         stages["parse"] = True
+        _fill_keypoint_label_map(config.model)
         model = _build(config.model)
         stages["build"] = True
         with _time_limit(max_seconds):
@@ -167,13 +168,44 @@ def _train_one_step(model: Any, train_config: Any, seed: int) -> None:
         num_steps=1, ema=ema, gradient_clip_norm=settings.gradient_clipping_by_norm,
         device=device, gradient_multipliers=bias_grad_multiplier(model, settings.bias_grad_multiplier),
     )
-    trainer.run_step(random_batch(int(model.num_classes), seed))  # TrainingDiverged if not finite
+    with_masks = getattr(model, "mask_head", None) is not None  # Mask R-CNN trains on masks
+    images, targets = random_batch(int(model.num_classes), seed, with_masks)
+    add_random_keypoints(targets, int(getattr(model, "num_keypoints", 0)), seed)
+    trainer.run_step((images, targets))  # TrainingDiverged if not finite
 
 
-def random_batch(num_classes: int, seed: int = 0) -> tuple[list[Any], list[dict[str, Any]]]:
+def _fill_keypoint_label_map(model_config: Any) -> None:
+    """The OD API's CenterNet keypoint configs leave ``keypoint_label_map_path`` as a
+    placeholder: build them with the zoo's COCO keypoint label map."""
+    from pathlib import Path
+
+    from objdet.zoo.catalog import shipped_keypoint_label_map
+    from objdet.zoo.convert import configure_keypoint_label_map
+
+    configure_keypoint_label_map(model_config, Path(str(shipped_keypoint_label_map())))
+
+
+def add_random_keypoints(targets: list[dict[str, Any]], num_keypoints: int, seed: int = 0
+                         ) -> None:
+    """Give each target ``keypoints [N, num_keypoints, 2]`` (x, y), uniform in its boxes
+    (none when ``num_keypoints`` is 0)."""
+    import torch
+
+    if num_keypoints <= 0:
+        return
+    generator = torch.Generator().manual_seed(seed + 1)
+    for target in targets:
+        boxes = target["boxes"]  # [N, 4] x1 y1 x2 y2
+        where = torch.rand(boxes.shape[0], num_keypoints, 2, generator=generator)
+        target["keypoints"] = boxes[:, None, :2] + where * (boxes[:, None, 2:] - boxes[:, None, :2])
+
+
+def random_batch(num_classes: int, seed: int = 0, with_masks: bool = False
+                 ) -> tuple[list[Any], list[dict[str, Any]]]:
     """``NUM_IMAGES`` random ``[3, IMAGE_SIZE, IMAGE_SIZE]`` images in [0, 1], each with 1 to
     ``MAX_BOXES_PER_IMAGE`` random boxes ``[N, 4]`` (x1, y1, x2, y2 pixels, at least 4 pixels
-    wide and high) labelled with ids in 1..num_classes."""
+    wide and high) labelled with ids in 1..num_classes; ``with_masks``: and instance masks
+    ``[N, IMAGE_SIZE, IMAGE_SIZE]`` uint8, each its box filled."""
     import torch
 
     generator = torch.Generator().manual_seed(seed)
@@ -186,6 +218,11 @@ def random_batch(num_classes: int, seed: int = 0) -> tuple[list[Any], list[dict[
         boxes = torch.cat([corners, corners + sizes], dim=1)  # [N, 4]
         labels = torch.randint(1, num_classes + 1, (count,), generator=generator)
         targets.append({"boxes": boxes, "labels": labels})
+        if with_masks:
+            pixels = torch.arange(IMAGE_SIZE, dtype=torch.float32) + 0.5
+            inside_x = (pixels >= boxes[:, 0:1]) & (pixels <= boxes[:, 2:3])  # [N, W]
+            inside_y = (pixels >= boxes[:, 1:2]) & (pixels <= boxes[:, 3:4])  # [N, H]
+            targets[-1]["masks"] = (inside_y[:, :, None] & inside_x[:, None, :]).to(torch.uint8)
     return images, targets
 
 

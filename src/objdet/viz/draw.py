@@ -1,4 +1,5 @@
-"""Draw detections on an image with PIL: a box, the class name and the score per detection.
+"""Draw detections on an image with PIL: a box, the class name and the score per detection,
+and its instance mask (if any) blended in the class colour.
 
 Used by ``objdet detect`` and for TensorBoard image summaries. Boxes are in objdet's layout,
 ``(x1, y1, x2, y2)`` absolute pixels of the image they are drawn on. The input image is
@@ -8,7 +9,7 @@ never modified; a new RGB ``PIL.Image`` is returned.
 from __future__ import annotations
 
 import colorsys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -64,6 +65,11 @@ def draw_detections(
     *,
     line_width: int | None = None,
     max_boxes: int | None = None,
+    masks: Any | None = None,
+    keypoints: Any | None = None,
+    keypoint_scores: Any | None = None,
+    keypoint_edges: Sequence[tuple[int, int]] = (),
+    keypoint_min_score: float = 0.5,
 ) -> Image.Image:
     """Draw each detection with ``score >= min_score`` on a copy of ``image``.
 
@@ -76,6 +82,13 @@ def draw_detections(
         min_score: detections scoring below it are not drawn.
         line_width: box outline in pixels (default: scaled with the image, at least 2).
         max_boxes: draw at most this many (the highest scoring first).
+        masks: ``[N, H, W]`` (or ``[N, 1, H, W]``) instance masks over the image: 0/1, or
+            float probabilities (foreground from 0.5); each drawn detection's is blended in
+            its class colour at ``MASK_ALPHA``, as the OD API's ``draw_mask_on_image_array``.
+        keypoints: ``[N, K, 2]`` (x, y) pixels (NaN: none); each drawn detection's are dots
+            in its class colour, joined by ``keypoint_edges`` (index pairs), as the OD API's
+            ``draw_keypoints_on_image``; with ``keypoint_scores [N, K]`` only those scoring
+            ``>= keypoint_min_score`` (the OD API's 0.5).
     Returns:
         A new RGB ``PIL.Image`` of the same size.
     """
@@ -93,7 +106,15 @@ def draw_detections(
     order = [int(i) for i in np.argsort(-score_values, kind="stable") if score_values[i] >= min_score]
     # Draw the lowest-scoring first so the best detections end up on top.
     order = list(reversed(order[:max_boxes] if max_boxes is not None else order))
+    if masks is not None:
+        canvas = _blend_masks(canvas, _foreground_masks(masks, len(boxes), canvas.size),
+                              [(index, class_color(int(label_ids[index]))) for index in order])
     draw = ImageDraw.Draw(canvas)
+    if keypoints is not None:
+        _draw_keypoints(draw, _shown_keypoints(keypoints, keypoint_scores, len(boxes),
+                                               keypoint_min_score),
+                        [(index, class_color(int(label_ids[index]))) for index in order],
+                        keypoint_edges, line_width)
     font = ImageFont.load_default()
     for index in order:
         color = class_color(int(label_ids[index]))
@@ -102,6 +123,65 @@ def draw_detections(
         text = f"{category_name(category_index, int(label_ids[index]))}: {score_values[index]:.0%}"
         _draw_label(draw, font, text, (x1, y1), color)
     return canvas
+
+
+MASK_ALPHA = 0.4
+
+
+def _shown_keypoints(keypoints: Any, scores: Any | None, count: int, min_score: float
+                     ) -> np.ndarray:
+    """``[N, K, 2]`` float (x, y), NaN where not drawn; a ValueError unless one per detection."""
+    def as_array(value: Any) -> np.ndarray:
+        return np.array(value.detach().cpu() if hasattr(value, "detach") else value,
+                        dtype=np.float64)
+
+    points = as_array(keypoints)
+    if points.ndim != 3 or points.shape[0] != count or points.shape[2] < 2:
+        raise ValueError(f"keypoints must be [{count}, K, 2] (x, y), got shape {points.shape}")
+    points = points[:, :, :2]
+    if scores is not None:
+        values = as_array(scores)
+        if values.shape != points.shape[:2]:
+            raise ValueError(f"keypoint_scores must be {list(points.shape[:2])}, got "
+                             f"{list(values.shape)}")
+        points[values < min_score] = np.nan
+    return points
+
+
+def _draw_keypoints(draw: ImageDraw.ImageDraw, points: np.ndarray,
+                    drawn: list[tuple[int, tuple[int, int, int]]],
+                    edges: Sequence[tuple[int, int]], radius: int) -> None:
+    for index, color in drawn:
+        for start, end in edges:
+            if max(start, end) < points.shape[1] and not np.isnan(points[index, [start, end]]).any():
+                (x1, y1), (x2, y2) = points[index, start], points[index, end]
+                draw.line((x1, y1, x2, y2), fill=color, width=max(1, radius // 2))
+        for x, y in points[index]:
+            if not (np.isnan(x) or np.isnan(y)):
+                draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=color)
+
+
+def _foreground_masks(masks: Any, count: int, size: tuple[int, int]) -> np.ndarray:
+    """``masks`` as bool ``[N, H, W]``; a ValueError unless one per detection, image-sized."""
+    array = np.asarray(masks.detach().cpu() if hasattr(masks, "detach") else masks)
+    if array.ndim == 4 and array.shape[1] == 1:
+        array = array[:, 0]
+    width, height = size
+    if array.shape != (count, height, width):
+        raise ValueError(f"masks must be [{count}, {height}, {width}] (one per detection, the "
+                         f"image's size), got shape {array.shape}")
+    return array >= 0.5 if np.issubdtype(array.dtype, np.floating) else array.astype(bool)
+
+
+def _blend_masks(canvas: Image.Image, masks: np.ndarray,
+                 drawn: list[tuple[int, tuple[int, int, int]]]) -> Image.Image:
+    """Each ``(index, colour)``'s mask blended into ``canvas``, in order (later on top)."""
+    pixels = np.asarray(canvas, dtype=np.float32)  # [H, W, 3]
+    for index, color in drawn:
+        foreground = masks[index]
+        pixels[foreground] = (1.0 - MASK_ALPHA) * pixels[foreground] + MASK_ALPHA * np.asarray(
+            color, dtype=np.float32)
+    return Image.fromarray(pixels.round().astype(np.uint8), mode="RGB")
 
 
 def _draw_label(
@@ -123,10 +203,12 @@ def _draw_label(
 def save_drawing(
     image: Any, boxes_xyxy: Any, labels: Any, scores: Any, path: Any,
     category_index: CategoryIndex | None = None, min_score: float = 0.0,
+    masks: Any | None = None,
 ) -> None:
     """``draw_detections`` written atomically to ``path`` as PNG."""
     from objdet.atomic import atomic_write
 
-    drawn = draw_detections(image, boxes_xyxy, labels, scores, category_index, min_score=min_score)
+    drawn = draw_detections(image, boxes_xyxy, labels, scores, category_index, min_score=min_score,
+                            masks=masks)
     with atomic_write(path, "wb") as handle:
         drawn.save(handle, format="PNG")

@@ -22,27 +22,32 @@ from torch import Tensor
 from torch.nn import functional as F
 
 
-def crop_and_resize(features: Tensor, boxes: Tensor, crop_size: int) -> Tensor:
+def crop_and_resize(features: Tensor, boxes: Tensor, crop_size: int | tuple[int, int]) -> Tensor:
     """``features [B, C, H_f, W_f]``, ``boxes [B, N, 4]`` (x1, y1, x2, y2, fractions of the
-    canvas) -> crops ``[B * N, C, crop_size, crop_size]`` (image-major)."""
+    canvas) -> crops ``[B * N, C, crop_height, crop_width]`` (image-major); ``crop_size`` is
+    one side or (height, width)."""
     batch, num_boxes = boxes.shape[0], boxes.shape[1]  # symbolic under export: any batch
-    if crop_size == 1:
-        steps = boxes.new_full((1,), 0.5)
-    else:
-        steps = torch.linspace(0.0, 1.0, crop_size, dtype=boxes.dtype, device=boxes.device)
+    crop_height, crop_width = (crop_size, crop_size) if isinstance(crop_size, int) else crop_size
     x1, y1, x2, y2 = boxes.unbind(-1)  # [B, N] each
-    xs = x1[..., None] + steps * (x2 - x1)[..., None]  # [B, N, crop]
-    ys = y1[..., None] + steps * (y2 - y1)[..., None]
+    xs = x1[..., None] + _steps(crop_width, boxes) * (x2 - x1)[..., None]  # [B, N, crop_w]
+    ys = y1[..., None] + _steps(crop_height, boxes) * (y2 - y1)[..., None]  # [B, N, crop_h]
     grid = torch.stack(
-        [xs[:, :, None, :].expand(-1, -1, crop_size, -1),
-         ys[:, :, :, None].expand(-1, -1, -1, crop_size)], dim=-1,
-    )  # [B, N, crop (y), crop (x), 2] as (x, y)
-    grid = grid.reshape(batch, num_boxes * crop_size, crop_size, 2) * 2.0 - 1.0
+        [xs[:, :, None, :].expand(-1, -1, crop_height, -1),
+         ys[:, :, :, None].expand(-1, -1, -1, crop_width)], dim=-1,
+    )  # [B, N, crop_h (y), crop_w (x), 2] as (x, y)
+    grid = grid.reshape(batch, num_boxes * crop_height, crop_width, 2) * 2.0 - 1.0
     crops = F.grid_sample(features, grid.to(features.dtype), mode="bilinear",
-                          padding_mode="zeros", align_corners=True)  # [B, C, N * crop, crop]
+                          padding_mode="zeros", align_corners=True)  # [B, C, N * crop_h, crop_w]
     channels = int(features.shape[1])
-    crops = crops.reshape(batch, channels, num_boxes, crop_size, crop_size)
-    return crops.transpose(1, 2).reshape(batch * num_boxes, channels, crop_size, crop_size)
+    crops = crops.reshape(batch, channels, num_boxes, crop_height, crop_width)
+    return crops.transpose(1, 2).reshape(batch * num_boxes, channels, crop_height, crop_width)
+
+
+def _steps(size: int, boxes: Tensor) -> Tensor:
+    """Sample fractions along a box side: ``0 .. 1`` in ``size`` steps (the centre for 1)."""
+    if size == 1:
+        return boxes.new_full((1,), 0.5)
+    return torch.linspace(0.0, 1.0, size, dtype=boxes.dtype, device=boxes.device)
 
 
 def crop_and_pool(features: Tensor, boxes: Tensor, crop_size: int, pool_kernel: int,

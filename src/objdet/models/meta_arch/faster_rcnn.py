@@ -10,11 +10,18 @@ runs it with a single-map (non-FPN) Keras extractor.
 3. Each proposal is cropped from the map (:func:`~objdet.models.layers.crop_and_resize.crop_and_pool`),
    run through the extractor's second stage and the box predictor.
 4. Post-processing: codes decoded against the proposals, per-class NMS, clip to the image.
+5. Mask R-CNN (a ``mask_head``, the OD API's ``number_of_stages: 3``): each detection is
+   cropped from the map again, run through the extractor's second stage and the
+   :class:`~objdet.models.meta_arch.faster_rcnn_heads.MaskRcnnMaskHead`; the mask of its class
+   (sigmoid) is reframed to the input image (``_predict_third_stage``, then eval_util's
+   ``reframe_box_masks_to_image_masks``). In training the head runs on the sampled proposals'
+   features and the loss adds the mask loss.
 
 Contract (DESIGN.md, models/contract.py): train mode ``model(images, targets) ->`` the OD API's
 four named losses; eval mode ``model(images) -> list`` of ``{"boxes" [D, 4] (x1, y1, x2, y2)
-input-image pixels, "scores" [D], "labels" [D] label-map ids}``. All boxes inside are
-``(x1, y1, x2, y2)`` canvas pixels.
+input-image pixels, "scores" [D], "labels" [D] label-map ids}`` (+ ``"masks" [D, 1, H, W]``
+float probabilities over the input image with a mask head; targets then need ``"masks"
+[N, H, W]`` 0/1). All boxes inside are ``(x1, y1, x2, y2)`` canvas pixels.
 """
 
 from __future__ import annotations
@@ -30,7 +37,16 @@ from objdet.models.checkpoints.variable_map import Target
 from objdet.models.grid_anchor_generator import GridAnchorGenerator
 from objdet.models.image_resizers import ImageBatch, ImageResizer, batch_images
 from objdet.models.layers.crop_and_resize import crop_and_pool
-from objdet.models.meta_arch.faster_rcnn_heads import MaskRcnnBoxPredictor, RegionProposalHead
+from objdet.models.meta_arch.faster_rcnn_heads import (
+    MaskRcnnBoxPredictor,
+    MaskRcnnMaskHead,
+    RegionProposalHead,
+)
+from objdet.models.meta_arch.faster_rcnn_masks import (
+    canvas_masks,
+    reframe_box_masks_to_image_masks,
+    select_class_masks,
+)
 from objdet.models.meta_arch.faster_rcnn_postprocessing import (
     SecondStageNonMaxSuppression,
     select_proposals,
@@ -78,6 +94,7 @@ class FasterRCNN(nn.Module):
         postprocessor: SecondStageNonMaxSuppression,
         loss: FasterRcnnLoss,
         clip_anchors_to_image: bool = False,
+        mask_head: MaskRcnnMaskHead | None = None,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
@@ -95,6 +112,7 @@ class FasterRCNN(nn.Module):
         self.postprocessor = postprocessor
         self.loss = loss
         self.clip_anchors_to_image = clip_anchors_to_image
+        self.mask_head = mask_head
 
     @property
     def max_detections(self) -> int:
@@ -119,6 +137,9 @@ class FasterRCNN(nn.Module):
             ("model/_mask_rcnn_box_predictor/", "box_predictor",
              self.box_predictor.tf2_variable_map()),
         ]
+        if self.mask_head is not None:
+            parts.append(("model/_mask_rcnn_box_predictor/", "mask_head",
+                          self.mask_head.tf2_variable_map()))
         return {tf_prefix + key: Target(f"{name}.{target.name}", target.layout)
                 for tf_prefix, name, targets in parts for key, target in targets.items()}
 
@@ -139,7 +160,8 @@ class FasterRCNN(nn.Module):
                 raise ValueError("FasterRCNN in train mode needs targets; call model.eval() "
                                  "to detect")
             gt_boxes, gt_labels, gt_weights = self._canvas_targets(targets, batch)
-            return self.loss(self, batch, gt_boxes, gt_labels, gt_weights)
+            gt_masks = self._canvas_masks(targets, batch) if self.mask_head is not None else None
+            return self.loss(self, batch, gt_boxes, gt_labels, gt_weights, gt_masks)
         predictions = self.predict(batch.images, true_image_shapes(batch.resized_sizes))
         return self.postprocess(predictions, batch.resized_sizes, batch.original_sizes)
 
@@ -176,20 +198,47 @@ class FasterRCNN(nn.Module):
                                 iou_threshold=self.first_stage_nms_iou_threshold,
                                 max_proposals=self.first_stage_max_proposals)
 
+    def box_classifier_features(self, features: Tensor, boxes: Tensor) -> Tensor:
+        """Map ``[B, C, h, w]``, boxes ``[B, N, 4]`` (x1, y1, x2, y2) as fractions of the
+        canvas -> the extractor's second-stage features ``[B*N, C', h', w']``."""
+        extractor: FasterRcnnFeatureExtractor = self.feature_extractor  # type: ignore[assignment]
+        crops = crop_and_pool(features, boxes, self.initial_crop_size,
+                              self.maxpool_kernel_size, self.maxpool_stride)  # [B*N, C, k, k]
+        return extractor.extract_box_classifier_features(crops)
+
     def predict_second_stage(self, features: Tensor, proposals: Tensor,
                              canvas_size: tuple[int, int]) -> tuple[Tensor, Tensor]:
         """Map ``[B, C, h, w]``, proposals ``[B, P, 4]`` canvas pixels ->
         ``refined_box_encodings [B, P, C' (1 or num_classes), 4]``, ``class_logits [B, P, K+1]``."""
-        extractor: FasterRcnnFeatureExtractor = self.feature_extractor  # type: ignore[assignment]
+        refined, class_logits, _ = self.second_stage_outputs(features, proposals, canvas_size)
+        return refined, class_logits
+
+    def second_stage_outputs(self, features: Tensor, proposals: Tensor,
+                             canvas_size: tuple[int, int]) -> tuple[Tensor, Tensor, Tensor]:
+        """:meth:`predict_second_stage`'s two outputs and the box classifier features
+        ``[B*P, C', h', w']`` they came from (what the mask head sees in training)."""
         height, width = canvas_size
         normalized = proposals / proposals.new_tensor([width, height, width, height])
-        crops = crop_and_pool(features, normalized, self.initial_crop_size,
-                              self.maxpool_kernel_size, self.maxpool_stride)  # [B*P, C, k, k]
-        box_encodings, class_logits = self.box_predictor(
-            extractor.extract_box_classifier_features(crops))
+        classifier_features = self.box_classifier_features(features, normalized)
+        box_encodings, class_logits = self.box_predictor(classifier_features)
         batch, num_proposals = proposals.shape[0], proposals.shape[1]  # symbolic under export
         return (box_encodings.reshape(batch, num_proposals, -1, 4),
-                class_logits.reshape(batch, num_proposals, -1))
+                class_logits.reshape(batch, num_proposals, -1), classifier_features)
+
+    def predict_masks(self, features: Tensor, boxes: Tensor, labels: Tensor) -> Tensor:
+        """The third stage for one image (``_predict_third_stage`` in eval): map
+        ``[1, C, h, w]``, detections ``boxes [D, 4]`` (x1, y1, x2, y2) as fractions of the
+        image's window on the canvas, ``labels [D]`` 1..K -> mask probabilities
+        ``[D, mask_height, mask_width]`` over each box.
+
+        As the OD API, the boxes are cropped from the canvas map in the frame of the image
+        window (its NMS returns them so, ``change_coordinate_frame``), not of the canvas: the
+        same where the image fills the canvas, scaled away from the origin by canvas / window
+        where it is padded (the parity fixture's canvas is padded, so this is checked)."""
+        if self.mask_head is None:
+            raise ValueError("predict_masks needs a mask head (predict_instance_masks)")
+        mask_logits = self.mask_head(self.box_classifier_features(features, boxes[None]))
+        return select_class_masks(mask_logits, labels).sigmoid()
 
     def predict(self, images: Tensor, true_image_shapes: Tensor | None = None
                 ) -> dict[str, Tensor]:
@@ -206,7 +255,9 @@ class FasterRCNN(nn.Module):
         proposals, num_proposals = self.propose(first_stage, sizes)
         refined, class_logits = self.predict_second_stage(first_stage["features"], proposals,
                                                           canvas_size)
+        masks_input = {} if self.mask_head is None else {"rpn_features_to_crop": first_stage["features"]}
         return {
+            **masks_input,
             "rpn_box_encodings": first_stage["rpn_box_encodings"],
             "rpn_objectness": first_stage["rpn_objectness"],
             "anchors": first_stage["anchors"],
@@ -222,17 +273,48 @@ class FasterRCNN(nn.Module):
         resized_sizes: list[tuple[int, int]],
         original_sizes: list[tuple[int, int]],
     ) -> list[dict[str, Tensor]]:
-        """Raw predictions -> per-image detections in input-image pixels."""
+        """Raw predictions -> per-image detections in input-image pixels (with a mask head,
+        also ``masks [D, 1, H, W]``, which needs ``rpn_features_to_crop`` in ``predictions``)."""
         proposals = predictions["proposal_boxes"]  # [B, P, 4]
         boxes = self.box_coder.decode(predictions["refined_box_encodings"],
                                       proposals[:, :, None, :])  # [B, P, C', 4]
         detections = self.postprocessor(boxes, predictions["class_logits"],
                                         predictions["num_proposals"], resized_sizes)
-        for detection, resized, original in zip(detections, resized_sizes, original_sizes):
+        if self.mask_head is not None and "rpn_features_to_crop" not in predictions:
+            raise ValueError("FasterRCNN with a mask head: postprocess needs the "
+                             "rpn_features_to_crop prediction (predict returns it)")
+        for index, (detection, resized, original) in enumerate(
+                zip(detections, resized_sizes, original_sizes)):
+            window = detection["boxes"].new_tensor([resized[1], resized[0]] * 2)
+            if self.mask_head is not None:
+                detection["masks"] = self._image_masks(
+                    predictions["rpn_features_to_crop"][index:index + 1],
+                    detection["boxes"] / window, detection["labels"], original)
             factors = detection["boxes"].new_tensor(
                 [original[1] / resized[1], original[0] / resized[0]] * 2)
             detection["boxes"] = detection["boxes"] * factors
         return detections
+
+    def _image_masks(self, features: Tensor, boxes: Tensor, labels: Tensor,
+                     image_size: tuple[int, int]) -> Tensor:
+        """Detections of one image (``boxes [D, 4]`` fractions of its window) -> mask
+        probabilities ``[D, 1, H, W]`` over the input image."""
+        if boxes.shape[0] == 0:
+            return boxes.new_zeros(0, 1, *image_size)
+        box_masks = self.predict_masks(features, boxes, labels)
+        return reframe_box_masks_to_image_masks(box_masks, boxes, image_size)[:, None]
+
+    def _canvas_masks(self, targets: list[dict[str, Tensor]], batch: ImageBatch) -> list[Tensor]:
+        """Per-image instance masks ``[N, H, W]`` (input pixels) -> float ``[N, H_c, W_c]``
+        on the canvas, as the OD API's resizer brings them there."""
+        canvas = (int(batch.images.shape[2]), int(batch.images.shape[3]))
+        masks = []
+        for index, (target, original, resized) in enumerate(
+                zip(targets, batch.original_sizes, batch.resized_sizes)):
+            count = int(torch.as_tensor(target["boxes"]).reshape(-1, 4).shape[0])
+            image_masks = _check_masks(target, index, original, count).to(batch.images.device)
+            masks.append(canvas_masks(image_masks, resized, canvas))
+        return masks
 
     def _canvas_targets(self, targets: list[dict[str, Tensor]], batch: ImageBatch
                         ) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
@@ -259,6 +341,19 @@ class FasterRCNN(nn.Module):
                            if image_weights is None
                            else torch.as_tensor(image_weights).to(scales).reshape(-1))
         return boxes, labels, weights
+
+
+def _check_masks(target: dict[str, Tensor], index: int, size: tuple[int, int],
+                 count: int) -> Tensor:
+    """``targets[index]["masks"]`` as ``[count, H, W]`` over the input image of ``size``."""
+    if "masks" not in target:
+        raise DataError(f"targets[{index}] has no 'masks': Mask R-CNN trains on instance masks "
+                        "(set load_instance_masks: true in the train_input_reader)")
+    masks = torch.as_tensor(target["masks"])
+    if masks.dim() != 3 or masks.shape[0] != count or tuple(masks.shape[1:]) != size:
+        raise DataError(f"targets[{index}]: masks of shape {tuple(masks.shape)}, expected "
+                        f"[{count}, {size[0]}, {size[1]}] (one per box, the image's size)")
+    return masks
 
 
 def true_image_shapes(sizes: list[tuple[int, int]]) -> Tensor:

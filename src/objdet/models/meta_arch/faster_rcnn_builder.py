@@ -15,10 +15,16 @@ from objdet.models.feature_extractors.faster_rcnn_registry import (
     FasterRcnnExtractorParams,
 )
 from objdet.models.grid_anchor_generator import GridAnchorGenerator
+from objdet.models.heads.rfcn_box_predictor import RfcnBoxPredictor
 from objdet.models.meta_arch.faster_rcnn import FasterRCNN, FasterRcnnFeatureExtractor
-from objdet.models.meta_arch.faster_rcnn_heads import MaskRcnnBoxPredictor, RegionProposalHead
+from objdet.models.meta_arch.faster_rcnn_heads import (
+    MaskRcnnBoxPredictor,
+    MaskRcnnMaskHead,
+    RegionProposalHead,
+)
 from objdet.models.meta_arch.faster_rcnn_postprocessing import SecondStageNonMaxSuppression
 from objdet.models.meta_arch.faster_rcnn_training import FasterRcnnLoss
+from objdet.models.meta_arch.rfcn import RFCN
 from objdet.protos import (
     anchor_generator_pb2,
     box_predictor_pb2,
@@ -40,7 +46,9 @@ _FASTER_RCNN_FIELDS = {
     "second_stage_batch_size", "second_stage_balance_fraction", "second_stage_post_processing",
     "second_stage_localization_loss_weight", "second_stage_classification_loss_weight",
     "second_stage_classification_loss",
-    # Mask-only settings: masks are refused (predict_instance_masks), so these change nothing.
+    # Mask R-CNN: the mask loss weight; resize_masks says whether the model (true) or the
+    # input pipeline (false) resizes groundtruth masks to the canvas. objdet's targets are
+    # always in input-image pixels and the model always brings them there, the same masks.
     "second_stage_mask_prediction_loss_weight", "resize_masks",
     # TF execution options with the same results here: the matmul crop equals
     # tf.image.crop_and_resize for proposals (which lie in the image); static shapes only pad
@@ -62,9 +70,9 @@ _GRID_ANCHOR_FIELDS = {"scales", "aspect_ratios", "height", "width", "height_str
 _MASK_RCNN_BOX_PREDICTOR_FIELDS = {
     "fc_hyperparams", "use_dropout", "dropout_keep_probability", "box_code_size",
     "share_box_across_classes",
-    # Used by the mask head only (predict_instance_masks is refused).
-    "conv_hyperparams", "mask_prediction_conv_depth", "mask_height", "mask_width",
-    "mask_prediction_num_conv_layers", "masks_are_class_agnostic",
+    # The mask head (read only with predict_instance_masks, as the OD API).
+    "predict_instance_masks", "conv_hyperparams", "mask_prediction_conv_depth", "mask_height",
+    "mask_width", "mask_prediction_num_conv_layers", "masks_are_class_agnostic",
     "convolve_then_upsample_masks",
 }
 _NMS_FIELDS = {"score_threshold", "iou_threshold", "max_detections_per_class",
@@ -77,10 +85,12 @@ def build_faster_rcnn(config: faster_rcnn_pb2.FasterRcnn, path: str = "model.fas
     """``FasterRcnn`` -> :class:`FasterRCNN`. ``backbone_depth_multiplier`` is not a config
     field (the OD API always builds full-width ResNets here); tiny parity fixtures set it."""
     check_fields(config, path, _FASTER_RCNN_FIELDS)
-    _check(config.number_of_stages == 2, path, "number_of_stages", config.number_of_stages,
-           "2 (one-stage RPN-only and three-stage models are not supported)")
+    predict_masks = _predicts_masks(config, path)
     _check(config.num_classes > 0, path, "num_classes", config.num_classes, "a positive number")
-    for name in ("initial_crop_size", "maxpool_kernel_size", "maxpool_stride",
+    # R-FCN (rfcn_box_predictor) pools position-sensitively: it reads no crop settings.
+    rfcn = config.second_stage_box_predictor.WhichOneof("box_predictor_oneof") == "rfcn_box_predictor"
+    crop_fields = () if rfcn else ("initial_crop_size", "maxpool_kernel_size", "maxpool_stride")
+    for name in (*crop_fields,
                  "first_stage_max_proposals", "first_stage_box_predictor_depth",
                  "first_stage_box_predictor_kernel_size", "first_stage_atrous_rate",
                  "first_stage_minibatch_size", "second_stage_batch_size"):
@@ -105,13 +115,13 @@ def build_faster_rcnn(config: faster_rcnn_pb2.FasterRcnn, path: str = "model.fas
         hyperparams=parts.build_conv_hyperparams(
             config.first_stage_box_predictor_conv_hyperparams,
             f"{path}.first_stage_box_predictor_conv_hyperparams"))
-    return FasterRCNN(
+    return (RFCN if rfcn else FasterRCNN)(
         num_classes=config.num_classes,
         image_resizer=parts.build_image_resizer(config.image_resizer, f"{path}.image_resizer"),
         feature_extractor=extractor,
         anchor_generator=anchor_generator,
         proposal_head=proposal_head,
-        box_predictor=_build_box_predictor(
+        box_predictor=_build_box_predictor(  # type: ignore[arg-type]  # RFCN's is an RfcnBoxPredictor
             config.second_stage_box_predictor, f"{path}.second_stage_box_predictor",
             in_channels=channels.box_classifier_channels, num_classes=config.num_classes),
         box_coder=box_coder,
@@ -135,9 +145,54 @@ def build_faster_rcnn(config: faster_rcnn_pb2.FasterRcnn, path: str = "model.fas
             second_stage_classification_loss_weight=(
                 config.second_stage_classification_loss_weight),
             second_stage_classification_loss=_build_classification_loss(
-                config, f"{path}.second_stage_classification_loss")),
+                config, f"{path}.second_stage_classification_loss"),
+            second_stage_mask_loss_weight=config.second_stage_mask_prediction_loss_weight),
         clip_anchors_to_image=config.clip_anchors_to_image,
+        mask_head=_build_mask_head(
+            config.second_stage_box_predictor.mask_rcnn_box_predictor,
+            f"{path}.second_stage_box_predictor.mask_rcnn_box_predictor",
+            in_channels=channels.box_classifier_channels, num_classes=config.num_classes,
+        ) if predict_masks else None,
     )
+
+
+def _predicts_masks(config: faster_rcnn_pb2.FasterRcnn, path: str) -> bool:
+    """``number_of_stages``: 2 (boxes) or 3 (boxes and masks, which then needs
+    ``predict_instance_masks``, as the OD API's third stage runs the mask head)."""
+    predictor = config.second_stage_box_predictor
+    masks = (predictor.WhichOneof("box_predictor_oneof") == "mask_rcnn_box_predictor"
+             and predictor.mask_rcnn_box_predictor.predict_instance_masks)
+    _check(config.number_of_stages in (2, 3), path, "number_of_stages", config.number_of_stages,
+           "2 or 3 (one-stage RPN-only models are not supported)")
+    if config.number_of_stages == 3 and not masks:
+        raise ConfigError(f"{path}.number_of_stages: 3 needs second_stage_box_predictor."
+                          "mask_rcnn_box_predictor.predict_instance_masks: true (the third "
+                          "stage predicts masks)")
+    if config.number_of_stages == 2 and masks:
+        raise ConfigError(f"{path}.second_stage_box_predictor.mask_rcnn_box_predictor."
+                          "predict_instance_masks: true needs number_of_stages: 3 (the OD API "
+                          "predicts masks in its third stage)")
+    return config.number_of_stages == 3
+
+
+def _build_mask_head(config: box_predictor_pb2.MaskRCNNBoxPredictor, path: str, *,
+                     in_channels: int, num_classes: int) -> MaskRcnnMaskHead:
+    """The ``mask_rcnn_box_predictor`` mask fields -> :class:`MaskRcnnMaskHead`."""
+    for name in ("mask_height", "mask_width", "mask_prediction_num_conv_layers"):
+        _check(getattr(config, name) > 0, path, name, getattr(config, name), "a positive number")
+    _check(config.mask_prediction_conv_depth >= 0, path, "mask_prediction_conv_depth",
+           config.mask_prediction_conv_depth, ">= 0 (0 derives it from features and classes)")
+    if not config.HasField("conv_hyperparams"):
+        raise ConfigError(f"{path}.conv_hyperparams: missing; predict_instance_masks needs the "
+                          "mask convolutions' hyperparams, as the OD API")
+    return MaskRcnnMaskHead(
+        in_channels=in_channels, num_classes=num_classes, mask_height=config.mask_height,
+        mask_width=config.mask_width, conv_depth=config.mask_prediction_conv_depth,
+        num_conv_layers=config.mask_prediction_num_conv_layers,
+        masks_are_class_agnostic=config.masks_are_class_agnostic,
+        convolve_then_upsample=config.convolve_then_upsample_masks,
+        hyperparams=parts.build_conv_hyperparams(config.conv_hyperparams,
+                                                 f"{path}.conv_hyperparams"))
 
 
 def _check(condition: bool, path: str, name: str, value: object, expected: str) -> None:
@@ -179,8 +234,13 @@ def _build_grid_anchor_generator(config: anchor_generator_pb2.AnchorGenerator, p
 
 
 def _build_box_predictor(config: box_predictor_pb2.BoxPredictor, path: str, *,
-                         in_channels: int, num_classes: int) -> MaskRcnnBoxPredictor:
-    which_oneof(config, "box_predictor_oneof", path, {"mask_rcnn_box_predictor"})
+                         in_channels: int, num_classes: int
+                         ) -> MaskRcnnBoxPredictor | RfcnBoxPredictor:
+    which = which_oneof(config, "box_predictor_oneof", path,
+                        {"mask_rcnn_box_predictor", "rfcn_box_predictor"})
+    if which == "rfcn_box_predictor":
+        return _build_rfcn_box_predictor(config.rfcn_box_predictor, f"{path}.rfcn_box_predictor",
+                                         in_channels=in_channels, num_classes=num_classes)
     values = config.mask_rcnn_box_predictor
     path = f"{path}.mask_rcnn_box_predictor"
     check_fields(values, path, _MASK_RCNN_BOX_PREDICTOR_FIELDS)
@@ -196,6 +256,28 @@ def _build_box_predictor(config: box_predictor_pb2.BoxPredictor, path: str, *,
         use_dropout=values.use_dropout,
         dropout_keep_probability=values.dropout_keep_probability,
         fc_batch_norm=fc_hyperparams.batch_norm)
+
+
+def _build_rfcn_box_predictor(config: box_predictor_pb2.RfcnBoxPredictor, path: str, *,
+                              in_channels: int, num_classes: int) -> RfcnBoxPredictor:
+    check_fields(config, path, {"conv_hyperparams", "num_spatial_bins_height",
+                                "num_spatial_bins_width", "depth", "box_code_size",
+                                "crop_height", "crop_width"})
+    _check(config.box_code_size == 4, path, "box_code_size", config.box_code_size,
+           "4 (faster_rcnn_box_coder codes)")
+    for name in ("num_spatial_bins_height", "num_spatial_bins_width", "depth", "crop_height",
+                 "crop_width"):
+        _check(getattr(config, name) > 0, path, name, getattr(config, name), "a positive number")
+    try:
+        return RfcnBoxPredictor(
+            in_channels=in_channels, num_classes=num_classes,
+            hyperparams=parts.build_conv_hyperparams(config.conv_hyperparams,
+                                                     f"{path}.conv_hyperparams"),
+            num_spatial_bins=(config.num_spatial_bins_height, config.num_spatial_bins_width),
+            depth=config.depth, crop_size=(config.crop_height, config.crop_width),
+            box_code_size=config.box_code_size)
+    except ValueError as error:
+        raise ConfigError(f"{path}: {error}") from None
 
 
 def _as_conv(hyperparams: hyperparams_pb2.Hyperparams) -> hyperparams_pb2.Hyperparams:

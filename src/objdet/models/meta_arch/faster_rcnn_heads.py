@@ -10,11 +10,17 @@
   kernel, zero bias) and the ``fc_hyperparams`` batch norm if any, for box codes
   (``num_classes`` x 4, or 4 with ``share_box_across_classes``) and for class logits
   (``num_classes + 1``, column 0 background).
+- :class:`MaskRcnnMaskHead` (third stage, ``predict_instance_masks``): the Keras
+  ``MaskRCNNMaskHead`` over each box's classifier features, mask logits per class (or one,
+  ``masks_are_class_agnostic``) of ``mask_height x mask_width``.
 """
 
 from __future__ import annotations
 
+import math
+
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from objdet.models.backbones.keras_conv_unit import drop_absent_batch_norm_variables
 from objdet.models.checkpoints.variable_map import Target, batch_norm_targets, conv_targets
@@ -23,6 +29,7 @@ from objdet.models.hyperparams import (
     BatchNormParams,
     ConvHyperparams,
     initialize_weight,
+    make_activation,
     make_batch_norm,
 )
 from objdet.models.layers.padding import make_conv2d
@@ -139,4 +146,98 @@ class MaskRcnnBoxPredictor(nn.Module):
             "_box_prediction_head/_box_encoder_layers", "box_head", self._batch_norm)
         targets.update(self.class_head.tf2_variable_map(
             "_class_prediction_head/_class_predictor_layers", "class_head", self._batch_norm))
+        return targets
+
+
+def mask_conv_depth(num_feature_channels: int, num_classes: int) -> int:
+    """The OD API's ``_get_mask_predictor_conv_depth`` (``mask_prediction_conv_depth: 0``):
+    2 ** round((2 log2(channels) + 3 log2(classes)) / 5)."""
+    weighted = 2.0 * math.log2(num_feature_channels) + 3.0 * math.log2(num_classes)
+    return int(2.0 ** round(weighted / 5.0))
+
+
+class NearestUpsample(nn.Module):
+    """``[N, C, h, w] -> [N, C, h * height_scale, w * width_scale]``, each value repeated (the
+    OD API's ``ops.nearest_neighbor_upsampling``); the scales are ``mask_size // h`` of the
+    input, as the Keras head computes them from its input shape."""
+
+    def __init__(self, mask_height: int, mask_width: int) -> None:
+        super().__init__()
+        self.mask_height, self.mask_width = mask_height, mask_width
+
+    def forward(self, features: Tensor) -> Tensor:
+        height_scale = self.mask_height // int(features.shape[2])
+        width_scale = self.mask_width // int(features.shape[3])
+        return features.repeat_interleave(height_scale, dim=2).repeat_interleave(width_scale, dim=3)
+
+
+class MaskRcnnMaskHead(nn.Module):
+    """``features [N, C, h, w] -> mask logits [N, num_masks, mask_height, mask_width]``, the
+    OD API's Keras ``MaskRCNNMaskHead`` (predictors/heads/keras_mask_head.py).
+
+    Without ``convolve_then_upsample`` the features are first resized bilinearly
+    (``align_corners=True``) to the mask size; then ``num_conv_layers - 1`` 3x3 'SAME' convs
+    of ``conv_depth`` filters, each with the hyperparams' batch norm (if any) and activation;
+    with ``convolve_then_upsample`` a nearest upsampling to the mask size and one more such
+    conv follow; last a 3x3 conv with bias to ``num_masks`` (1 if class agnostic, else
+    ``num_classes``) logits. :attr:`layers` keeps the Keras ``_mask_predictor_layers`` order
+    (an absent batch norm is an identity there too), so checkpoint indices line up."""
+
+    def __init__(self, *, in_channels: int, num_classes: int, mask_height: int, mask_width: int,
+                 conv_depth: int, num_conv_layers: int, masks_are_class_agnostic: bool,
+                 convolve_then_upsample: bool, hyperparams: ConvHyperparams) -> None:
+        super().__init__()
+        if num_conv_layers < 1:
+            raise ValueError(f"mask_prediction_num_conv_layers must be >= 1, got {num_conv_layers}")
+        self.mask_height, self.mask_width = mask_height, mask_width
+        self.num_masks = 1 if masks_are_class_agnostic else num_classes
+        self.convolve_then_upsample = convolve_then_upsample
+        self.weight_decay = hyperparams.weight_decay
+        self._batch_norm = hyperparams.batch_norm
+        depth = conv_depth or mask_conv_depth(in_channels, num_classes)
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for _ in range(num_conv_layers - 1):
+            layers.extend(self._conv_block(channels, depth, hyperparams))
+            channels = depth
+        if convolve_then_upsample:
+            layers.append(NearestUpsample(mask_height, mask_width))
+            layers.extend(self._conv_block(channels, depth, hyperparams))
+            channels = depth
+        last = make_conv2d(channels, self.num_masks, 3, bias=True)
+        initialize_weight(last.weight, hyperparams.initializer)
+        nn.init.zeros_(last.bias)  # type: ignore[arg-type]
+        layers.append(last)
+        self.layers = nn.Sequential(*layers)
+
+    @staticmethod
+    def _conv_block(in_channels: int, depth: int, hyperparams: ConvHyperparams) -> list[nn.Module]:
+        """Conv, batch norm (or identity), activation: three Keras list entries."""
+        conv = make_conv2d(in_channels, depth, 3, bias=keras_use_bias(hyperparams))
+        initialize_weight(conv.weight, hyperparams.initializer)
+        if conv.bias is not None:
+            nn.init.zeros_(conv.bias)
+        norm = (nn.Identity() if hyperparams.batch_norm is None
+                else make_batch_norm(depth, hyperparams.batch_norm))
+        return [conv, norm, make_activation(hyperparams.activation)]
+
+    def forward(self, features: Tensor) -> Tensor:
+        if not self.convolve_then_upsample:
+            features = F.interpolate(features, size=(self.mask_height, self.mask_width),
+                                     mode="bilinear", align_corners=True)
+        return self.layers(features)  # [N, num_masks, mask_height, mask_width]
+
+    def tf2_variable_map(self) -> dict[str, Target]:
+        """Keys relative to ``model/_mask_rcnn_box_predictor/``."""
+        prefix = "_third_stage_heads/mask_predictions/_mask_predictor_layers"
+        targets: dict[str, Target] = {}
+        for position, module in enumerate(self.layers):
+            if isinstance(module, nn.Conv2d):
+                targets.update(conv_targets(f"{prefix}/{position}", f"layers.{position}",
+                                            bias=module.bias is not None))
+            elif isinstance(module, nn.BatchNorm2d):
+                assert self._batch_norm is not None
+                targets.update(drop_absent_batch_norm_variables(
+                    batch_norm_targets(f"{prefix}/{position}", f"layers.{position}"),
+                    self._batch_norm))
         return targets

@@ -10,6 +10,10 @@ sampling and the RPN and box-classifier losses.
   ``second_stage_batch_size`` sampled per image with at most ``second_stage_balance_fraction``
   positives; the classification loss and the smooth-L1 loss of the groundtruth class's box
   codes, each summed / (sampled proposals * images), weighted.
+- Mask (with a mask head): the head runs on the sampled proposals' box-classifier features;
+  each positive proposal's groundtruth mask (on the canvas) is cropped to it and resized to
+  the mask size; the sigmoid cross-entropy of the groundtruth class's mask logits, summed /
+  (positive weight * mask pixels), weighted (``_loss_box_classifier``'s mask loss).
 
 Sampling is random (``torch.randperm``), as the OD API's (``tf.random.shuffle``).
 """
@@ -26,6 +30,7 @@ from objdet.models.box_coders import FasterRcnnBoxCoder
 from objdet.models.image_resizers import ImageBatch
 from objdet.models.losses import WeightedSmoothL1Loss, WeightedSoftmaxLoss
 from objdet.models.matchers import ArgMaxMatcher
+from objdet.models.meta_arch.faster_rcnn_masks import mask_targets
 from objdet.models.target_assigner import TargetAssigner
 
 if TYPE_CHECKING:
@@ -35,6 +40,10 @@ RPN_LOCALIZATION_LOSS = "Loss/RPNLoss/localization_loss"
 RPN_OBJECTNESS_LOSS = "Loss/RPNLoss/objectness_loss"
 BOX_CLASSIFIER_LOCALIZATION_LOSS = "Loss/BoxClassifierLoss/localization_loss"
 BOX_CLASSIFIER_CLASSIFICATION_LOSS = "Loss/BoxClassifierLoss/classification_loss"
+BOX_CLASSIFIER_MASK_LOSS = "Loss/BoxClassifierLoss/mask_loss"
+
+# TargetAssigner.assign_image: class targets, class weights, box targets, box weights, matches
+Assignment = tuple[Tensor, Tensor, Tensor, Tensor, Tensor]
 
 
 def balanced_sample(indicator: Tensor, labels: Tensor, batch_size: int,
@@ -56,8 +65,9 @@ def balanced_sample(indicator: Tensor, labels: Tensor, batch_size: int,
 
 
 class FasterRcnnLoss:
-    """``loss(model, batch, gt_boxes, gt_labels, gt_weights) ->`` the four named losses;
-    groundtruth per image: boxes ``[N, 4]`` canvas pixels, labels ``[N]`` 1..K, weights ``[N]``."""
+    """``loss(model, batch, gt_boxes, gt_labels, gt_weights, gt_masks) ->`` the four named
+    losses (five with a mask head); groundtruth per image: boxes ``[N, 4]`` canvas pixels,
+    labels ``[N]`` 1..K, weights ``[N]``, masks ``[N, H_c, W_c]`` on the canvas."""
 
     def __init__(
         self, *, num_classes: int, box_coder: FasterRcnnBoxCoder,
@@ -67,6 +77,7 @@ class FasterRcnnLoss:
         second_stage_localization_loss_weight: float,
         second_stage_classification_loss_weight: float,
         second_stage_classification_loss: nn.Module,
+        second_stage_mask_loss_weight: float = 1.0,
     ) -> None:
         self.num_classes = num_classes
         self.proposal_assigner = TargetAssigner(
@@ -86,11 +97,13 @@ class FasterRcnnLoss:
         self.second_stage_weights = (second_stage_localization_loss_weight,
                                      second_stage_classification_loss_weight)
         self.classification_loss = second_stage_classification_loss
+        self.mask_loss_weight = second_stage_mask_loss_weight
         self.localization_loss = WeightedSmoothL1Loss(delta=1.0)
         self.objectness_loss = WeightedSoftmaxLoss()
 
     def __call__(self, model: FasterRCNN, batch: ImageBatch, gt_boxes: list[Tensor],
-                 gt_labels: list[Tensor], gt_weights: list[Tensor]) -> dict[str, Tensor]:
+                 gt_labels: list[Tensor], gt_weights: list[Tensor],
+                 gt_masks: list[Tensor] | None = None) -> dict[str, Tensor]:
         canvas = (int(batch.images.shape[2]), int(batch.images.shape[3]))
         first_stage = model.predict_first_stage(batch.images)
         if not model.clip_anchors_to_image:
@@ -101,11 +114,19 @@ class FasterRcnnLoss:
                       for labels, boxes in zip(gt_labels, gt_boxes)]
         proposals, num_proposals = self._sample_proposals(proposals, num_proposals, gt_boxes,
                                                           gt_classes, gt_weights)
-        refined, class_logits = model.predict_second_stage(first_stage["features"], proposals,
-                                                           canvas)
+        refined, class_logits, classifier_features = model.second_stage_outputs(
+            first_stage["features"], proposals, canvas)
+        targets = [self.detection_assigner.assign_image(proposals[index], gt_boxes[index],
+                                                        gt_classes[index], gt_weights[index])
+                   for index in range(int(proposals.shape[0]))]
         losses.update(self._box_classifier_losses(refined, class_logits, proposals,
-                                                  num_proposals, gt_boxes, gt_classes,
-                                                  gt_weights))
+                                                  num_proposals, targets))
+        if model.mask_head is not None:
+            if gt_masks is None:
+                raise ValueError("a mask head's loss needs groundtruth masks")
+            mask_logits = model.mask_head(classifier_features)  # [B*P, C'', h, w]
+            losses[BOX_CLASSIFIER_MASK_LOSS] = self._mask_loss(
+                mask_logits, proposals, num_proposals, targets, gt_masks, canvas)
         return losses
 
     def _rpn_losses(self, first_stage: dict[str, Tensor], gt_boxes: list[Tensor],
@@ -153,13 +174,10 @@ class FasterRcnnLoss:
         return sampled_boxes, torch.tensor(counts, device=proposals.device)
 
     def _box_classifier_losses(self, refined: Tensor, class_logits: Tensor, proposals: Tensor,
-                               num_proposals: Tensor, gt_boxes: list[Tensor],
-                               gt_classes: list[Tensor], gt_weights: list[Tensor]
+                               num_proposals: Tensor, targets: list[Assignment]
                                ) -> dict[str, Tensor]:
+        """``targets``: each image's ``assign_image`` of its proposals."""
         batch, size = int(proposals.shape[0]), int(proposals.shape[1])
-        targets = [self.detection_assigner.assign_image(proposals[index], gt_boxes[index],
-                                                        gt_classes[index], gt_weights[index])
-                   for index in range(batch)]
         class_targets, class_weights, box_targets, box_weights, _ = (
             torch.stack(part) for part in zip(*targets))
         valid = (torch.arange(size, device=proposals.device)[None, :]
@@ -179,6 +197,37 @@ class FasterRcnnLoss:
             BOX_CLASSIFIER_CLASSIFICATION_LOSS:
                 classification_weight * (classification * valid).sum(),
         }
+
+
+    def _mask_loss(self, mask_logits: Tensor, proposals: Tensor, num_proposals: Tensor,
+                   targets: list[Assignment], gt_masks: list[Tensor],
+                   canvas: tuple[int, int]) -> Tensor:
+        """``mask_logits [B*P, C'' (1 or K), h, w]`` of the sampled ``proposals [B, P, 4]``
+        -> the weighted mask loss: positives only (box weights), padding rows excluded."""
+        batch, size = int(proposals.shape[0]), int(proposals.shape[1])
+        mask_size = (int(mask_logits.shape[2]), int(mask_logits.shape[3]))
+        logits = mask_logits.reshape(batch, size, -1, *mask_size)  # [B, P, C'', h, w]
+        total = mask_logits.new_zeros(())
+        weight_sum = mask_logits.new_zeros(())
+        for index, (class_targets, _, _, box_weights, matches) in enumerate(targets):
+            valid = torch.arange(size, device=proposals.device) < num_proposals[index]
+            weights = box_weights * valid.to(box_weights)  # [P]
+            if logits.shape[2] == 1:
+                image_logits = logits[index, :, 0]  # [P, h, w]
+            else:  # the groundtruth class's mask (background rows have no weight)
+                class_index = (class_targets.argmax(dim=1) - 1).clamp(min=0)  # [P]
+                image_logits = logits[index, torch.arange(size, device=logits.device),
+                                      class_index]
+            with torch.no_grad():
+                image_targets = mask_targets(gt_masks[index].to(logits), proposals[index],
+                                             torch.where(weights > 0, matches, -1), canvas,
+                                             mask_size)  # [P, h, w]
+            losses = F.binary_cross_entropy_with_logits(image_logits, image_targets,
+                                                        reduction="none")
+            total = total + (losses * weights[:, None, None]).sum()
+            weight_sum = weight_sum + weights.sum()
+        normalizer = (weight_sum * mask_size[0] * mask_size[1]).clamp(min=1.0)
+        return self.mask_loss_weight * total / normalizer
 
 
 def _inside_canvas(first_stage: dict[str, Tensor], canvas: tuple[int, int]) -> dict[str, Tensor]:
