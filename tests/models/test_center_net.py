@@ -19,7 +19,10 @@ from objdet.models import build_model
 from objdet.models.center_net_losses import PenaltyReducedLogisticFocalLoss
 from objdet.models.contract import check_detection_model
 from objdet.models.meta_arch.center_net import BOX_OFFSET, BOX_SCALE, OBJECT_CENTER, CenterNet
+from objdet.models.meta_arch.center_net_builder import _head_params
+from objdet.models.meta_arch.center_net_keypoint_builder import build_keypoint_tasks
 from objdet.protos import model_pb2
+from objdet.zoo.catalog import shipped_keypoint_label_map
 
 CONFIGS = Path(__file__).parents[3] / "shared" / "data" / "odapi" / "configs" / "tf2"
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "odapi_center_net"
@@ -55,9 +58,21 @@ BOXES_ONLY_CONFIGS = [
 
 
 @pytest.mark.parametrize("name", KEYPOINT_CONFIGS)
-def test_keypoint_configs_are_refused_naming_the_field(name: str) -> None:
-    with pytest.raises(ConfigError, match=r"model\.center_net\.keypoint_estimation_task"):
-        build_model(cfg.load(CONFIGS / f"{name}.config").model)
+def test_keypoint_configs_build_with_a_keypoint_label_map(name: str) -> None:
+    config = cfg.load(CONFIGS / f"{name}.config").model
+    with pytest.raises(ConfigError, match=r"model\.center_net\.keypoint_label_map_path"):
+        build_model(config)  # the OD API's placeholder
+    config.center_net.keypoint_label_map_path = str(shipped_keypoint_label_map())
+    [(task, heads)] = build_keypoint_tasks(config.center_net, "model.center_net", _head_params)
+    assert task.task_name == "human_pose" and task.class_id == 0 and task.per_keypoint_offset
+    assert task.keypoint_indices == tuple(range(17)) and task.offset_peak_radius == 3
+    assert task.keypoint_std_dev[0] == pytest.approx(0.26)  # nose
+    assert heads["human_pose/keypoint/heatmap"] == ([3], [256], pytest.approx(-2.19))
+    if "resnet50_v2" in name:  # one whole model (hourglass-104 builds slowly)
+        with torch.device("meta"):  # the structure only: no weights allocated
+            model = build_model(config)
+        assert isinstance(model, CenterNet) and model.num_keypoints == 17
+        assert model.heads["human_pose/keypoint/offset"][-1][-1].out_channels == 34
 
 
 @pytest.mark.parametrize("name", BOXES_ONLY_CONFIGS)

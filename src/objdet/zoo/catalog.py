@@ -136,3 +136,9 @@ def shipped_config(model: ZooModel) -> Traversable | None:
 def shipped_label_map() -> Traversable:
     """The OD API's ``mscoco_label_map.pbtxt`` (90 ids of 1..90), shipped as package data."""
     return resources.files("objdet.zoo") / "data" / "mscoco_label_map.pbtxt"
+
+
+def shipped_keypoint_label_map() -> Traversable:
+    """``mscoco_label_map.pbtxt`` with COCO's 17 person keypoints (ids 0..16, the labels of
+    the OD API's CenterNet keypoint configs), shipped as package data."""
+    return resources.files("objdet.zoo") / "data" / "mscoco_keypoints_label_map.pbtxt"

@@ -1,10 +1,16 @@
 """CenterNet (Objects as Points, Zhou et al. 2019) as the OD API's ``CenterNetMetaArch``
-runs it, for the object detection task.
+runs it, for the object detection task and keypoint estimation tasks
+(:mod:`~objdet.models.meta_arch.center_net_keypoints`).
 
 Contract (DESIGN.md): train mode ``model(images, targets) -> {"Loss/object_center",
 "Loss/box/scale", "Loss/box/offset"}`` (the OD API's names); eval mode ``model(images) ->
 list`` of ``{"boxes" [D, 4] (x1, y1, x2, y2) input-image pixels, "scores" [D], "labels" [D]
-int64 label-map ids}``. ``predict`` returns the raw heads of the last feature output, NCHW:
+int64 label-map ids}`` (+ with keypoint tasks ``"keypoints" [D, K, 2]`` (x, y) input-image
+pixels and ``"keypoints_scores" [D, K]``, K = all tasks' keypoints, indexed by the keypoint
+label map's ids; zeros for detections of a class without a task, as the OD API). Keypoint
+tasks add the losses ``"Loss/<task>/keypoint/heatmap"``, ``.../offset``, ``.../regression``
+and the heads ``<task>/keypoint/heatmap [B, J, h, w]`` (logits), ``.../regression
+[B, 2J, h, w]`` and ``.../offset [B, 2 or 2J, h, w]`` ((y, x) pairs). ``predict`` returns the raw heads of the last feature output, NCHW:
 ``object_center [B, K, h, w]`` (logits), ``box_scale [B, 2, h, w]`` (height, width in output
 pixels), ``box_offset [B, 2, h, w]`` (y, x); extractors with several outputs (hourglass-104)
 add ``<head>/<i>`` for the earlier ones in train mode, where only the losses use them.
@@ -12,8 +18,9 @@ add ``<head>/<i>`` for the earlier ones in train mode, where only the losses use
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, cast
+from typing import NamedTuple, Protocol, cast
 
 import torch
 from torch import Tensor, nn
@@ -24,7 +31,9 @@ from objdet.models.checkpoints.variable_map import Target, conv_targets
 from objdet.models.image_resizers import ImageBatch, ImageResizer, batch_images
 from objdet.models.layers.padding import Conv2dSame, pad_same
 from objdet.models.layers.separable_conv import SeparableConv2d, separable_conv_targets
+from objdet.models.meta_arch import center_net_keypoints as keypoints_lib
 from objdet.models.meta_arch import center_net_targets as targets_lib
+from objdet.models.meta_arch.center_net_keypoints import KeypointTask
 
 OBJECT_CENTER, BOX_SCALE, BOX_OFFSET = "object_center", "box_scale", "box_offset"
 # The checkpoint names of the OD API's prediction-dict keys ("/" escaped as ".S"):
@@ -96,6 +105,19 @@ class CenterNetLossWeights:
     min_box_overlap_iou: float = 0.7
 
 
+class Peaks(NamedTuple):
+    """The top heatmap peaks: ``boxes [B, k, 4]`` normalized to the resized image,
+    ``scores``, 0-based ``classes``, ``y``/``x`` output-pixel indices ``[B, k]`` and
+    ``strided_boxes [B, k, 4]`` output pixels (all boxes ymin, xmin, ymax, xmax)."""
+
+    boxes: Tensor
+    scores: Tensor
+    classes: Tensor
+    y: Tensor
+    x: Tensor
+    strided_boxes: Tensor
+
+
 @dataclass
 class CenterNetTargets:
     """A batch's training targets, in output pixels: ``heatmap [B, h, w, K]`` (center
@@ -129,7 +151,8 @@ class CenterNet(nn.Module):
                  peak_max_pool_kernel_size: int = 3,
                  channel_means: tuple[float, float, float] = (0.0, 0.0, 0.0),
                  channel_stds: tuple[float, float, float] = (1.0, 1.0, 1.0),
-                 bgr_ordering: bool = False) -> None:
+                 bgr_ordering: bool = False,
+                 keypoint_tasks: Sequence[KeypointTask] = ()) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.image_resizer = image_resizer
@@ -144,6 +167,8 @@ class CenterNet(nn.Module):
         self.register_buffer("channel_stds", torch.tensor(channel_stds).view(1, 3, 1, 1),
                              persistent=False)
         self.bgr_ordering = bgr_ordering
+        self.keypoint_tasks = list(keypoint_tasks)
+        self.num_keypoints = sum(task.num_keypoints for task in self.keypoint_tasks)
 
     @property
     def _extractor(self) -> CenterNetFeatureExtractor:
@@ -177,7 +202,8 @@ class CenterNet(nn.Module):
         for name, per_output in self._head_lists().items():
             for index, head in enumerate(per_output):
                 assert isinstance(head, PredictionHead)
-                prefix = f"model/_prediction_head_dict/{TF_HEAD_NAMES[name]}/{index}/"
+                tf_name = TF_HEAD_NAMES.get(name, name.replace("/", ".S"))
+                prefix = f"model/_prediction_head_dict/{tf_name}/{index}/"
                 for key, target in head.tf2_variable_map().items():
                     variable_map[prefix + key] = Target(f"heads.{name}.{index}.{target.name}",
                                                         target.layout)
@@ -238,15 +264,55 @@ class CenterNet(nn.Module):
         """Top ``max_box_predictions`` heatmap peaks (3x3 max-pool NMS) -> boxes in input
         pixels; only peaks scoring > 0 are kept (the OD API's ``num_detections``)."""
         sizes = torch.tensor(resized_sizes, device=predictions[OBJECT_CENTER].device)
-        normalized, scores, classes = self.decode_peaks(predictions, sizes)
+        peaks = self._decode(predictions, sizes)
+        normalized, scores, classes = peaks.boxes, peaks.scores, peaks.classes
+        keep_all = scores > 0  # the OD API's num_detections, before any rescoring
+        keypoints = keypoint_scores = None
+        if self.keypoint_tasks:
+            keypoints, keypoint_scores = self.decode_keypoints(predictions, peaks, sizes)
+            scores = keypoints_lib.rescore_instances(self.keypoint_tasks, classes, scores,
+                                                     keypoint_scores)
         detections = []
         for index, (original_h, original_w) in enumerate(original_sizes):
             in_pixels = normalized[index][:, [1, 0, 3, 2]] * normalized.new_tensor(
                 [original_w, original_h, original_w, original_h])  # x1 y1 x2 y2
-            keep = scores[index] > 0
-            detections.append({"boxes": in_pixels[keep], "scores": scores[index][keep],
-                               "labels": classes[index][keep] + 1})
+            keep = keep_all[index]
+            detection = {"boxes": in_pixels[keep], "scores": scores[index][keep],
+                         "labels": classes[index][keep] + 1}
+            if keypoints is not None and keypoint_scores is not None:
+                # [D, K, 2] normalized (y, x) -> (x, y) input-image pixels
+                detection["keypoints"] = keypoints[index][keep].flip(-1) * keypoints.new_tensor(
+                    [original_w, original_h])
+                detection["keypoints_scores"] = keypoint_scores[index][keep]
+            detections.append(detection)
         return detections
+
+    def decode_keypoints(self, predictions: dict[str, Tensor], peaks: Peaks,
+                         resized_sizes: Tensor) -> tuple[Tensor, Tensor]:
+        """``_postprocess_keypoints_multi_class`` + normalization: keypoints ``[B, k, K, 2]``
+        (y, x) normalized to the resized image and scores ``[B, k, K]`` of the peaks; zeros
+        for peaks of a class without a task (``clip_out_of_frame_keypoints`` applies when
+        every task asks for it, as the OD API)."""
+        batch_size, num_peaks = peaks.classes.shape
+        like = peaks.strided_boxes
+        keypoints = like.new_zeros(batch_size, num_peaks, self.num_keypoints, 2)
+        scores = like.new_zeros(batch_size, num_peaks, self.num_keypoints)
+        for task in self.keypoint_tasks:
+            candidates, candidate_scores, counts = keypoints_lib.peak_candidates(
+                task, predictions[task.head_name(keypoints_lib.KEYPOINT_HEATMAP)],
+                predictions[task.head_name(keypoints_lib.KEYPOINT_OFFSET)])
+            regressed = keypoints_lib.regressed_keypoints(
+                predictions[task.head_name(keypoints_lib.KEYPOINT_REGRESSION)],
+                peaks.y, peaks.x)
+            refined, refined_scores = keypoints_lib.refine_keypoints(
+                task, regressed, candidates, candidate_scores, counts, peaks.strided_boxes)
+            member = ((peaks.classes == task.class_id) & (peaks.scores > 0))[..., None]
+            columns = list(task.keypoint_indices)
+            keypoints[:, :, columns] = torch.where(member[..., None], refined, 0.0)
+            scores[:, :, columns] = torch.where(member, refined_scores, 0.0)
+        clip = all(task.clip_out_of_frame_keypoints for task in self.keypoint_tasks)
+        return keypoints_lib.normalize_keypoints(keypoints, scores, self.stride, resized_sizes,
+                                                 clip)
 
     def decode_peaks(self, predictions: dict[str, Tensor], resized_sizes: Tensor
                      ) -> tuple[Tensor, Tensor, Tensor]:
@@ -254,6 +320,11 @@ class CenterNet(nn.Module):
         -> the top peaks' boxes ``[B, k, 4]`` (ymin, xmin, ymax, xmax) normalized to the
         resized image, scores ``[B, k]`` descending and class indices ``[B, k]`` (0-based).
         Batched with static shapes: the ONNX graph exports it as it is."""
+        peaks = self._decode(predictions, resized_sizes)
+        return peaks.boxes, peaks.scores, peaks.classes
+
+    def _decode(self, predictions: dict[str, Tensor], resized_sizes: Tensor) -> Peaks:
+        """:meth:`decode_peaks` with the peaks' positions and output-pixel boxes."""
         probabilities = torch.sigmoid(predictions[OBJECT_CENTER])  # [B, K, h, w]
         height, width = probabilities.shape[2], probabilities.shape[3]
         # As the OD API: output rows/columns compared with the resized size in *input* pixels.
@@ -265,7 +336,8 @@ class CenterNet(nn.Module):
         scores, y_indices, x_indices, classes = self._top_peaks(probabilities)
         boxes = self._strided_boxes(predictions, y_indices, x_indices)  # [B, k, 4] y1 x1 y2 x2
         window = limits.to(boxes)[:, None, [0, 1, 0, 1]]  # [B, 1, 4] (h, w, h, w)
-        return (boxes * self.stride / window).clamp(0.0, 1.0), scores, classes
+        return Peaks((boxes * self.stride / window).clamp(0.0, 1.0), scores, classes,
+                     y_indices, x_indices, boxes)
 
     def _top_peaks(self, probabilities: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """The OD API's ``top_k_feature_map_locations`` (per_channel False): scores ``[B, k]``
@@ -363,7 +435,85 @@ class CenterNet(nn.Module):
                                               target_values, box_weights).sum()
                        for output in outputs)
             losses[key] = self.loss_weights.task * weight * loss / (len(outputs) * num_boxes)
+        if self.keypoint_tasks:
+            losses.update(self._keypoint_losses(predictions, targets, batch, assigned.valid))
         return cast(dict[str, Tensor], losses)
+
+    def _keypoint_losses(self, predictions: dict[str, Tensor], targets: list[dict[str, Tensor]],
+                         batch: ImageBatch, valid: Tensor) -> dict[str, Tensor]:
+        """``_compute_keypoint_estimation_losses`` of every task: the heatmap focal loss over
+        the valid pixels outside blacked-out boxes / the keypoint count, and L1 offset and
+        regression losses / their summed weights; each x its weight x ``task_loss_weight``.
+        ``valid [B, h * w, 1]``: output pixels inside the resized images."""
+        like = predictions[OBJECT_CENTER]
+        canvas = (int(batch.images.shape[2]), int(batch.images.shape[3]))
+        out_size = (max(canvas[0] // self.stride, 1), max(canvas[1] // self.stride, 1))
+        # canvas (x, y) pixels -> output (y, x) pixels
+        to_output = like.new_tensor([out_size[0] / canvas[0], out_size[1] / canvas[1]])
+        scales = batch.scales()  # [B, 2] (y, x) input image -> canvas
+        images = []
+        for index, target in enumerate(targets):
+            boxes, classes, box_weights = self._checked_target(index, target, like)
+            keypoints, visible = self._checked_keypoints(index, target, boxes.shape[0], like)
+            factor = scales[index].to(like) * to_output  # [2] (y, x)
+            images.append((keypoints.flip(-1) * factor, visible, classes, box_weights,
+                           boxes[:, [1, 0, 3, 2]] * factor.repeat(2)))
+        losses: dict[str, Tensor] = {}
+        for task in self.keypoint_tasks:
+            heatmaps, counts, masks, offsets, regressions = [], [], [], [], []
+            for index, (keypoints, visible, classes, box_weights, boxes) in enumerate(images):
+                image = keypoints_lib.task_keypoints(task, keypoints, visible, classes,
+                                                     box_weights, boxes)
+                heatmap, count, mask = keypoints_lib.keypoint_heatmap(task, image, out_size)
+                heatmaps.append(heatmap)
+                counts.append(count)
+                masks.append(mask)
+                offset, regression = keypoints_lib.offset_and_regression_targets(
+                    task, image, index, out_size)
+                offsets.append(offset)
+                regressions.append(regression)
+            num_keypoints = torch.stack(counts).sum().to(like).clamp(min=1.0)
+            pixel_weights = valid * torch.stack(masks).flatten(1, 2)  # [B, h * w, J]
+            heatmap_targets = torch.stack(heatmaps).flatten(1, 2)
+            name = task.head_name(keypoints_lib.KEYPOINT_HEATMAP)
+            outputs = self._all_outputs(predictions, name)
+            heatmap_loss = sum(task.heatmap_loss(output.permute(0, 2, 3, 1).flatten(1, 2),
+                                                 heatmap_targets, pixel_weights).sum()
+                               for output in outputs) / (len(outputs) * num_keypoints)
+            losses[f"Loss/{name}"] = (task.task_loss_weight * task.heatmap_loss_weight
+                                      * heatmap_loss)
+            for head, sparse, weight, per_type in (
+                    (keypoints_lib.KEYPOINT_OFFSET, keypoints_lib.concat_sparse(offsets),
+                     task.offset_loss_weight, task.per_keypoint_offset),
+                    (keypoints_lib.KEYPOINT_REGRESSION, keypoints_lib.concat_sparse(regressions),
+                     task.regression_loss_weight, True)):
+                name = task.head_name(head)
+                outputs = self._all_outputs(predictions, name)
+                total = sum((sparse.weights * task.localization_loss(
+                    keypoints_lib.gather_pairs(output, sparse.indices, per_type), sparse.values,
+                    torch.ones_like(sparse.values)).sum(dim=1)).sum() for output in outputs)
+                normalizer = len(outputs) * sparse.weights.sum().clamp(min=1.0)
+                losses[f"Loss/{name}"] = task.task_loss_weight * weight * total / normalizer
+        return losses
+
+    def _checked_keypoints(self, index: int, target: dict[str, Tensor], count: int,
+                           like: Tensor) -> tuple[Tensor, Tensor]:
+        """``keypoints [N, K, 2]`` (x, y) input pixels, NaN unknown, and ``visible [N, K]``
+        (``keypoint_visibilities`` where given, else all)."""
+        if "keypoints" not in target:
+            raise DataError(f"targets[{index}]: CenterNet with keypoint tasks trains on "
+                            "'keypoints' [N, K, 2]; set the input reader's num_keypoints")
+        keypoints = torch.as_tensor(target["keypoints"]).to(like)
+        needed = 1 + max(max(task.keypoint_indices) for task in self.keypoint_tasks)
+        if keypoints.dim() != 3 or keypoints.shape[0] != count or keypoints.shape[2] != 2 \
+                or keypoints.shape[1] < needed:
+            raise DataError(f"targets[{index}]: keypoints must be [{count}, K >= {needed}, 2] "
+                            f"(x, y), found {list(keypoints.shape)}")
+        visible = target.get("keypoint_visibilities")
+        visible_mask = (torch.ones(keypoints.shape[:2], dtype=torch.bool, device=like.device)
+                        if visible is None
+                        else torch.as_tensor(visible, device=like.device).bool())
+        return keypoints, visible_mask
 
     def _checked_target(self, index: int, target: dict[str, Tensor], like: Tensor
                         ) -> tuple[Tensor, Tensor, Tensor]:

@@ -31,13 +31,15 @@ from objdet.models.meta_arch.center_net import (
     CenterNetLossWeights,
     PredictionHead,
 )
+from objdet.models.meta_arch.center_net_keypoint_builder import build_keypoint_tasks
 from objdet.protos import center_net_pb2
 
 logger = logging.getLogger(__name__)
 
 _CENTER_NET_FIELDS = {
     "num_classes", "feature_extractor", "image_resizer", "object_detection_task",
-    "object_center_params", "use_depthwise",
+    "object_center_params", "use_depthwise", "keypoint_estimation_task",
+    "keypoint_label_map_path",
     # Same numbers either way: the sparse and dense heatmap ops compute the same targets.
     "compute_heatmap_sparse",
     # Adds the raw predictions to the OD API's postprocess dict; objdet's predict() already
@@ -120,12 +122,15 @@ CENTER_NET_FEATURE_EXTRACTORS: dict[
 
 def build_center_net(config: center_net_pb2.CenterNet, path: str = "model.center_net"
                      ) -> CenterNet:
-    """``CenterNet`` -> :class:`CenterNet` (object detection task)."""
+    """``CenterNet`` -> :class:`CenterNet` (object detection task, keypoint tasks)."""
     _refuse_unsupported_tasks(config, path)
     check_fields(config, path, _CENTER_NET_FIELDS)
     if config.num_classes <= 0:
         raise ConfigError(f"{path}.num_classes: expected a positive number of classes, "
                           f"found {config.num_classes}")
+    # Before the (slow) extractor: a bad keypoint task or label map fails at once.
+    tasks_and_heads = (build_keypoint_tasks(config, path, _head_params)
+                       if config.keypoint_estimation_task else [])
     extractor_config = config.feature_extractor
     extractor = build_center_net_feature_extractor(extractor_config, f"{path}.feature_extractor")
     extractor_facts = cast(CenterNetFeatureExtractor, extractor)
@@ -158,6 +163,16 @@ def build_center_net(config: center_net_pb2.CenterNet, path: str = "model.center
         BOX_SCALE: heads(NUM_SIZE_CHANNELS, detection, "scale_head_params", detection_path),
         BOX_OFFSET: heads(NUM_OFFSET_CHANNELS, detection, "offset_head_params", detection_path),
     }
+    keypoint_tasks = []
+    for task, task_heads in tasks_and_heads:
+        keypoint_tasks.append(task)
+        for name, channels in task.head_channels().items():
+            kernel_sizes, num_filters, bias_fill = task_heads[name]
+            prediction_heads[name] = nn.ModuleList(
+                PredictionHead(in_channels, channels, kernel_sizes=kernel_sizes,
+                               num_filters=num_filters, bias_fill=bias_fill,
+                               use_depthwise=config.use_depthwise)
+                for _ in range(num_outputs))
     means, stds = _normalization(extractor_config, f"{path}.feature_extractor")
     return CenterNet(
         num_classes=config.num_classes,
@@ -173,19 +188,18 @@ def build_center_net(config: center_net_pb2.CenterNet, path: str = "model.center
         max_box_predictions=center.max_box_predictions,
         peak_max_pool_kernel_size=center.peak_max_pool_kernel_size,
         channel_means=means, channel_stds=stds, bgr_ordering=extractor_config.bgr_ordering,
+        keypoint_tasks=keypoint_tasks,
     )
 
 
 def _refuse_unsupported_tasks(config: center_net_pb2.CenterNet, path: str) -> None:
     for name, what in (
         ("deepmac_mask_estimation", "DeepMAC (its own meta-architecture)"),
-        ("keypoint_estimation_task", "keypoint estimation"),
         ("mask_estimation_task", "mask estimation"),
         ("densepose_estimation_task", "DensePose"),
         ("track_estimation_task", "tracking"),
         ("temporal_offset_task", "temporal offsets"),
         ("post_processing", "NMS after the peak selection"),
-        ("keypoint_label_map_path", "keypoint estimation"),
     ):
         field = config.DESCRIPTOR.fields_by_name[name]
         present = (len(getattr(config, name)) > 0 if field.is_repeated
@@ -193,18 +207,21 @@ def _refuse_unsupported_tasks(config: center_net_pb2.CenterNet, path: str) -> No
         if present:
             raise ConfigError(f"{path}.{name}: CenterNet {what} is not supported by objdet yet; "
                               "supported: the object detection task (object_center_params + "
-                              "object_detection_task)")
+                              "object_detection_task) and keypoint_estimation_task")
     if not config.HasField("object_detection_task"):
         raise ConfigError(f"{path}.object_detection_task: missing; objdet's CenterNet needs the "
                           "object detection task (keypoint-only models are not supported yet)")
+    if config.keypoint_label_map_path and not config.keypoint_estimation_task:
+        logger.warning("%s.keypoint_label_map_path: set without keypoint_estimation_task "
+                       "(unused, as in the OD API)", path)
     center = config.object_center_params
     if center.use_labeled_classes:
         raise ConfigError(f"{path}.object_center_params.use_labeled_classes: true is not "
                           "supported by objdet yet (needs groundtruth_labeled_classes)")
     if len(center.keypoint_weights_for_center):
         raise ConfigError(f"{path}.object_center_params.keypoint_weights_for_center: "
-                          f"{list(center.keypoint_weights_for_center)} needs a keypoint task, "
-                          "which objdet does not support yet")
+                          f"{list(center.keypoint_weights_for_center)} (centers from keypoints, "
+                          "for keypoint-only models) is not supported by objdet yet")
 
 
 def build_center_net_feature_extractor(config: center_net_pb2.CenterNetFeatureExtractor,
