@@ -18,7 +18,8 @@ from objdet.inference.predictor import Predictor
 from objdet.structures.label_map import load_label_map
 
 EXPECTED_FILES = {
-    "model.pt2", "model.onnx", "weights.pt", "pipeline.config", "label_map.pbtxt", "signature.json", "export.json",
+    "model.pt2", "model.onnx", "detector.pt2", "weights.pt", "pipeline.config", "label_map.pbtxt",
+    "signature.json", "export.json",
 }
 
 
@@ -29,7 +30,7 @@ def test_export_directory_is_complete(exported: Callable[[str], Path], tiny_trai
     metadata = json.loads((directory / "export.json").read_text())
     assert metadata["step"] == STEP and metadata["weights"] == "ema"
     assert metadata["input_type"] == "image_tensor" and metadata["canvas_size"] == [64, 64]
-    assert metadata["formats"] == ["pt2", "onnx"]
+    assert metadata["formats"] == ["pt2", "onnx", "program"]
     assert cfg.read_config(directory / "pipeline.config") == cfg.read_config(tiny_training.config_path)
     assert load_label_map(directory / "label_map.pbtxt").items == load_label_map(
         tiny_training.label_map_path).items

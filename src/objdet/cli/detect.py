@@ -36,9 +36,10 @@ def register(subcommands: Any) -> None:
         "--min_score", type=float, default=0.5, help="report and draw detections >= this score",
     )
     parser.add_argument(
-        "--runtime", choices=("torch", "onnxruntime"), default="torch",
+        "--runtime", choices=("torch", "onnxruntime", "program"), default="torch",
         help="torch: model.pt2 with objdet's pre/post-processing; onnxruntime: model.onnx "
-        "(the whole detector in one graph); default torch",
+        "(the whole detector in one graph); program: detector.pt2 (the whole detector as one "
+        "torch.export program); default torch",
     )
     add_max_image_pixels_flag(parser)
     parser.set_defaults(run=run)
@@ -118,4 +119,5 @@ def _save_drawing(pixels: Any, detections: Any, predictor: Any, path: Path) -> N
     from objdet.viz.draw import save_drawing
 
     # min_score 0: the detections are already filtered by --min_score
-    save_drawing(pixels, detections.boxes, detections.labels, detections.scores, path, predictor.label_map)
+    save_drawing(pixels, detections.boxes, detections.labels, detections.scores, path, predictor.label_map,
+                 masks=detections.masks)

@@ -38,10 +38,11 @@ def register(subcommands: Any) -> None:
     )
     parser.add_argument(
         "--formats", default=None,
-        help="comma-separated: pt2 (the network as a torch.export program; always written) and "
-        "onnx (model.onnx: pre-processing, network and NMS in one graph, any batch size; an "
-        "error names what the graph cannot express yet); default: both where the model has an "
-        "ONNX graph",
+        help="comma-separated: pt2 (the network as a torch.export program; always written), "
+        "onnx (model.onnx: pre-processing, network and NMS in one graph, any batch size) and "
+        "program (detector.pt2: the same whole detector as a torch.export program); for onnx "
+        "and program an error names what the model uses that they cannot express yet; "
+        "default: every format the model supports",
     )
     parser.set_defaults(run=run)
 

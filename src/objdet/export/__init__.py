@@ -8,6 +8,9 @@
 - ``objdet.export.exporter``: the directory layout and ``export_inference_graph``.
 - ``objdet.export.signature``: inputs and outputs in OD API terms (``signature.json``).
 - ``objdet.export.graph``: the network as a ``torch.export`` program (``model.pt2``).
+- ``objdet.export.onnx_graph``: the whole detector as one ONNX graph (``model.onnx``).
+- ``objdet.export.program``: the whole detector as a ``torch.export`` program
+  (``detector.pt2``).
 
 Models are restored from checkpoints (raw or EMA weights) by ``objdet.engine.restore``.
 

@@ -5,6 +5,9 @@ Layout of ``output_directory`` (written atomically: it appears complete or not a
     model.pt2         the network as a torch.export program (see objdet.export.graph)
     model.onnx        the whole detector, pre-processing and NMS inside, any batch size
                       (see objdet.export.onnx_graph; absent when formats leave it out)
+    detector.pt2      the whole detector as a torch.export program, pre-processing and NMS
+                      inside, any batch and image size; runs with torch + torchvision alone
+                      (see objdet.export.program; absent when formats leave it out)
     weights.pt        the model's state_dict (torch.save), EMA weights when configured
     pipeline.config   the config as used, overrides applied
     label_map.pbtxt   a copy of the input reader's label map (when the config names one)
@@ -44,7 +47,8 @@ logger = logging.getLogger(__name__)
 
 MODEL_FILE = "model.pt2"
 ONNX_FILE = "model.onnx"
-FORMATS = ("pt2", "onnx")
+PROGRAM_FILE = "detector.pt2"
+FORMATS = ("pt2", "onnx", "program")
 WEIGHTS_FILE = "weights.pt"
 CONFIG_FILE = "pipeline.config"
 LABEL_MAP_FILE = "label_map.pbtxt"
@@ -76,9 +80,10 @@ def export_inference_graph(
     """Export the latest checkpoint of ``trained_checkpoint_dir`` (or a ``ckpt-N.pt`` file).
 
     ``formats``: "pt2" (the network as a torch.export program; always written, the
-    Predictor's torch runtime needs it) and "onnx" (``model.onnx``, the whole detector; a
-    ``ConfigError`` saying what the graph cannot express for a model it does not cover yet).
-    None: both where the model has an ONNX graph, else pt2 with a warning.
+    Predictor's torch runtime needs it), "onnx" (``model.onnx``, the whole detector) and
+    "program" (``detector.pt2``, the whole detector as a torch.export program); for "onnx" and
+    "program" a ``ConfigError`` says what a model they do not cover yet uses. None: every
+    format the model supports; a warning names each one left out and why.
     ``version``: None writes the export into ``output_directory`` itself; a number writes
     ``output_directory/<version>/`` (TF Serving's base-path layout; an existing version is
     never overwritten), "next" the number after the highest one there (1 for none).
@@ -105,7 +110,9 @@ def export_inference_graph(
     canvas_size = fixed_canvas_size(detector)
     program = export_network(model, canvas_size)
     onnx_model = _onnx_model(model, canvas_size, input_type, requested_formats)
-    signature = _signature(detector, input_type, canvas_size, onnx_model is not None)
+    detector_program = _detector_program(model, canvas_size, input_type, requested_formats)
+    signature = _signature(detector, input_type, canvas_size, onnx_model is not None,
+                           detector_program is not None)
     metadata = {
         "objdet_version": objdet.__version__,
         "torch_version": torch.__version__,
@@ -115,7 +122,8 @@ def export_inference_graph(
         "weights": restored.weights,
         "canvas_size": list(canvas_size),
         "label_map": LABEL_MAP_FILE if label_map_path is not None else None,
-        "formats": ["pt2"] + (["onnx"] if onnx_model is not None else []),
+        "formats": ["pt2"] + (["onnx"] if onnx_model is not None else [])
+                   + (["program"] if detector_program is not None else []),
     }
     output_parent.mkdir(parents=True, exist_ok=True)
     with atomic_directory(output_directory) as staging, warnings.catch_warnings():
@@ -127,6 +135,8 @@ def export_inference_graph(
         torch.save(model.state_dict(), staging / WEIGHTS_FILE)
         if onnx_model is not None:
             (staging / ONNX_FILE).write_bytes(onnx_model.SerializeToString())
+        if detector_program is not None:
+            torch.export.save(detector_program, os.fspath(staging / PROGRAM_FILE))
         cfg.save(config, staging / CONFIG_FILE)
         if label_map_path is not None:
             shutil.copyfile(label_map_path, staging / LABEL_MAP_FILE)
@@ -151,6 +161,23 @@ def _onnx_model(
         logger.warning("export: no model.onnx: %s", reason)
         return None
     return export_onnx(model, canvas_size, input_type)
+
+
+def _detector_program(
+    model: torch.nn.Module, canvas_size: tuple[int, int], input_type: str,
+    formats: tuple[str, ...] | None,
+) -> torch.export.ExportedProgram | None:
+    """``detector.pt2``'s program, or None when not asked for (or, by default, not supported
+    by the model: then a warning says why)."""
+    if formats is not None and "program" not in formats:
+        return None
+    from objdet.export.program import export_program, program_unsupported_reason
+
+    reason = program_unsupported_reason(model)
+    if reason is not None and formats is None:
+        logger.warning("export: no %s: %s", PROGRAM_FILE, reason)
+        return None
+    return export_program(model, canvas_size, input_type)
 
 
 def export_versions(base_path: str | os.PathLike[str]) -> dict[int, Path]:
@@ -201,13 +228,15 @@ def configured_label_map_path(config: TrainEvalPipelineConfig) -> Path | None:
 
 
 def _signature(
-    model: DetectionModel, input_type: str, canvas_size: tuple[int, int], with_onnx: bool
+    model: DetectionModel, input_type: str, canvas_size: tuple[int, int], with_onnx: bool,
+    with_program: bool,
 ) -> dict[str, Any]:
     with torch.no_grad():
         raw = model.predict(torch.zeros(1, 3, *canvas_size))
     graph_outputs = {name: tuple(raw[name].shape) for name in model.graph_outputs}
     return build_signature(input_type, model.max_detections, canvas_size, graph_outputs,
                            onnx_file=ONNX_FILE if with_onnx else None,
+                           program_file=PROGRAM_FILE if with_program else None,
                            graph_inputs=model.graph_inputs)
 
 

@@ -19,6 +19,10 @@ ONNX graph: ``input_tensor`` ``uint8 [B, H, W, 3]`` pixels (``float32`` for
 float_image_tensor; the caller decodes encoded images and tf.Examples) to the four outputs above with a batch dimension
 ``B`` (``num_detections [B]``); see ``objdet.export.onnx_graph``.
 
+The ``program`` entry (when the export has ``detector.pt2``) describes the same whole detector
+as a ``torch.export`` program, with the same input and outputs as the ``onnx`` entry; see
+``objdet.export.program``.
+
 The ``graph`` entry describes ``model.pt2``: the network alone, from the preprocessed canvas
 (and, for Faster R-CNN, ``true_image_shapes``) to the raw outputs, e.g. an SSD's box encodings,
 class logits and anchors (see ``objdet.export.graph``).
@@ -61,7 +65,8 @@ def check_input_type(input_type: str) -> str:
 
 
 def onnx_input_dtype(input_type: str) -> str:
-    """The dtype of model.onnx's pixels: float32 for float_image_tensor, else uint8."""
+    """The dtype of model.onnx's (and detector.pt2's) pixels: float32 for float_image_tensor,
+    else uint8."""
     return "float32" if input_type == "float_image_tensor" else "uint8"
 
 
@@ -78,7 +83,7 @@ def output_specs(max_detections: int) -> dict[str, dict[str, Any]]:
 def build_signature(
     input_type: str, max_detections: int, canvas_size: tuple[int, int],
     graph_outputs: dict[str, tuple[int, ...]], onnx_file: str | None = None,
-    graph_inputs: tuple[str, ...] = (GRAPH_INPUT,),
+    graph_inputs: tuple[str, ...] = (GRAPH_INPUT,), program_file: str | None = None,
 ) -> dict[str, Any]:
     """The ``signature.json`` content for an export.
 
@@ -89,6 +94,8 @@ def build_signature(
         graph_outputs: name -> shape of each tensor ``model.pt2`` returns, in order (SSD:
             box_encodings ``[1, A, 4]``, class_logits ``[1, A, K]`` with background column 0,
             anchors ``[A, 4]`` x1, y1, x2, y2 canvas pixels).
+        onnx_file, program_file: ``model.onnx`` / ``detector.pt2`` where the export has them
+            (the whole detector, batched: ``[B, H, W, 3]`` pixels to ``[B, max, ...]``).
     """
     height, width = canvas_size
     signature: dict[str, Any] = {
@@ -106,14 +113,15 @@ def build_signature(
             },
         },
     }
+    batched = {
+        "inputs": {INPUT_NAME: {"dtype": onnx_input_dtype(input_type), "shape": [-1, -1, -1, 3]}},
+        "outputs": {name: {**spec, "shape": [-1, *spec["shape"][1:]]}
+                    for name, spec in output_specs(max_detections).items()},
+    }
     if onnx_file is not None:
-        batched = {name: {**spec, "shape": [-1, *spec["shape"][1:]]}
-                   for name, spec in output_specs(max_detections).items()}
-        signature["onnx"] = {
-            "file": onnx_file,
-            "inputs": {INPUT_NAME: {"dtype": onnx_input_dtype(input_type), "shape": [-1, -1, -1, 3]}},
-            "outputs": batched,
-        }
+        signature["onnx"] = {"file": onnx_file, **batched}
+    if program_file is not None:
+        signature["program"] = {"file": program_file, "format": "torch.export", **batched}
     return signature
 
 

@@ -11,7 +11,9 @@ decoding, NMS) are the model's own; the network in between is ``model.pt2`` for 
 (``use_graph=False`` runs the exported weights eagerly instead) and the eager model for a
 checkpoint. ``Predictor.from_export(directory, runtime="onnxruntime")`` returns an
 ``OnnxPredictor``: ``model.onnx`` (pre-processing, network and NMS in one graph) run by ONNX
-Runtime, with ``predict_batch`` for several images of one size in one call.
+Runtime, with ``predict_batch`` for several images of one size in one call;
+``runtime="program"`` returns a ``ProgramPredictor``: ``detector.pt2``, the same whole
+detector as a torch.export program (see ``objdet.export.program``), with ``predict_batch``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from objdet.export.exporter import (
     LABEL_MAP_FILE,
     MODEL_FILE,
     ONNX_FILE,
+    PROGRAM_FILE,
     SIGNATURE_FILE,
     WEIGHTS_FILE,
     configured_label_map_path,
@@ -46,7 +49,7 @@ from objdet.structures.label_map import LabelMap, load_label_map
 
 Network = Callable[..., dict[str, Tensor]]  # the model's graph inputs -> raw outputs by name
 _EXPORT_FILES = (MODEL_FILE, WEIGHTS_FILE, CONFIG_FILE, SIGNATURE_FILE)
-RUNTIMES = ("torch", "onnxruntime")
+RUNTIMES = ("torch", "onnxruntime", "program")
 
 
 class Predictor:
@@ -73,8 +76,9 @@ class Predictor:
         device: str | torch.device = "cpu", runtime: str = "torch",
     ) -> Predictor:
         """Load an ``objdet export`` directory (see ``objdet.export.exporter``); ``runtime``
-        "torch" (``model.pt2`` and the model's pre/post-processing) or "onnxruntime"
-        (``model.onnx``, an ``OnnxPredictor``)."""
+        "torch" (``model.pt2`` and the model's pre/post-processing), "onnxruntime"
+        (``model.onnx``, an ``OnnxPredictor``) or "program" (``detector.pt2``, a
+        ``ProgramPredictor``)."""
         from objdet.export.graph import load_graph
         from objdet.models import build_model
 
@@ -83,6 +87,8 @@ class Predictor:
         directory = resolve_export_directory(directory)
         if runtime == "onnxruntime":
             return OnnxPredictor.from_export(directory)
+        if runtime == "program":
+            return ProgramPredictor.from_export(directory)
         missing = [name for name in _EXPORT_FILES if not (directory / name).is_file()]
         if missing:
             raise ObjdetError(f"{directory}: not an objdet export directory; missing {', '.join(missing)}")
@@ -208,16 +214,80 @@ class OnnxPredictor(Predictor):
         if pixels.dtype != self.pixel_dtype or pixels.ndim != 4 or pixels.shape[3] != 3:
             raise ObjdetError(f"images: expected {self.pixel_dtype.name} [B, H, W, 3], got "
                               f"{pixels.dtype} {list(pixels.shape)}")
-        boxes, scores, classes, counts = self.session.run(None, {"input_tensor": pixels})
-        height, width = int(pixels.shape[1]), int(pixels.shape[2])
-        scale = np.array([height, width, height, width], np.float64)
-        detections = []
-        for index, count in enumerate(counts.astype(np.int64)):
-            yxyx = boxes[index, :count].astype(np.float64) * scale
-            detections.append(Detections(
-                boxes=yxyx[:, [1, 0, 3, 2]], scores=scores[index, :count],
-                labels=classes[index, :count].astype(np.int64), image_size=(height, width)))
-        return detections
+        outputs = self.session.run(None, {"input_tensor": pixels})
+        return batch_detections(*outputs, image_size=(int(pixels.shape[1]), int(pixels.shape[2])))
+
+
+class ProgramPredictor(Predictor):
+    """An export's ``detector.pt2`` run by torch on the CPU: pre-processing, network and NMS
+    all inside one torch.export program (see ``objdet.export.program``)."""
+
+    def __init__(
+        self, *, program_path: str | os.PathLike[str], input_type: str = "image_tensor",
+        label_map: LabelMap | None = None, pixel_dtype: torch.dtype = torch.uint8,
+        max_detections: int,
+    ) -> None:
+        from objdet.export.program import load_program
+
+        self.program = load_program(program_path)
+        self.input_type = check_input_type(input_type)
+        self.label_map = label_map
+        self.max_detections = max_detections
+        self.device = torch.device("cpu")
+        self.pixel_dtype = pixel_dtype
+
+    @classmethod
+    def from_export(cls, directory: str | os.PathLike[str], *, use_graph: bool = True,
+                    device: str | torch.device = "cpu", runtime: str = "program",
+                    ) -> ProgramPredictor:
+        """An export directory's ``detector.pt2``, input type and label map."""
+        directory = resolve_export_directory(directory)
+        if not (directory / PROGRAM_FILE).is_file():
+            raise ObjdetError(f"{directory}: has no {PROGRAM_FILE}; export it with the program format")
+        signature = _read_json(directory / SIGNATURE_FILE)
+        try:
+            program = signature["program"]
+            pixels = program["inputs"]["input_tensor"]["dtype"]
+            max_detections = int(program["outputs"]["detection_scores"]["shape"][1])
+        except (KeyError, TypeError, IndexError, ValueError):
+            raise ObjdetError(f"{directory / SIGNATURE_FILE}: missing the program entry's input "
+                              "dtype or output shape") from None
+        label_map_path = directory / LABEL_MAP_FILE
+        return cls(program_path=directory / PROGRAM_FILE,
+                   input_type=str(signature.get("input_type", "image_tensor")),
+                   label_map=load_label_map(label_map_path) if label_map_path.is_file() else None,
+                   pixel_dtype=torch.float32 if pixels == "float32" else torch.uint8,
+                   max_detections=max_detections)
+
+    def predict_pixels(self, image: Tensor) -> Detections:
+        """``uint8 [3, H, W]`` RGB (or float 0..255) -> all detections (up to ``max_detections``)."""
+        return self.predict_batch(image.permute(1, 2, 0)[None].to(self.pixel_dtype))[0]
+
+    def predict_batch(self, images: Tensor | np.ndarray) -> list[Detections]:
+        """``uint8 [B, H, W, 3]`` RGB of one size (``float32`` 0..255 for an export of
+        float_image_tensor) -> each image's detections."""
+        pixels = torch.as_tensor(images).cpu()
+        if pixels.dtype != self.pixel_dtype or pixels.dim() != 4 or pixels.shape[3] != 3:
+            raise ObjdetError(f"images: expected {self.pixel_dtype} [B, H, W, 3], got "
+                              f"{pixels.dtype} {list(pixels.shape)}")
+        outputs = [output.numpy() for output in self.program(pixels)]
+        return batch_detections(*outputs, image_size=(int(pixels.shape[1]), int(pixels.shape[2])))
+
+
+def batch_detections(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray,
+                     counts: np.ndarray, *, image_size: tuple[int, int]) -> list[Detections]:
+    """The whole-detector outputs (``detection_boxes [B, max, 4]`` normalized ymin, xmin,
+    ymax, xmax, ``detection_scores``, ``detection_classes [B, max]``, ``num_detections [B]``)
+    of a batch of ``image_size`` (height, width) images -> each image's detections."""
+    height, width = image_size
+    scale = np.array([height, width, height, width], np.float64)
+    detections = []
+    for index, count in enumerate(counts.astype(np.int64)):
+        yxyx = boxes[index, :count].astype(np.float64) * scale
+        detections.append(Detections(
+            boxes=yxyx[:, [1, 0, 3, 2]], scores=scores[index, :count],
+            labels=classes[index, :count].astype(np.int64), image_size=(height, width)))
+    return detections
 
 
 def resolve_export_directory(directory: str | os.PathLike[str]) -> Path:

@@ -1,0 +1,350 @@
+"""``detector.pt2``: the whole detector as one ``torch.export`` program, any batch and size.
+
+The program runs with torch and torchvision alone (``torch.export.load(path).module()``; no
+objdet import) and computes what ``model.onnx`` computes (see ``objdet.export.onnx_graph``)::
+
+    input_tensor uint8 [B, H, W, 3]  (float32 0..255 for input_type float_image_tensor;
+                                      B, H and W dynamic)
+      -> /255, resize as the config's image_resizer (TF1's resize, gathers computed as
+         ``objdet.models.image_resizers`` computes them, sampled straight onto the canvas),
+         the model's pad value past the resized image                 [B, 3, H_c, W_c]
+      -> the network, box decoding, score conversion:
+         boxes [B, A, 4] (x1, y1, x2, y2 canvas pixels), scores [B, A, C] (no background)
+      -> per class, one torchvision ``nms`` over every image's candidates (scores above
+         score_threshold; images kept apart by a coordinate offset), the first
+         max_detections_per_class survivors of each (image, class), kept boxes clipped to the
+         resized image and those left without area dropped, the best max_total_detections of
+         each image
+      -> detection_boxes [B, max, 4] normalized (ymin, xmin, ymax, xmax),
+         detection_scores [B, max], detection_classes [B, max] (label-map ids, float),
+         num_detections [B] (float); rows past num_detections are zeros.
+
+A CenterNet has no NMS: its peak extraction and box decoding (static shapes) follow the same
+pre-processing. NMS runs over all candidates of a class, as the eager model's NMS does (its
+first ``max_detections_per_class`` survivors are the same), so the detections equal the eager
+model's; only the sizes after ``nonzero`` and ``nms`` depend on the data.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from objdet.errors import ConfigError, ObjdetError
+from objdet.models.contract import DetectionModel, as_detection_model
+from objdet.models.image_resizers import FixedShapeResizer, KeepAspectRatioResizer
+from objdet.models.meta_arch.center_net import CenterNet
+from objdet.models.meta_arch.ssd import SSD
+from objdet.models.postprocessing import BatchNonMaxSuppression, convert_scores
+
+OUTPUT_NAMES = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
+# The program's detections must equal the eager model's this closely (float32 on the CPU;
+# boxes normalized).
+PROGRAM_TOLERANCE = 1e-4
+_INTERPOLATIONS = ("bilinear", "nearest")  # TF1's resize, as image_resizers._legacy_resize
+_MAX_BATCH, _MAX_SIDE = 1024, 16384
+
+DetectionOutputs = tuple[Tensor, Tensor, Tensor, Tensor]  # boxes, scores, classes, counts
+
+
+def program_unsupported_reason(model: nn.Module) -> str | None:
+    """Why ``model`` has no ``detector.pt2`` yet (None when it has one)."""
+    if not isinstance(model, SSD | CenterNet):
+        return (f"the {type(model).__name__} meta-architecture has no detector program yet "
+                "(SSD, EfficientDet and CenterNet do)")
+    if model.image_resizer.interpolation not in _INTERPOLATIONS:
+        return (f"image_resizer interpolation {model.image_resizer.interpolation!r} has no "
+                f"detector program; supported: {', '.join(_INTERPOLATIONS)}")
+    if isinstance(model, SSD) and model.postprocessor.use_class_agnostic_nms:
+        return ("post_processing.batch_non_max_suppression.use_class_agnostic_nms: true has no "
+                "detector program yet (its NMS is per class)")
+    return None
+
+
+class CanvasResize(nn.Module):
+    """Pixels ``[B, H, W, 3]`` (0..255) -> the canvas ``[B, 3, H_c, W_c]`` the network sees
+    and the resized image's size (float64 ``[2]``: height, width), as ``model.resize_batch``
+    computes them for a batch of one size: TF1's resize (output pixel ``i`` samples input
+    position ``i * in / out``, float32) rows then columns, the pad value past the image."""
+
+    def __init__(self, model: DetectionModel, canvas_size: tuple[int, int]) -> None:
+        super().__init__()
+        self.resizer = model.image_resizer
+        self.canvas_size = canvas_size
+        self.register_buffer("pad_value", torch.tensor(canvas_pad_values(model, canvas_size)).view(3, 1, 1))
+
+    def forward(self, pixels: Tensor) -> tuple[Tensor, Tensor]:
+        images = pixels.permute(0, 3, 1, 2).to(torch.float32) / 255.0  # [B, 3, H, W] in [0, 1]
+        height, width = images.shape[2], images.shape[3]
+        resized = self.resized_size(height, width)  # float64 [2]
+        canvas_height, canvas_width = self.canvas_size
+        rows, row_inside = _sample(images, 2, height, resized[0], canvas_height, self.resizer.interpolation)
+        canvas, column_inside = _sample(rows, 3, width, resized[1], canvas_width, self.resizer.interpolation)
+        inside = row_inside[:, None] & column_inside[None, :]  # [H_c, W_c]
+        pad_value: Tensor = self.pad_value  # type: ignore[assignment]
+        return torch.where(inside, canvas, pad_value), resized
+
+    def resized_size(self, height: torch.SymInt | int, width: torch.SymInt | int) -> Tensor:
+        """float64 ``[2]``: (height, width) an image of ``height x width`` is resized to, as
+        the resizer's ``output_size`` (float64, rounding half to even as Python's round)."""
+        if isinstance(self.resizer, FixedShapeResizer):
+            return torch.tensor([self.resizer.height, self.resizer.width], dtype=torch.float64)
+        if not isinstance(self.resizer, KeepAspectRatioResizer):
+            raise ConfigError(f"detector program: image resizer {type(self.resizer).__name__} "
+                              "is not supported")
+        size = torch.stack([torch.scalar_tensor(height, dtype=torch.float64),
+                            torch.scalar_tensor(width, dtype=torch.float64)])
+        # divisions as Tensor / Tensor: a constant divided by a tensor is traced as a
+        # reciprocal and a product, which can round differently from Python's division
+        min_dimension = torch.tensor(float(self.resizer.min_dimension), dtype=torch.float64)
+        max_dimension = torch.tensor(float(self.resizer.max_dimension), dtype=torch.float64)
+        first = torch.round(size * (min_dimension / size.min()))
+        second = torch.round(size * (max_dimension / size.max()))
+        return torch.where(first.max() > max_dimension, second, first)
+
+
+def _sample(images: Tensor, axis: int, in_size: torch.SymInt | int, out_size: Tensor,
+            canvas_extent: int, interpolation: str) -> tuple[Tensor, Tensor]:
+    """Resample ``images`` along ``axis`` (2: rows, 3: columns) from ``in_size`` to
+    ``out_size`` (float64 scalar tensor) pixels, written into ``canvas_extent`` pixels ->
+    the resampled images and ``inside`` bool ``[canvas_extent]`` (pixel < out_size)."""
+    in_length = torch.scalar_tensor(in_size, dtype=torch.float64)
+    scale = (in_length / out_size).to(torch.float32)  # in / out, rounded once to float32
+    steps = torch.arange(canvas_extent, dtype=torch.float32)
+    positions = steps * scale  # [canvas_extent]
+    last = in_length.to(torch.int64) - 1
+    first_index = positions.floor()
+    lower = torch.minimum(first_index.to(torch.int64), last)
+    lower_values = images.index_select(axis, lower)
+    inside = steps < out_size
+    if interpolation == "nearest":
+        return lower_values, inside
+    upper = torch.minimum(lower + 1, last)
+    weight = (positions - first_index).to(images.dtype)
+    if axis == 2:
+        weight = weight[:, None]  # [H_c, 1]
+    upper_values = images.index_select(axis, upper)
+    return lower_values + (upper_values - lower_values) * weight, inside
+
+
+def canvas_pad_values(model: DetectionModel, canvas_size: tuple[int, int]) -> list[float]:
+    """The canvas value (in [0, 1] units) of each channel where no image is, read from the
+    model's own ``resize_batch`` on a probe image smaller than the canvas (zeros when every
+    image fills the canvas)."""
+    height, width = canvas_size
+    for probe in ((height // 2, width), (height, width // 2), (8, 16), (16, 8)):
+        batch = model.resize_batch([torch.zeros(3, *probe)])
+        resized_height, resized_width = batch.resized_sizes[0]
+        if resized_height < height:
+            return [float(value) for value in batch.images[0, :, height - 1, 0]]
+        if resized_width < width:
+            return [float(value) for value in batch.images[0, :, 0, width - 1]]
+    return [0.0, 0.0, 0.0]
+
+
+class DetectorProgram(nn.Module):
+    """The whole detector (module docstring): ``input_tensor [B, H, W, 3]`` -> the four
+    detection outputs."""
+
+    def __init__(self, model: nn.Module, canvas_size: tuple[int, int]) -> None:
+        super().__init__()
+        reason = program_unsupported_reason(model)
+        if reason is not None:
+            raise ConfigError(f"detector program: {reason}")
+        self.model = model
+        self.resize = CanvasResize(as_detection_model(model), canvas_size)
+
+    def forward(self, input_tensor: Tensor) -> DetectionOutputs:
+        canvas, resized = self.resize(input_tensor)
+        if isinstance(self.model, CenterNet):
+            return _center_net_detections(self.model, canvas, resized)
+        assert isinstance(self.model, SSD)
+        predictions = self.model.predict(canvas)
+        boxes = self.model.box_coder.decode(predictions["box_encodings"], predictions["anchors"][None])
+        nms = self.model.postprocessor
+        scores = convert_scores(predictions["class_logits"], nms.score_converter, nms.logit_scale)
+        if nms.background_column:
+            scores = scores[..., 1:]
+        return batched_detections(boxes, scores, resized, nms)
+
+
+def _center_net_detections(model: CenterNet, canvas: Tensor, resized: Tensor) -> DetectionOutputs:
+    """A CenterNet's heads, peaks and boxes (no NMS): rows scoring 0 or less are zeroed, as
+    the OD API counts ``num_detections``."""
+    predictions = model.predict(canvas)
+    sizes = resized.to(torch.int64)[None].expand(canvas.shape[0], 2)  # [B, 2]
+    normalized, scores, classes = model.decode_peaks(predictions, sizes)
+    valid = (scores > 0).to(scores)  # [B, k]; scores descending: valid rows first
+    return (normalized * valid[..., None], scores * valid, (classes + 1).to(scores) * valid,
+            valid.sum(dim=1))
+
+
+def batched_detections(boxes: Tensor, scores: Tensor, resized: Tensor,
+                       nms: BatchNonMaxSuppression) -> DetectionOutputs:
+    """Decoded ``boxes [B, A, 4]`` (x1, y1, x2, y2 canvas pixels), converted ``scores
+    [B, A, C]`` and the resized image's (height, width) -> the four detection outputs, with
+    ``nms``'s thresholds and caps (``BatchNonMaxSuppression`` with its clip window)."""
+    batch, _, num_classes = scores.shape
+    # offsets keep the images apart in one nms per class: each image's boxes move by a
+    # multiple of the extent of all boxes (float64: the shift costs no precision)
+    wide = boxes.to(torch.float64)
+    extent = wide.max() - wide.min() + 1.0
+    kept_image, kept_anchor, kept_class = [], [], []
+    for column in range(num_classes):
+        image, anchor = torch.nonzero(scores[:, :, column] > nms.score_threshold, as_tuple=True)
+        candidates = wide[image, anchor] + (image.to(torch.float64) * extent)[:, None]  # [N, 4]
+        survivors = torch.ops.torchvision.nms(
+            candidates, scores[image, anchor, column].to(torch.float64), nms.iou_threshold)
+        kept_image.append(image[survivors])  # by score, descending
+        kept_anchor.append(anchor[survivors])
+        kept_class.append(torch.full_like(survivors, column))
+    image, anchor, class_index = torch.cat(kept_image), torch.cat(kept_anchor), torch.cat(kept_class)
+    # the first max_detections_per_class survivors of each (image, class)
+    per_class = rank_within_group(image * num_classes + class_index, batch * num_classes)
+    kept_scores = scores[image, anchor, class_index]  # [M]
+    clipped, has_area = _clip_to_window(boxes[image, anchor], resized)
+    valid = (per_class < nms.max_detections_per_class) & has_area
+    return _padded_outputs(image, class_index, kept_scores, clipped, valid, resized, batch,
+                           int(nms.max_total_detections))
+
+
+def rank_within_group(group: Tensor, num_groups: torch.SymInt | int) -> Tensor:
+    """int64 ``[M]``: each row's position among the rows of its ``group`` (int64 ``[M]`` in
+    ``0..num_groups - 1``), rows keeping their order."""
+    order = torch.sort(group, stable=True).indices  # rows grouped, each group in row order
+    counts = torch.zeros(num_groups, dtype=torch.int64).index_add(0, group, torch.ones_like(group))
+    starts = counts.cumsum(0) - counts  # [num_groups]
+    ranks = torch.arange(group.shape[0]) - starts[group[order]]
+    return torch.zeros_like(ranks).index_put((order,), ranks)
+
+
+def _clip_to_window(boxes: Tensor, resized: Tensor) -> tuple[Tensor, Tensor]:
+    """``boxes [M, 4]`` (x1, y1, x2, y2) clipped to the resized image -> the clipped boxes and
+    ``has_area`` bool ``[M]`` (x2 > x1 and y2 > y1 after clipping)."""
+    height, width = resized.to(boxes.dtype)
+    limits = torch.stack([width, height, width, height])
+    clipped = torch.minimum(boxes.clamp(min=0), limits)
+    has_area = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
+    return clipped, has_area
+
+
+def _padded_outputs(image: Tensor, class_index: Tensor, scores: Tensor, boxes: Tensor,
+                    valid: Tensor, resized: Tensor, batch: torch.SymInt | int,
+                    max_total: int) -> DetectionOutputs:
+    """The ``valid`` rows of each image (``image``, 0-based ``class_index`` and ``scores``
+    ``[M]``, clipped ``boxes [M, 4]`` x1, y1, x2, y2 canvas pixels) by descending score (ties
+    in row order), the best ``max_total`` of each written into zero ``[B, max_total, ...]``
+    rows."""
+    by_score = torch.sort(scores, descending=True, stable=True).indices
+    image, class_index, scores, boxes, valid = (
+        value[by_score] for value in (image, class_index, scores, boxes, valid))
+    group = torch.where(valid, image, batch)  # invalid rows form a group of their own, last
+    rank = rank_within_group(group, batch + 1)
+    keep = valid & (rank < max_total)
+    row = torch.where(keep, image, 0)
+    slot = torch.where(keep, rank, max_total)  # dropped rows go to a column cut off below
+    height, width = resized.to(boxes.dtype)
+    normalized = boxes[:, [1, 0, 3, 2]] / torch.stack([height, width, height, width])
+    detection_boxes = boxes.new_zeros(batch, max_total + 1, 4).index_put((row, slot), normalized)
+    detection_scores = scores.new_zeros(batch, max_total + 1).index_put((row, slot), scores)
+    labels = (class_index + 1).to(scores.dtype)
+    detection_classes = scores.new_zeros(batch, max_total + 1).index_put((row, slot), labels)
+    counts = scores.new_zeros(batch).index_add(0, row, keep.to(scores.dtype))
+    return (detection_boxes[:, :max_total], detection_scores[:, :max_total],
+            detection_classes[:, :max_total], counts)
+
+
+def export_program(model: nn.Module, canvas_size: tuple[int, int],
+                   input_type: str = "image_tensor") -> torch.export.ExportedProgram:
+    """``DetectorProgram`` through ``torch.export`` (dynamic batch, height and width), checked
+    against the eager model on two batches of two sizes. ``input_type`` float_image_tensor
+    takes ``float32`` 0..255 pixels, every other one ``uint8``. A ``ConfigError`` names what
+    the program cannot express."""
+    program = DetectorProgram(model, canvas_size).eval()
+    dtype = torch.float32 if input_type == "float_image_tensor" else torch.uint8
+    height, width = canvas_size
+    # sizes unlike each other, 1 and the canvas: torch.export specializes on none of them
+    examples = [_pixels(2, max(height * 3 // 4, 3), width + 5, dtype, seed=0),
+                _pixels(3, height + 3, max(width // 2, 3) + 1, dtype, seed=1)]
+    dims = {0: torch.export.Dim("batch", min=1, max=_MAX_BATCH),
+            1: torch.export.Dim("height", min=2, max=_MAX_SIDE),
+            2: torch.export.Dim("width", min=2, max=_MAX_SIDE)}
+    with torch.no_grad():
+        try:
+            exported = torch.export.export(program, (examples[0],), dynamic_shapes=(dims,))
+        except Exception as trace_error:  # noqa: BLE001 - torch.export raises many types
+            text = str(trace_error).strip()
+            first_line = text.splitlines()[0] if text else ""
+            raise ConfigError(
+                f"detector program: the {type(model).__name__} cannot be exported by "
+                f"torch.export yet ({type(trace_error).__name__}: {first_line[:200]})"
+            ) from None
+        module = exported.module()
+        for pixels in examples:
+            found = module(pixels)
+            expected = model([image.to(torch.float32) / 255.0 for image in pixels.permute(0, 3, 1, 2)])
+            for index, detection in enumerate(expected):
+                mismatch = detections_mismatch([output[index] for output in found], detection,
+                                               (int(pixels.shape[1]), int(pixels.shape[2])))
+                if mismatch is not None:
+                    raise ObjdetError(f"detector program: differs from the {type(model).__name__} "
+                                      f"on a {tuple(pixels.shape)} batch: {mismatch}")
+    return exported
+
+
+def _pixels(batch: int, height: int, width: int, dtype: torch.dtype, seed: int) -> Tensor:
+    """``[batch, height, width, 3]`` random 0..255 pixels of ``dtype``."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (batch, height, width, 3), generator=generator).to(dtype)
+
+
+def detections_mismatch(found: list[Tensor], expected: dict[str, Tensor],
+                        image_size: tuple[int, int]) -> str | None:
+    """How one image's program outputs (``found``: boxes ``[max, 4]``, scores ``[max]``,
+    classes ``[max]``, count ``[]``) differ from the eager model's detections (``expected``:
+    ``boxes [D, 4]`` x1, y1, x2, y2 input pixels, ``scores``, ``labels``); None if they agree
+    within ``PROGRAM_TOLERANCE``. Rows whose score ties a neighbour's may come in another
+    order: their boxes and classes are not compared."""
+    boxes, scores, classes, count = found
+    rows = int(count)
+    if rows != len(expected["scores"]):
+        return f"{rows} detections, the eager model {len(expected['scores'])}"
+    if bool((scores[rows:] != 0).any()) or bool((boxes[rows:] != 0).any()):
+        return "rows past num_detections are not zero"
+    want_scores = expected["scores"].to(scores)
+    if rows and float((scores[:rows] - want_scores).abs().max()) > PROGRAM_TOLERANCE:
+        return f"scores differ by {float((scores[:rows] - want_scores).abs().max()):.3g}"
+    height, width = image_size
+    want_boxes = expected["boxes"].to(boxes)[:, [1, 0, 3, 2]] / boxes.new_tensor([height, width] * 2)
+    gaps = (want_scores[1:] - want_scores[:-1]).abs() > PROGRAM_TOLERANCE  # [rows - 1]
+    edge = torch.ones(min(rows, 1), dtype=torch.bool)
+    distinct = torch.cat([edge, gaps]) & torch.cat([gaps, edge])  # [rows]
+    box_error = (boxes[:rows] - want_boxes).abs()[distinct]
+    if box_error.numel() and float(box_error.max()) > PROGRAM_TOLERANCE:
+        return f"normalized boxes differ by {float(box_error.max()):.3g}"
+    if bool((classes[:rows][distinct] != expected["labels"].to(classes)[distinct]).any()):
+        return "classes differ"
+    return None
+
+
+ProgramFunction = Callable[[Tensor], DetectionOutputs]
+
+
+def load_program(path: str | os.PathLike[str]) -> ProgramFunction:
+    """``detector.pt2`` -> a function from ``input_tensor [B, H, W, 3]`` to the four outputs."""
+    try:
+        module = torch.export.load(os.fspath(path)).module()
+    except FileNotFoundError:
+        raise ObjdetError(f"{path}: detector program not found") from None
+    except Exception as error:  # noqa: BLE001 - torch raises many types for a corrupt archive
+        raise ObjdetError(f"{path}: cannot load the detector program: {error}") from None
+
+    def run(input_tensor: Tensor) -> DetectionOutputs:
+        with torch.no_grad():
+            boxes, scores, classes, counts = module(input_tensor)
+        return boxes, scores, classes, counts
+
+    return run
