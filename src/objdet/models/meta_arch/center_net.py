@@ -353,9 +353,9 @@ class CenterNet(nn.Module):
         batch_size, num_classes, _, width = peaks.shape
         flat = peaks.permute(0, 2, 3, 1).reshape(batch_size, -1)  # NHWC order, as TF
         k = min(self.max_box_predictions, flat.shape[1])
-        if torch.compiler.is_exporting():
+        if torch.compiler.is_exporting() or torch.jit.is_tracing():
             # ONNX TopK, like tf.math.top_k, returns equal values lowest index first (and
-            # torch.onnx has no stable sort)
+            # torch.onnx has no stable sort; is_tracing: its TorchScript exporter)
             scores, order = flat.topk(k, dim=1)
         else:
             # A stable sort: tf.math.top_k returns equal values lowest index first.
