@@ -56,7 +56,7 @@ def measure(config_path: Path, threads: int, seconds: float) -> dict[str, object
         sessions[name] = onnxruntime.InferenceSession(proto.SerializeToString(), options,
                                                       providers=["CPUExecutionProvider"])
         found = sessions[name].run(None, {"canvas": probe.numpy()})
-        row[f"{name} max |Δ|"] = max(float(np.abs(f - e.numpy()).max())
+        row[f"{name} max \\|Δ\\|"] = max(float(np.abs(f - e.numpy()).max())
                                      for f, e in zip(found, expected, strict=True))
     times: dict[str, list[float]] = {name: [] for name in sessions}
     deadline = time.perf_counter() + seconds
