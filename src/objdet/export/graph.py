@@ -105,6 +105,21 @@ def fixed_canvas_size(model: DetectionModel) -> tuple[int, int]:
     return int(probe.images.shape[2]), int(probe.images.shape[3])
 
 
+def canvas_pad_values(model: DetectionModel, canvas_size: tuple[int, int]) -> list[float]:
+    """The canvas value (in [0, 1] units) of each channel where no image is, read from the
+    model's own ``resize_batch`` on a probe image smaller than the canvas (zeros when every
+    image fills the canvas)."""
+    height, width = canvas_size
+    for probe in ((height // 2, width), (height, width // 2), (8, 16), (16, 8)):
+        batch = model.resize_batch([torch.zeros(3, *probe)])
+        resized_height, resized_width = batch.resized_sizes[0]
+        if resized_height < height:
+            return [float(value) for value in batch.images[0, :, height - 1, 0]]
+        if resized_width < width:
+            return [float(value) for value in batch.images[0, :, 0, width - 1]]
+    return [0.0, 0.0, 0.0]
+
+
 def export_network(model: nn.Module, canvas_size: tuple[int, int]) -> torch.export.ExportedProgram:
     """Trace ``model.predict`` (eval mode, CPU) on a ``[1, 3, *canvas_size]`` canvas, and
     check that the traced program reproduces it within ``GRAPH_TOLERANCE``."""

@@ -40,6 +40,7 @@ from onnx import TensorProto, helper, numpy_helper
 from torch import Tensor, nn
 
 from objdet.errors import ConfigError, ObjdetError
+from objdet.export.graph import canvas_pad_values
 from objdet.export.onnx_trace import run_onnx, trace_to_onnx
 from objdet.export.signature import onnx_input_dtype
 from objdet.models.contract import DetectionModel, as_detection_model
@@ -282,7 +283,7 @@ def _preprocessing(model: DetectionModel, canvas_size: tuple[int, int]) -> _Grap
     pads = g.op("Concat", [g.const([0, 0, 0, 0, 0, 0], np.int64), missing], axis=0)
     channels = g.op("Split", [images], outputs=3, axis=1, num_outputs=3)
     padded = [g.op("Pad", [channel, pads, g.const(value)], mode="constant")
-              for channel, value in zip(channels, _pad_values(model, canvas_size))]
+              for channel, value in zip(channels, canvas_pad_values(model, canvas_size))]
     g.name("Concat", padded, "canvas", axis=1)
     return g
 
@@ -342,21 +343,6 @@ def _resized_size(g: _Graph, resizer: Any, height_width: str) -> str:
     too_large = g.op("Greater", [g.op("ReduceMax", [first], keepdims=1),
                                  g.const([resizer.max_dimension], np.float64)])
     return g.op("Cast", [g.op("Where", [too_large, second, first])], to=TensorProto.INT64)
-
-
-def _pad_values(model: DetectionModel, canvas_size: tuple[int, int]) -> list[float]:
-    """The canvas value (in [0, 1] units) of each channel where no image is: read from the
-    model's own ``resize_batch`` on a probe image smaller than the canvas (zeros when every
-    image fills the canvas)."""
-    height, width = canvas_size
-    for probe in ((height // 2, width), (height, width // 2), (8, 16), (16, 8)):
-        batch = model.resize_batch([torch.zeros(3, *probe)])
-        resized_height, resized_width = batch.resized_sizes[0]
-        if resized_height < height:
-            return [float(v) for v in batch.images[0, :, height - 1, 0]]
-        if resized_width < width:
-            return [float(v) for v in batch.images[0, :, 0, width - 1]]
-    return [0.0, 0.0, 0.0]
 
 
 def _postprocessing(nms: BatchNonMaxSuppression) -> _Graph:

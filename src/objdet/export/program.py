@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from objdet.errors import ConfigError, ObjdetError
+from objdet.export.graph import canvas_pad_values
 from objdet.models.contract import DetectionModel, as_detection_model
 from objdet.models.image_resizers import FixedShapeResizer, KeepAspectRatioResizer
 from objdet.models.meta_arch.center_net import CenterNet
@@ -128,21 +129,6 @@ def _sample(images: Tensor, axis: int, in_size: torch.SymInt | int, out_size: Te
         weight = weight[:, None]  # [H_c, 1]
     upper_values = images.index_select(axis, upper)
     return lower_values + (upper_values - lower_values) * weight, inside
-
-
-def canvas_pad_values(model: DetectionModel, canvas_size: tuple[int, int]) -> list[float]:
-    """The canvas value (in [0, 1] units) of each channel where no image is, read from the
-    model's own ``resize_batch`` on a probe image smaller than the canvas (zeros when every
-    image fills the canvas)."""
-    height, width = canvas_size
-    for probe in ((height // 2, width), (height, width // 2), (8, 16), (16, 8)):
-        batch = model.resize_batch([torch.zeros(3, *probe)])
-        resized_height, resized_width = batch.resized_sizes[0]
-        if resized_height < height:
-            return [float(value) for value in batch.images[0, :, height - 1, 0]]
-        if resized_width < width:
-            return [float(value) for value in batch.images[0, :, 0, width - 1]]
-    return [0.0, 0.0, 0.0]
 
 
 class DetectorProgram(nn.Module):

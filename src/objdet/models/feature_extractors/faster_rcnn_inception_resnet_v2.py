@@ -40,12 +40,13 @@ from objdet.models.backbones.inception_resnet_v2 import (
     layer_targets,
 )
 from objdet.models.checkpoints.variable_map import Target
+from objdet.models.feature_extractors.frozen_batch_norm import BatchNormFreezingExtractor
 
 if TYPE_CHECKING:
     from objdet.models.feature_extractors.faster_rcnn_registry import FasterRcnnExtractorParams
 
 
-class FasterRcnnInceptionResnetV2FeatureExtractor(nn.Module):
+class FasterRcnnInceptionResnetV2FeatureExtractor(BatchNormFreezingExtractor):
     """``extract_proposal_features(preprocessed [B, 3, H, W]) -> [B, 1088, H/s, W/s]``
     (s = ``first_stage_features_stride``, rounded up); ``extract_box_classifier_features(
     crops [N, 1088, h, w]) -> [N, 1536, h', w']`` (``ceil(h/2)`` with 'same' second-stage
@@ -62,9 +63,7 @@ class FasterRcnnInceptionResnetV2FeatureExtractor(nn.Module):
         self.proposal_channels = FIRST_STAGE_CHANNELS
         self.box_classifier_channels = SECOND_STAGE_CHANNELS
         self.weight_decay = 0.0
-        if not batch_norm_trainable:
-            for norm in self._batch_norms():
-                norm.eval()
+        self.train(self.training)
 
     @staticmethod
     def preprocess(images: Tensor) -> Tensor:
@@ -76,17 +75,6 @@ class FasterRcnnInceptionResnetV2FeatureExtractor(nn.Module):
 
     def extract_box_classifier_features(self, crops: Tensor) -> Tensor:
         return self.classification_backbone.second_stage(crops)
-
-    def _batch_norms(self) -> list[nn.Module]:
-        return [module for module in self.modules()
-                if isinstance(module, nn.modules.batchnorm._BatchNorm)]
-
-    def train(self, mode: bool = True) -> FasterRcnnInceptionResnetV2FeatureExtractor:
-        super().train(mode)
-        if not self.batch_norm_trainable:  # the OD API's FreezableBatchNorm(training=False)
-            for norm in self._batch_norms():
-                norm.eval()
-        return self
 
     def tf2_variable_map(self) -> dict[str, Target]:
         """Keys relative to ``model/`` -> state_dict names.

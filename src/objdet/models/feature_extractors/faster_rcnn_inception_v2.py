@@ -19,7 +19,7 @@ training mode only with ``batch_norm_trainable``. Depths: ``max(int(d * depth_mu
 
 from __future__ import annotations
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from objdet.errors import CheckpointError
 from objdet.models.backbones.slim_inception import (
@@ -29,6 +29,7 @@ from objdet.models.backbones.slim_inception import (
     endpoints_until,
 )
 from objdet.models.checkpoints.variable_map import Target
+from objdet.models.feature_extractors.frozen_batch_norm import BatchNormFreezingExtractor
 from objdet.models.hyperparams import BatchNormParams, ConvHyperparams, InitializerParams
 
 FIRST_STAGE_FEATURES_STRIDES = (8, 16)
@@ -44,7 +45,7 @@ _SLIM_SCOPE = ConvHyperparams(
 )
 
 
-class FasterRcnnInceptionV2FeatureExtractor(nn.Module):
+class FasterRcnnInceptionV2FeatureExtractor(BatchNormFreezingExtractor):
     """``extract_proposal_features(preprocessed [B, 3, H, W]) -> [B, C, ceil(H/16),
     ceil(W/16)]``; ``extract_box_classifier_features(crops [N, C, h, w]) -> [N, C', ceil(h/2),
     ceil(w/2)]``."""
@@ -81,14 +82,6 @@ class FasterRcnnInceptionV2FeatureExtractor(nn.Module):
 
     def extract_box_classifier_features(self, crops: Tensor) -> Tensor:
         return self.second_stage(crops)["Mixed_5c"]
-
-    def train(self, mode: bool = True) -> FasterRcnnInceptionV2FeatureExtractor:
-        super().train(mode)
-        if not self.batch_norm_trainable:  # slim batch_norm(is_training=False)
-            for module in self.modules():
-                if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                    module.eval()
-        return self
 
     def tf2_variable_map(self) -> dict[str, Target]:
         raise CheckpointError("faster_rcnn_inception_v2 is a TF1 (slim) extractor: the OD API "

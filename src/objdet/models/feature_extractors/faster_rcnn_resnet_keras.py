@@ -18,17 +18,18 @@ from __future__ import annotations
 import dataclasses
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from objdet.models.backbones.resnet_v1 import DEFAULT_HYPERPARAMS, ResNetV1
 from objdet.models.checkpoints.variable_map import Target
+from objdet.models.feature_extractors.frozen_batch_norm import BatchNormFreezingExtractor
 
 # The OD API's VGG-style channel means (RGB), subtracted on the 0..255 scale.
 CHANNEL_MEANS = (123.68, 116.779, 103.939)
 FIRST_STAGE_FEATURES_STRIDE = 16
 
 
-class FasterRcnnResNetKerasFeatureExtractor(nn.Module):
+class FasterRcnnResNetKerasFeatureExtractor(BatchNormFreezingExtractor):
     """``extract_proposal_features(preprocessed [B, 3, H, W]) -> [B, C4, ceil(H/16), ceil(W/16)]``;
     ``extract_box_classifier_features(crops [N, C4, h, w]) -> [N, C5, ceil(h/2), ceil(w/2)]``."""
 
@@ -42,9 +43,7 @@ class FasterRcnnResNetKerasFeatureExtractor(nn.Module):
         self.proposal_channels = self.classification_backbone.out_channels[2]
         self.box_classifier_channels = self.classification_backbone.out_channels[3]
         self.weight_decay = 0.0
-        if not batch_norm_trainable:
-            for norm in self._batch_norms():
-                norm.eval()
+        self.train(self.training)
 
     @staticmethod
     def preprocess(images: Tensor) -> Tensor:
@@ -61,17 +60,6 @@ class FasterRcnnResNetKerasFeatureExtractor(nn.Module):
 
     def extract_box_classifier_features(self, crops: Tensor) -> Tensor:
         return self.classification_backbone.stages[3](crops)  # conv5_block3_out
-
-    def _batch_norms(self) -> list[nn.Module]:
-        return [module for module in self.modules()
-                if isinstance(module, nn.modules.batchnorm._BatchNorm)]
-
-    def train(self, mode: bool = True) -> FasterRcnnResNetKerasFeatureExtractor:
-        super().train(mode)
-        if not self.batch_norm_trainable:  # the OD API's FreezableBatchNorm(training=False)
-            for norm in self._batch_norms():
-                norm.eval()
-        return self
 
     def tf2_variable_map(self) -> dict[str, Target]:
         """Keys relative to ``model/`` -> state_dict names.

@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from objdet.errors import CheckpointError
 from objdet.models.backbones.resnet_v1_slim import (
@@ -36,6 +36,7 @@ from objdet.models.backbones.resnet_v1_slim import (
     resnet_v1_slim_blocks,
 )
 from objdet.models.checkpoints.variable_map import Target
+from objdet.models.feature_extractors.frozen_batch_norm import BatchNormFreezingExtractor
 
 # The OD API's VGG-style channel means (RGB), subtracted on the 0..255 scale.
 CHANNEL_MEANS = (123.68, 116.779, 103.939)
@@ -47,7 +48,7 @@ _SECOND_STAGE_BASE_DEPTH = 512
 _SECOND_STAGE_UNITS = 3
 
 
-class FasterRcnnResNetSlimFeatureExtractor(nn.Module):
+class FasterRcnnResNetSlimFeatureExtractor(BatchNormFreezingExtractor):
     """``extract_proposal_features(preprocessed [B, 3, H, W]) -> [B, C3, ceil(H/s), ceil(W/s)]``
     (``s = first_stage_features_stride``); ``extract_box_classifier_features(crops [N, C3, h,
     w]) -> [N, C4, h, w]``."""
@@ -90,14 +91,6 @@ class FasterRcnnResNetSlimFeatureExtractor(nn.Module):
 
     def extract_box_classifier_features(self, crops: Tensor) -> Tensor:
         return self.second_stage(crops)  # block4 at stride 1
-
-    def train(self, mode: bool = True) -> FasterRcnnResNetSlimFeatureExtractor:
-        super().train(mode)
-        if not self.batch_norm_trainable:  # slim batch_norm(is_training=False)
-            for module in self.modules():
-                if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                    module.eval()
-        return self
 
     def slim_variable_map(self) -> dict[str, Target]:
         """The OD API's TF1 variable names
