@@ -17,15 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 
-import torch
 from torch import Tensor
 
 from objdet.models.backbones.resnet_v1 import DEFAULT_HYPERPARAMS, ResNetV1
 from objdet.models.checkpoints.variable_map import Target
 from objdet.models.feature_extractors.frozen_batch_norm import BatchNormFreezingExtractor
+from objdet.models.feature_extractors.preprocessing import subtract_channel_means
 
-# The OD API's VGG-style channel means (RGB), subtracted on the 0..255 scale.
-CHANNEL_MEANS = (123.68, 116.779, 103.939)
 FIRST_STAGE_FEATURES_STRIDE = 16
 
 
@@ -48,8 +46,7 @@ class FasterRcnnResNetKerasFeatureExtractor(BatchNormFreezingExtractor):
     @staticmethod
     def preprocess(images: Tensor) -> Tensor:
         """``[B, 3, H, W]`` RGB in [0, 1] -> 0..255 minus the channel means."""
-        means = torch.tensor(CHANNEL_MEANS, dtype=images.dtype, device=images.device)
-        return images * 255.0 - means.view(1, 3, 1, 1)
+        return subtract_channel_means(images)
 
     def extract_proposal_features(self, images: Tensor) -> Tensor:
         backbone = self.classification_backbone

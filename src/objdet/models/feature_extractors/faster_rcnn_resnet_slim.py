@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import torch
 from torch import Tensor
 
 from objdet.errors import CheckpointError
@@ -37,9 +36,8 @@ from objdet.models.backbones.resnet_v1_slim import (
 )
 from objdet.models.checkpoints.variable_map import Target
 from objdet.models.feature_extractors.frozen_batch_norm import BatchNormFreezingExtractor
+from objdet.models.feature_extractors.preprocessing import subtract_channel_means
 
-# The OD API's VGG-style channel means (RGB), subtracted on the 0..255 scale.
-CHANNEL_MEANS = (123.68, 116.779, 103.939)
 FIRST_STAGE_FEATURES_STRIDES = (8, 16)
 # tf.Assert in _extract_proposal_features: height and width >= 33.
 MIN_IMAGE_SIZE = 33
@@ -80,8 +78,7 @@ class FasterRcnnResNetSlimFeatureExtractor(BatchNormFreezingExtractor):
     @staticmethod
     def preprocess(images: Tensor) -> Tensor:
         """``[B, 3, H, W]`` RGB in [0, 1] -> 0..255 minus the channel means."""
-        means = torch.tensor(CHANNEL_MEANS, dtype=images.dtype, device=images.device)
-        return images * 255.0 - means.view(1, 3, 1, 1)
+        return subtract_channel_means(images)
 
     def extract_proposal_features(self, images: Tensor) -> Tensor:
         if min(images.shape[-2:]) < MIN_IMAGE_SIZE:

@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import logging
 
-import torch
 from torch import Tensor, nn
 
 from objdet.models.backbones.keras_conv_unit import drop_absent_batch_norm_variables
 from objdet.models.backbones.resnet_v1 import DEFAULT_HYPERPARAMS, ResNetV1
 from objdet.models.checkpoints.variable_map import Target, batch_norm_targets, conv_targets
 from objdet.models.feature_extractors.params import FeatureExtractorParams, FpnParams
+from objdet.models.feature_extractors.preprocessing import subtract_channel_means
 from objdet.models.hyperparams import initialize_weight, make_activation, make_batch_norm
 from objdet.models.layers.padding import make_conv2d
 from objdet.models.necks.fpn import FpnTopDown, keras_use_bias
 
-# The OD API's VGG-style channel means (RGB), subtracted on the 0..255 scale.
-CHANNEL_MEANS = (123.68, 116.779, 103.939)
 # shape_utils.check_min_image_dim(129, ...) in the OD API's _extract_features.
 MIN_IMAGE_SIZE = 129
 
@@ -60,8 +58,7 @@ class SSDResNetV1FpnFeatureExtractor(nn.Module):
     @staticmethod
     def preprocess(images: Tensor) -> Tensor:
         """``[B, 3, H, W]`` RGB in [0, 1] -> 0..255 minus the channel means."""
-        means = torch.tensor(CHANNEL_MEANS, dtype=images.dtype, device=images.device)
-        return images * 255.0 - means.view(1, 3, 1, 1)
+        return subtract_channel_means(images)
 
     def forward(self, images: Tensor) -> list[Tensor]:
         if min(images.shape[-2:]) < MIN_IMAGE_SIZE:

@@ -22,7 +22,6 @@ build the pyramid. Preprocessing: 0..255 minus the VGG channel means.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from objdet.models.backbones.resnet_v1_slim import (
@@ -31,12 +30,11 @@ from objdet.models.backbones.resnet_v1_slim import (
     resnet_v1_slim_blocks,
 )
 from objdet.models.feature_extractors.params import FeatureExtractorParams
+from objdet.models.feature_extractors.preprocessing import subtract_channel_means
 from objdet.models.hyperparams import ConvHyperparams
 from objdet.models.layers.slim_conv import slim_conv_unit
 from objdet.models.necks.slim_fpn import SlimFpnTopDown
 
-# The OD API's VGG-style channel means (RGB), subtracted on the 0..255 scale.
-CHANNEL_MEANS = (123.68, 116.779, 103.939)
 # shape_utils.check_min_image_dim(129, ...) in the OD API's extract_features.
 MIN_IMAGE_SIZE = 129
 # fpn_min_level maps to block{min_level - 1}: levels 2..5 are the four ResNet blocks.
@@ -71,8 +69,7 @@ class SSDResNetV1FpnSlimFeatureExtractor(nn.Module):
     @staticmethod
     def preprocess(images: Tensor) -> Tensor:
         """``[B, 3, H, W]`` RGB in [0, 1] -> 0..255 minus the channel means."""
-        means = torch.tensor(CHANNEL_MEANS, dtype=images.dtype, device=images.device)
-        return images * 255.0 - means.view(1, 3, 1, 1)
+        return subtract_channel_means(images)
 
     def forward(self, images: Tensor) -> list[Tensor]:
         if min(images.shape[-2:]) < MIN_IMAGE_SIZE:
