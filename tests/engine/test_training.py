@@ -37,6 +37,9 @@ def test_train_evaluates_and_keeps_checkpoints(tiny_config_path: Path, tmp_path:
     metrics = result.eval_history[-1][1]
     assert 0.0 <= metrics["PascalBoxes_Precision/mAP@0.5IOU"] <= 1.0
     assert "DetectionBoxes_Recall/AR@100" in metrics
+    for step, name in ((2, "metrics-2.json"), (4, "metrics-4.json"), (4, "metrics.json")):
+        written = json.loads((tmp_path / "model" / "eval" / name).read_text())  # as `objdet eval`'s
+        assert written == {"step": step, "metrics": dict(result.eval_history[step // 2 - 1][1])}
     index = CheckpointManager(tmp_path / "model").read_index()
     assert index.checkpoints == ["ckpt-2.pt", "ckpt-4.pt"]
     assert index.best_metric == "PascalBoxes_Precision/mAP@0.5IOU"

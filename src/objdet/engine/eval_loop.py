@@ -35,15 +35,22 @@ def evaluate_checkpoint(config: Any, checkpoint_path: Path, *, device: str = "cp
     return restored.step, metrics
 
 
-def write_metrics(eval_dir: Path, step: int, metrics: dict[str, float]) -> Path:
-    """Atomically write ``metrics-<step>.json`` and ``metrics.json``; log to TensorBoard."""
-    from torch.utils.tensorboard import SummaryWriter
-
+def write_metrics_json(eval_dir: Path, step: int, metrics: dict[str, float]) -> Path:
+    """Atomically write ``metrics-<step>.json`` and ``metrics.json`` (the latest) into
+    ``eval_dir``; returns the first. ``objdet eval`` and the trainer's evaluations write them."""
     payload = json.dumps({"step": step, "metrics": metrics}, indent=2, sort_keys=True)
     path = eval_dir / f"metrics-{step}.json"
     for target in (path, eval_dir / "metrics.json"):
         with atomic_write(target, "w") as handle:
             handle.write(payload)
+    return path
+
+
+def write_metrics(eval_dir: Path, step: int, metrics: dict[str, float]) -> Path:
+    """Atomically write ``metrics-<step>.json`` and ``metrics.json``; log to TensorBoard."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    path = write_metrics_json(eval_dir, step, metrics)
     writer = SummaryWriter(str(eval_dir))
     for name, value in metrics.items():
         writer.add_scalar(f"eval/{name}", value, step)

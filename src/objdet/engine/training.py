@@ -25,6 +25,7 @@ from objdet.engine.checkpoint import CheckpointManager
 from objdet.engine.devices import resolve_device
 from objdet.engine.distributed import DistributedContext, init_distributed, per_rank_batch_size
 from objdet.engine.ema import build_ema
+from objdet.engine.eval_loop import write_metrics_json
 from objdet.engine.evaluate import build_eval_inputs, evaluate_detector
 from objdet.engine.fine_tune import load_fine_tune_checkpoint, select_trainable
 from objdet.engine.gradients import bias_grad_multiplier
@@ -245,6 +246,7 @@ def _eval_hook(config: Any, options: TrainOptions, manager: CheckpointManager, m
         metrics = evaluate_detector(model, inputs.loader, inputs.evaluators, device=device,
                                     max_images=inputs.max_images, on_prediction=drawings.add)
         drawings.write(writer, current.step)
+        write_metrics_json(model_dir / "eval", current.step, metrics)  # as `objdet eval` writes them
         return metrics
 
     return EvalHook(evaluate, options.eval_every_n, manager=manager, writer=writer,
