@@ -20,9 +20,12 @@ from torch import nn
 from objdet.models.feature_extractors import (
     faster_rcnn_inception_resnet_v2,
     faster_rcnn_inception_v2,
+    faster_rcnn_resnet_fpn_keras,
     faster_rcnn_resnet_keras,
     faster_rcnn_resnet_slim,
 )
+from objdet.models.feature_extractors.params import FpnParams
+from objdet.models.hyperparams import ConvHyperparams
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,13 @@ class FasterRcnnExtractorParams:
     first_stage_features_stride: int = 16
     batch_norm_trainable: bool = False
     depth_multiplier: float = 1.0
+    # The FPN extractors' fields (None / False / None where the config leaves them out);
+    # ``crop_size`` is the pooled crop's side (``initial_crop_size`` after the max-pool).
+    conv_hyperparams: ConvHyperparams | None = None
+    override_base_feature_extractor_hyperparams: bool = False
+    fpn: FpnParams | None = None
+    pad_to_multiple: int | None = None
+    crop_size: int = 7
 
 
 def _resnet_keras(depth: int, params: FasterRcnnExtractorParams) -> nn.Module:
@@ -46,6 +56,29 @@ def _resnet_keras(depth: int, params: FasterRcnnExtractorParams) -> nn.Module:
     return faster_rcnn_resnet_keras.build_faster_rcnn_resnet_keras(
         depth, batch_norm_trainable=params.batch_norm_trainable,
         depth_multiplier=params.depth_multiplier)
+
+
+def _resnet_fpn_keras(depth: int, params: FasterRcnnExtractorParams) -> nn.Module:
+    """As the OD API's model builder: ``fpn { }`` absent means levels 2..6 of depth 256."""
+    if params.first_stage_features_stride not in (8, 16):
+        raise ValueError(f"first_stage_features_stride: {params.first_stage_features_stride} "
+                         "is not supported; expected 8 or 16 (unused by the FPN extractors, "
+                         "which the OD API checks all the same)")
+    if params.conv_hyperparams is None:
+        raise ValueError("conv_hyperparams: missing; the FPN extractors build their pyramid "
+                         "layers from it, as the OD API")
+    if params.pad_to_multiple is not None and params.pad_to_multiple != (
+            faster_rcnn_resnet_fpn_keras.PAD_TO_MULTIPLE):
+        raise ValueError(f"pad_to_multiple: {params.pad_to_multiple} is not supported; the OD "
+                         "API's FPN extractors always pad to "
+                         f"{faster_rcnn_resnet_fpn_keras.PAD_TO_MULTIPLE}")
+    fpn = params.fpn if params.fpn is not None else FpnParams(min_level=2, max_level=6)
+    return faster_rcnn_resnet_fpn_keras.FasterRcnnResNetFpnKerasFeatureExtractor(
+        depth=depth, hyperparams=params.conv_hyperparams,
+        override_base_hyperparams=params.override_base_feature_extractor_hyperparams,
+        batch_norm_trainable=params.batch_norm_trainable, min_level=fpn.min_level,
+        max_level=fpn.max_level, additional_layer_depth=fpn.additional_layer_depth,
+        crop_size=params.crop_size, depth_multiplier=params.depth_multiplier)
 
 
 def _resnet_slim(depth: int, params: FasterRcnnExtractorParams) -> nn.Module:
@@ -60,6 +93,13 @@ FASTER_RCNN_FEATURE_EXTRACTORS: dict[str, Callable[[FasterRcnnExtractorParams], 
     name: partial(_resnet_keras, depth)
     for name, depth in faster_rcnn_resnet_keras.FASTER_RCNN_RESNET_KERAS_DEPTHS.items()
 }
+# The Keras ResNet v1 FPN extractors: faster_rcnn_resnet{50,101,152}_fpn_keras.
+FASTER_RCNN_FEATURE_EXTRACTORS.update(
+    (name, partial(_resnet_fpn_keras, depth))
+    for name, depth in faster_rcnn_resnet_fpn_keras.FASTER_RCNN_RESNET_FPN_KERAS_DEPTHS.items())
+# The extractor types that take conv_hyperparams, override_base_feature_extractor_hyperparams
+# and fpn (the OD API passes them to any Keras extractor; the others fail on them).
+FPN_FEATURE_EXTRACTORS = frozenset(faster_rcnn_resnet_fpn_keras.FASTER_RCNN_RESNET_FPN_KERAS_DEPTHS)
 # The TF1 (slim) ResNet v1 extractors: faster_rcnn_resnet{50,101,152}.
 FASTER_RCNN_FEATURE_EXTRACTORS.update(
     (name, partial(_resnet_slim, depth))

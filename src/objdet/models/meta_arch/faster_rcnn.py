@@ -1,5 +1,6 @@
 """The Faster R-CNN meta-architecture (Ren et al. 2015) as the OD API's ``FasterRCNNMetaArch``
-runs it with a single-map (non-FPN) Keras extractor.
+runs it with a single-map Keras extractor, or with an FPN one (a :class:`PyramidFeatureExtractor`:
+anchors, RPN and crops on every pyramid level, :mod:`~objdet.models.meta_arch.faster_rcnn_pyramid`).
 
 1. The extractor's first stage maps the canvas to a stride-16 map; the
    :class:`~objdet.models.meta_arch.faster_rcnn_heads.RegionProposalHead` predicts box codes
@@ -26,7 +27,7 @@ float probabilities over the input image with a mask head; targets then need ``"
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -51,6 +52,13 @@ from objdet.models.meta_arch.faster_rcnn_postprocessing import (
     SecondStageNonMaxSuppression,
     select_proposals,
 )
+from objdet.models.meta_arch.faster_rcnn_pyramid import (
+    FirstStageMultiscaleAnchors,
+    fpn_box_levels,
+    multilevel_crop_and_pool,
+    pack_pyramid,
+    unpack_pyramid,
+)
 from objdet.models.meta_arch.faster_rcnn_training import FasterRcnnLoss
 
 
@@ -59,10 +67,18 @@ class FasterRcnnFeatureExtractor(Protocol):
     box_classifier_channels: int
 
     def preprocess(self, images: Tensor) -> Tensor: ...
-    def extract_proposal_features(self, images: Tensor) -> Tensor: ...
+    def extract_proposal_features(self, images: Tensor) -> Tensor | list[Tensor]: ...
     def extract_box_classifier_features(self, crops: Tensor) -> Tensor: ...
     def tf2_variable_map(self) -> dict[str, Target]: ...
     def tf2_classification_map(self) -> dict[str, Target]: ...
+
+
+@runtime_checkable
+class PyramidFeatureExtractor(Protocol):
+    """An extractor whose ``extract_proposal_features`` returns a list of maps (finest first)
+    of the sizes ``pyramid_sizes(canvas_height, canvas_width)`` says."""
+
+    def pyramid_sizes(self, height: int, width: int) -> list[tuple[int, int]]: ...
 
 
 class FasterRCNN(nn.Module):
@@ -81,7 +97,7 @@ class FasterRCNN(nn.Module):
         num_classes: int,
         image_resizer: ImageResizer,
         feature_extractor: nn.Module,  # a FasterRcnnFeatureExtractor
-        anchor_generator: GridAnchorGenerator,
+        anchor_generator: GridAnchorGenerator | FirstStageMultiscaleAnchors,
         proposal_head: RegionProposalHead,
         box_predictor: MaskRcnnBoxPredictor,
         box_coder: FasterRcnnBoxCoder,
@@ -113,6 +129,9 @@ class FasterRCNN(nn.Module):
         self.loss = loss
         self.clip_anchors_to_image = clip_anchors_to_image
         self.mask_head = mask_head
+        if mask_head is not None:  # the third stage runs on them after NMS (postprocess)
+            self.graph_outputs = (*FasterRCNN.graph_outputs, "rpn_features_to_crop")
+        self.is_pyramid = isinstance(feature_extractor, PyramidFeatureExtractor)
 
     @property
     def max_detections(self) -> int:
@@ -166,22 +185,35 @@ class FasterRCNN(nn.Module):
         return self.postprocess(predictions, batch.resized_sizes, batch.original_sizes)
 
     def predict_first_stage(self, images: Tensor) -> dict[str, Tensor]:
-        """Canvas ``[B, 3, H, W]`` in [0, 1] -> ``features`` (stride 16), ``rpn_box_encodings
-        [B, A, 4]``, ``rpn_objectness [B, A, 2]`` logits and ``anchors [A, 4]`` clipped to
-        the canvas (in training without ``clip_anchors_to_image``: unclipped; the loss
-        drops those that leave the canvas)."""
+        """Canvas ``[B, 3, H, W]`` in [0, 1] -> ``features`` (the map ``[B, C, h, w]``, stride
+        16; from a pyramid extractor its levels packed ``[B, C, sum h_l * w_l]``,
+        :func:`~objdet.models.meta_arch.faster_rcnn_pyramid.pack_pyramid`),
+        ``rpn_box_encodings [B, A, 4]``, ``rpn_objectness [B, A, 2]`` logits and ``anchors
+        [A, 4]`` (level by level) clipped to the canvas (in training without
+        ``clip_anchors_to_image``: unclipped; the loss drops those that leave the canvas)."""
         extractor: FasterRcnnFeatureExtractor = self.feature_extractor  # type: ignore[assignment]
         features = extractor.extract_proposal_features(extractor.preprocess(images))
-        box_encodings, objectness = self.proposal_head(features)
+        maps = features if isinstance(features, list) else [features]
+        box_encodings, objectness = self.proposal_head(maps)
         height, width = int(images.shape[2]), int(images.shape[3])
-        anchors = self.anchor_generator([(int(features.shape[2]), int(features.shape[3]))],
-                                        height, width).to(box_encodings)
+        anchors = self.anchor_generator([(int(level.shape[2]), int(level.shape[3]))
+                                         for level in maps], height, width).to(box_encodings)
         if not self.training or self.clip_anchors_to_image:
-            # Grid anchors are centred inside the canvas, so clipping leaves each some area
+            # Anchors are centred inside the canvas (an FPN's too, its canvas being a multiple
+            # of 32 in the OD API, which fails otherwise), so clipping leaves each some area
             # and the OD API's eval-time filter of empty anchors never removes one.
             anchors = clip_boxes(anchors, (height, width))
-        return {"features": features, "rpn_box_encodings": box_encodings,
-                "rpn_objectness": objectness, "anchors": anchors}
+        return {"features": pack_pyramid(features) if isinstance(features, list) else features,
+                "rpn_box_encodings": box_encodings, "rpn_objectness": objectness,
+                "anchors": anchors}
+
+    def feature_maps(self, features: Tensor, canvas_size: tuple[int, int]) -> list[Tensor]:
+        """``predict_first_stage``'s ``features`` -> the maps ``[B, C, h_l, w_l]`` (one
+        without a pyramid)."""
+        if not self.is_pyramid:
+            return [features]
+        extractor: PyramidFeatureExtractor = self.feature_extractor  # type: ignore[assignment]
+        return unpack_pyramid(features, extractor.pyramid_sizes(*canvas_size))
 
     def propose(self, first_stage: dict[str, Tensor],
                 image_sizes: list[tuple[int, int]] | Tensor) -> tuple[Tensor, Tensor]:
@@ -198,12 +230,23 @@ class FasterRCNN(nn.Module):
                                 iou_threshold=self.first_stage_nms_iou_threshold,
                                 max_proposals=self.first_stage_max_proposals)
 
-    def box_classifier_features(self, features: Tensor, boxes: Tensor) -> Tensor:
-        """Map ``[B, C, h, w]``, boxes ``[B, N, 4]`` (x1, y1, x2, y2) as fractions of the
-        canvas -> the extractor's second-stage features ``[B*N, C', h', w']``."""
+    def box_classifier_features(self, features: Tensor, boxes: Tensor,
+                                canvas_size: tuple[int, int] | None = None) -> Tensor:
+        """Map ``[B, C, h, w]`` (a pyramid: packed, with the ``canvas_size`` (H, W) it came
+        from), boxes ``[B, N, 4]`` (x1, y1, x2, y2) as fractions of the canvas -> the
+        extractor's second-stage features ``[B*N, C', h', w']``. A pyramid's boxes are each
+        cropped from the level their size picks (the OD API's ``fpn_feature_levels``)."""
         extractor: FasterRcnnFeatureExtractor = self.feature_extractor  # type: ignore[assignment]
-        crops = crop_and_pool(features, boxes, self.initial_crop_size,
-                              self.maxpool_kernel_size, self.maxpool_stride)  # [B*N, C, k, k]
+        if not self.is_pyramid:
+            crops = crop_and_pool(features, boxes, self.initial_crop_size,
+                                  self.maxpool_kernel_size, self.maxpool_stride)  # [B*N, C, k, k]
+            return extractor.extract_box_classifier_features(crops)
+        if canvas_size is None:
+            raise ValueError("box_classifier_features: a feature pyramid needs the canvas size")
+        maps = self.feature_maps(features, canvas_size)
+        levels = fpn_box_levels(boxes, canvas_size, len(maps))  # [B, N]
+        crops = multilevel_crop_and_pool(maps, boxes, levels, self.initial_crop_size,
+                                         self.maxpool_kernel_size, self.maxpool_stride)
         return extractor.extract_box_classifier_features(crops)
 
     def predict_second_stage(self, features: Tensor, proposals: Tensor,
@@ -219,7 +262,7 @@ class FasterRCNN(nn.Module):
         ``[B*P, C', h', w']`` they came from (what the mask head sees in training)."""
         height, width = canvas_size
         normalized = proposals / proposals.new_tensor([width, height, width, height])
-        classifier_features = self.box_classifier_features(features, normalized)
+        classifier_features = self.box_classifier_features(features, normalized, canvas_size)
         box_encodings, class_logits = self.box_predictor(classifier_features)
         batch, num_proposals = proposals.shape[0], proposals.shape[1]  # symbolic under export
         return (box_encodings.reshape(batch, num_proposals, -1, 4),

@@ -8,12 +8,15 @@ from torch import nn
 
 from objdet.errors import ConfigError
 from objdet.models import component_builders as parts
+from objdet.models.anchor_generators import MultiscaleAnchorGenerator
 from objdet.models.box_coders import FasterRcnnBoxCoder
 from objdet.models.config_checks import check_fields, enum_name, which_oneof
 from objdet.models.feature_extractors.faster_rcnn_registry import (
     FASTER_RCNN_FEATURE_EXTRACTORS,
+    FPN_FEATURE_EXTRACTORS,
     FasterRcnnExtractorParams,
 )
+from objdet.models.feature_extractors.params import FpnParams
 from objdet.models.grid_anchor_generator import GridAnchorGenerator
 from objdet.models.heads.rfcn_box_predictor import RfcnBoxPredictor
 from objdet.models.meta_arch.faster_rcnn import FasterRCNN, FasterRcnnFeatureExtractor
@@ -23,6 +26,7 @@ from objdet.models.meta_arch.faster_rcnn_heads import (
     RegionProposalHead,
 )
 from objdet.models.meta_arch.faster_rcnn_postprocessing import SecondStageNonMaxSuppression
+from objdet.models.meta_arch.faster_rcnn_pyramid import FirstStageMultiscaleAnchors
 from objdet.models.meta_arch.faster_rcnn_training import FasterRcnnLoss
 from objdet.models.meta_arch.rfcn import RFCN
 from objdet.protos import (
@@ -65,6 +69,11 @@ _FEATURE_EXTRACTOR_FIELDS = {
     # The OD API's Keras ResNet extractors do not read it (only its FPN ones pad).
     "pad_to_multiple",
 }
+# Read by the FPN extractors only (the OD API's other Keras extractors fail on them).
+_FPN_FEATURE_EXTRACTOR_FIELDS = {"conv_hyperparams",
+                                 "override_base_feature_extractor_hyperparams", "fpn"}
+_MULTISCALE_ANCHOR_FIELDS = {"min_level", "max_level", "anchor_scale", "aspect_ratios",
+                             "scales_per_octave", "normalize_coordinates"}
 _GRID_ANCHOR_FIELDS = {"scales", "aspect_ratios", "height", "width", "height_stride",
                        "width_stride", "height_offset", "width_offset"}
 _MASK_RCNN_BOX_PREDICTOR_FIELDS = {
@@ -100,11 +109,17 @@ def build_faster_rcnn(config: faster_rcnn_pb2.FasterRcnn, path: str = "model.fas
     _check(config.second_stage_batch_size <= config.first_stage_max_proposals, path,
            "second_stage_batch_size", config.second_stage_batch_size,
            f"<= first_stage_max_proposals ({config.first_stage_max_proposals}), as the OD API")
+    pooled_crop_size = ((config.initial_crop_size - config.maxpool_kernel_size)
+                        // max(config.maxpool_stride, 1) + 1)
     extractor = _build_feature_extractor(config.feature_extractor, f"{path}.feature_extractor",
-                                         backbone_depth_multiplier)
+                                         backbone_depth_multiplier, pooled_crop_size)
     channels: FasterRcnnFeatureExtractor = extractor  # type: ignore[assignment]
-    anchor_generator = _build_grid_anchor_generator(
-        config.first_stage_anchor_generator, f"{path}.first_stage_anchor_generator")
+    levels: list[int] | None = getattr(extractor, "pyramid_levels", None)
+    if levels is not None:
+        _check_pyramid_model(config, path, rfcn=rfcn, masks=predict_masks)
+    anchor_generator = _build_first_stage_anchor_generator(
+        config.first_stage_anchor_generator, f"{path}.first_stage_anchor_generator", levels,
+        config.feature_extractor.type)
     box_coder = FasterRcnnBoxCoder(y_scale=10.0, x_scale=10.0, height_scale=5.0,
                                    width_scale=5.0)  # the OD API's, fixed for Faster R-CNN
     proposal_head = RegionProposalHead(
@@ -112,6 +127,7 @@ def build_faster_rcnn(config: faster_rcnn_pb2.FasterRcnn, path: str = "model.fas
         kernel_size=config.first_stage_box_predictor_kernel_size,
         atrous_rate=config.first_stage_atrous_rate,
         num_anchors_per_location=anchor_generator.num_anchors_per_location()[0],
+        num_levels=len(levels) if levels is not None else 1,
         hyperparams=parts.build_conv_hyperparams(
             config.first_stage_box_predictor_conv_hyperparams,
             f"{path}.first_stage_box_predictor_conv_hyperparams"))
@@ -202,25 +218,89 @@ def _check(condition: bool, path: str, name: str, value: object, expected: str) 
 
 
 def _build_feature_extractor(config: faster_rcnn_pb2.FasterRcnnFeatureExtractor, path: str,
-                             depth_multiplier: float) -> nn.Module:
+                             depth_multiplier: float, crop_size: int) -> nn.Module:
     """``feature_extractor`` -> a FasterRcnnFeatureExtractor from the registry."""
     factory = FASTER_RCNN_FEATURE_EXTRACTORS.get(config.type)
     if factory is None:
         raise ConfigError(f"{path}.type: {config.type!r} is not supported by objdet; supported: "
                           f"{', '.join(sorted(FASTER_RCNN_FEATURE_EXTRACTORS))}")
-    check_fields(config, path, _FEATURE_EXTRACTOR_FIELDS)
+    fpn = config.type in FPN_FEATURE_EXTRACTORS
+    check_fields(config, path, _FEATURE_EXTRACTOR_FIELDS | (
+        _FPN_FEATURE_EXTRACTOR_FIELDS if fpn else set()))
+    if fpn:
+        check_fields(config.fpn, f"{path}.fpn",
+                     {"min_level", "max_level", "additional_layer_depth"})
     try:
         return factory(FasterRcnnExtractorParams(
             first_stage_features_stride=config.first_stage_features_stride,
             batch_norm_trainable=config.batch_norm_trainable,
-            depth_multiplier=depth_multiplier))
+            depth_multiplier=depth_multiplier,
+            conv_hyperparams=parts.build_conv_hyperparams(
+                config.conv_hyperparams, f"{path}.conv_hyperparams")
+            if config.HasField("conv_hyperparams") else None,
+            override_base_feature_extractor_hyperparams=(
+                config.override_base_feature_extractor_hyperparams),
+            fpn=FpnParams(min_level=config.fpn.min_level, max_level=config.fpn.max_level,
+                          additional_layer_depth=config.fpn.additional_layer_depth)
+            if config.HasField("fpn") else None,
+            pad_to_multiple=config.pad_to_multiple if config.HasField("pad_to_multiple")
+            else None,
+            crop_size=crop_size))
     except ValueError as error:
         raise ConfigError(f"{path}.{error}") from None
 
 
+def _check_pyramid_model(config: faster_rcnn_pb2.FasterRcnn, path: str, *, rfcn: bool,
+                         masks: bool) -> None:
+    """What objdet does not build on a feature pyramid (nor does any OD API config)."""
+    extractor = f"{path}.feature_extractor.type {config.feature_extractor.type!r}"
+    if rfcn:
+        raise ConfigError(f"{path}.second_stage_box_predictor.rfcn_box_predictor is not "
+                          f"supported with {extractor} (R-FCN pools from one map)")
+    if masks:
+        raise ConfigError(f"{path}.number_of_stages: 3 (Mask R-CNN) is not supported with "
+                          f"{extractor} yet; use a single-map extractor")
+
+
+def _build_first_stage_anchor_generator(
+    config: anchor_generator_pb2.AnchorGenerator, path: str, levels: list[int] | None,
+    extractor_type: str,
+) -> GridAnchorGenerator | FirstStageMultiscaleAnchors:
+    """Grid anchors for a single-map extractor, multiscale ones (one level per pyramid map)
+    for an FPN extractor."""
+    expected = "grid_anchor_generator" if levels is None else "multiscale_anchor_generator"
+    which = which_oneof(config, "anchor_generator_oneof", path,
+                        {"grid_anchor_generator", "multiscale_anchor_generator"})
+    if which != expected:
+        raise ConfigError(f"{path}: {which} is not supported with feature_extractor.type "
+                          f"{extractor_type!r}; expected {expected} (one anchor grid per "
+                          "feature map the extractor gives)")
+    if levels is None:
+        return _build_grid_anchor_generator(config, path)
+    values = config.multiscale_anchor_generator
+    path = f"{path}.multiscale_anchor_generator"
+    check_fields(values, path, _MULTISCALE_ANCHOR_FIELDS)
+    if values.normalize_coordinates:
+        raise ConfigError(f"{path}.normalize_coordinates: true is not supported; expected "
+                          "false (the OD API's Faster R-CNN generates anchors without the "
+                          "image size, so it fails on normalized ones)")
+    anchor_levels = list(range(values.min_level, values.max_level + 1))
+    if anchor_levels != levels:
+        raise ConfigError(f"{path}: levels {values.min_level}..{values.max_level} do not match "
+                          f"the feature pyramid's {levels[0]}..{levels[-1]} "
+                          "(feature_extractor.fpn min_level/max_level)")
+    _check(values.scales_per_octave > 0, path, "scales_per_octave", values.scales_per_octave,
+           "a positive number")
+    _check(len(values.aspect_ratios) > 0 and min(values.aspect_ratios) > 0, path,
+           "aspect_ratios", list(values.aspect_ratios), "a non-empty list of positive ratios")
+    return FirstStageMultiscaleAnchors(MultiscaleAnchorGenerator(
+        min_level=values.min_level, max_level=values.max_level,
+        anchor_scale=values.anchor_scale, aspect_ratios=list(values.aspect_ratios),
+        scales_per_octave=values.scales_per_octave))
+
+
 def _build_grid_anchor_generator(config: anchor_generator_pb2.AnchorGenerator, path: str
                                  ) -> GridAnchorGenerator:
-    which_oneof(config, "anchor_generator_oneof", path, {"grid_anchor_generator"})
     values = config.grid_anchor_generator
     check_fields(values, f"{path}.grid_anchor_generator", _GRID_ANCHOR_FIELDS)
     try:

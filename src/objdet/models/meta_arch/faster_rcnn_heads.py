@@ -37,10 +37,13 @@ from objdet.models.necks.fpn import keras_use_bias
 
 
 class RegionProposalHead(nn.Module):
-    """``features [B, C, H, W] -> (box_encodings [B, H*W*K, 4], objectness [B, H*W*K, 2])``."""
+    """``features [B, C, H, W] -> (box_encodings [B, H*W*K, 4], objectness [B, H*W*K, 2])``;
+    with ``num_levels`` maps (a pyramid, finest first) the first conv is shared and each level
+    has its own box and objectness convs, outputs concatenated level by level."""
 
     def __init__(self, *, in_channels: int, depth: int, kernel_size: int, atrous_rate: int,
-                 num_anchors_per_location: int, hyperparams: ConvHyperparams) -> None:
+                 num_anchors_per_location: int, hyperparams: ConvHyperparams,
+                 num_levels: int = 1) -> None:
         super().__init__()
         self.weight_decay = hyperparams.weight_decay
         self._batch_norm = hyperparams.batch_norm
@@ -55,11 +58,13 @@ class RegionProposalHead(nn.Module):
         layers.append(nn.ReLU6())
         self.first_conv = nn.Sequential(*layers)
         self.box_predictor = ConvolutionalBoxPredictor(
-            in_channels=[depth], num_anchors_per_location=[num_anchors_per_location],
+            in_channels=[depth] * num_levels,
+            num_anchors_per_location=[num_anchors_per_location] * num_levels,
             num_class_slots=2, hyperparams=hyperparams, kernel_size=1)
 
-    def forward(self, features: Tensor) -> tuple[Tensor, Tensor]:
-        return self.box_predictor([self.first_conv(features)])
+    def forward(self, features: Tensor | list[Tensor]) -> tuple[Tensor, Tensor]:
+        maps = [features] if isinstance(features, Tensor) else features
+        return self.box_predictor([self.first_conv(level) for level in maps])
 
     def tf2_variable_map(self) -> dict[str, Target]:
         """Keys relative to ``model/`` (two OD API objects: the first conv's Sequential and the
