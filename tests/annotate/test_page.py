@@ -1,6 +1,7 @@
 """The page in Debian's chromium (headless, through Playwright): suggestions shown, accept
-with the keyboard, draw a box with the mouse, change its label, reject a box, undo (within an
-image and across images); the SQLite rows must match. Screenshots go to the test output."""
+with the keyboard, draw a box with the mouse, change its label, reject a box, move and resize
+a box by a corner, undo and redo (within an image and across images); the SQLite rows must
+match after each answer. Screenshots go to the test output."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AnnotateS
 
     root = tmp_path_factory.mktemp("annotate_page")
     tiny = write_tiny_training(root / "tiny")
-    project = make_project(root, num_images=4)
+    project = make_project(root, num_images=6)
     project = ProjectFiles(project.images, tiny.config_path, tiny.label_map_path, tiny.checkpoint_dir,
                            project.image_names)
     # what the trainer process does first: the model_dir's checkpoint becomes version 1
@@ -150,7 +151,7 @@ def test_label_two_images_with_keyboard_and_mouse(page: object, served: tuple[An
     assert row["label_ids"][-1] == 2
     progress = page.locator("#progress").text_content()  # type: ignore[attr-defined]
     assert "model v1" in progress
-    page.wait_for_function("document.getElementById('progress').textContent.startsWith('2 / 4')")  # type: ignore[attr-defined]
+    page.wait_for_function("document.getElementById('progress').textContent.startsWith('2 / 6')")  # type: ignore[attr-defined]
     screenshot(page, tmp_path, "4-progress")
 
     third_key = page.evaluate("window.objdetAnnotate.task.key")  # type: ignore[attr-defined]
@@ -169,3 +170,65 @@ def test_label_two_images_with_keyboard_and_mouse(page: object, served: tuple[An
     assert len(row["boxes"]) == moved and row["sources"] == ["edited"]
     shift = [after - first for after, first in zip(row["boxes"][0], before)]
     assert shift[0] < 0 and shift[1] < 0 and abs(shift[0] - shift[2]) < 0.5 and abs(shift[1] - shift[3]) < 0.5, shift
+
+
+def drag(page: object, start: tuple[float, float], end: tuple[float, float]) -> None:
+    """A mouse drag in screen pixels, in small steps as a hand makes it."""
+    page.mouse.move(*start)  # type: ignore[attr-defined]
+    page.mouse.down()  # type: ignore[attr-defined]
+    page.mouse.move(*end, steps=5)  # type: ignore[attr-defined]
+    page.mouse.up()  # type: ignore[attr-defined]
+
+
+def selected_box(page: object) -> list[float]:
+    return page.evaluate("[...window.objdetAnnotate.boxes[window.objdetAnnotate.selected].box]")  # type: ignore[attr-defined, no-any-return]
+
+
+def test_resize_by_corner_undo_and_redo(page: object, served: tuple[AnnotateServer, ProjectFiles],
+                                        tmp_path: Path) -> None:
+    server, project = served
+    page.goto(f"{server.url}/?session=resizer")  # type: ignore[attr-defined]
+    page.wait_for_selector("rect.box")  # type: ignore[attr-defined]
+    key = page.evaluate("window.objdetAnnotate.task.key")  # type: ignore[attr-defined]
+    shown = show_top_suggestions(page, 1)
+    page.keyboard.press("Tab")  # type: ignore[attr-defined]
+    original = selected_box(page)
+    width, height = page.evaluate("[window.objdetAnnotate.task.width, window.objdetAnnotate.task.height]")  # type: ignore[attr-defined]
+    x1, y1, x2, y2 = original
+    # a corner inside the image (a box may touch its border), dragged inwards: the box shrinks
+    corner, moves = next((name, moves) for name, moves, inside in [
+        ("se", (-30, -20), x2 < width - 2 and y2 < height - 2), ("nw", (30, 20), x1 > 2 and y1 > 2),
+        ("ne", (-30, 20), x2 < width - 2 and y1 > 2), ("sw", (30, -20), True)] if inside)
+    handle = page.locator(f"rect.handle[data-corner='{corner}']").bounding_box()  # type: ignore[attr-defined]
+    center = (handle["x"] + handle["width"] / 2, handle["y"] + handle["height"] / 2)
+    drag(page, center, (center[0] + moves[0], center[1] + moves[1]))
+    resized = selected_box(page)
+    kept = {"se": (0, 1), "nw": (2, 3), "ne": (0, 3), "sw": (2, 1)}[corner]  # the opposite corner
+    assert [resized[i] for i in kept] == [original[i] for i in kept], (corner, original, resized)
+    assert (resized[2] - resized[0]) < (x2 - x1) and (resized[3] - resized[1]) < (y2 - y1), (original, resized)
+    page.keyboard.press("Control+z")  # type: ignore[attr-defined]
+    assert page.evaluate("window.objdetAnnotate.boxes[0].box") == original  # type: ignore[attr-defined]
+    page.keyboard.press("Control+Shift+z")  # type: ignore[attr-defined]
+    assert page.evaluate("window.objdetAnnotate.boxes[0].box") == resized  # type: ignore[attr-defined]
+    page.keyboard.press("Control+z")  # type: ignore[attr-defined]
+    page.keyboard.press("Control+y")  # type: ignore[attr-defined]  # the other redo key
+    assert page.evaluate("window.objdetAnnotate.boxes[0].box") == resized  # type: ignore[attr-defined]
+    screenshot(page, tmp_path, "5-resized")
+    page.keyboard.press("a")  # type: ignore[attr-defined]
+    page.wait_for_function(f"window.objdetAnnotate.task.key !== '{key}'")  # type: ignore[attr-defined]
+    row = latest_rows(project)[key]
+    assert (row["rows"], row["session"], row["sources"]) == (1, "resizer", ["edited"]) and shown == 1
+    assert all(abs(a - b) <= 0.01 for a, b in zip(row["boxes"][0], resized)), (row["boxes"], resized)
+
+    # undo across images, then redo: back on the new image, the first one's row untouched
+    following = page.evaluate("window.objdetAnnotate.task.key")  # type: ignore[attr-defined]
+    page.keyboard.press("Control+z")  # type: ignore[attr-defined]
+    assert page.evaluate("window.objdetAnnotate.task.key") == key  # type: ignore[attr-defined]
+    page.keyboard.press("Control+Shift+z")  # type: ignore[attr-defined]
+    assert page.evaluate("[window.objdetAnnotate.task.key, window.objdetAnnotate.historyIndex]") == [following, -1]  # type: ignore[attr-defined]
+    assert latest_rows(project)[key]["rows"] == 1
+    page.keyboard.press("i")  # type: ignore[attr-defined]  # answering works as before the undo
+    page.wait_for_function(f"window.objdetAnnotate.task === null || window.objdetAnnotate.task.key !== '{following}'")  # type: ignore[attr-defined]
+    rows = latest_rows(project)
+    assert (rows[following]["answer"], rows[following]["session"], rows[following]["rows"]) == ("ignore", "resizer", 1)
+    assert rows[key]["rows"] == 1

@@ -52,3 +52,25 @@ def test_a_file_that_is_not_a_database_is_a_one_line_error(tmp_path: Path) -> No
     path.write_bytes(b"not sqlite at all" * 100)
     with pytest.raises(ObjdetError, match="not a usable annotation database"):
         AnswerStore(path)
+
+
+def test_leases_are_shared_through_the_database_and_expire(tmp_path: Path) -> None:
+    first = AnswerStore(tmp_path / "answers.sqlite")  # two connections, as two app processes
+    second = AnswerStore(tmp_path / "answers.sqlite")
+    first.sync_images(["a.jpg", "b.jpg", "c.jpg"])
+
+    def in_order(taken: set[int], answered: set[int]) -> int | None:
+        return next((i for i in (1, 2, 3) if i not in taken and i not in answered), None)
+
+    assert first.lease_image("ann", in_order, lease_seconds=10, now=100.0) == 1
+    assert second.lease_image("bob", in_order, lease_seconds=10, now=101.0) == 2  # 1 is ann's
+    assert first.lease_image("ann", in_order, lease_seconds=10, now=105.0) == 1  # ann's again, renewed
+    assert second.renew_lease("bob", lease_seconds=10, now=109.0)
+    first.commit_answer(image_id=1, session="ann", answer="accept", boxes=[], label_ids=[])
+    assert [(lease.session, lease.image_id) for lease in second.leases(now=110.0)] == [("bob", 2)]
+    assert second.lease_image("ann", in_order, lease_seconds=10, now=110.0) == 3  # 1 answered, 2 bob's
+    assert second.lease_image("cat", in_order, lease_seconds=10, now=111.0) is None  # all taken
+    # ann's lease (renewed at 110) ends at 120, bob's (renewed at 109) at 119: cat gets bob's
+    assert first.lease_image("cat", in_order, lease_seconds=10, now=119.5) == 2
+    assert not first.renew_lease("bob", lease_seconds=10, now=119.6)
+    assert [(lease.session, lease.image_id) for lease in first.leases(now=119.6)] == [("ann", 3), ("cat", 2)]

@@ -7,8 +7,9 @@ and exports each new checkpoint as a new version, which the suggestions switch t
 restart.
 
 - ``objdet.annotate.sources``: the project's images (a folder or TFRecords), referenced by key.
-- ``objdet.annotate.store``: the SQLite (WAL) store of answers.
+- ``objdet.annotate.store``: the SQLite (WAL) store of answers and of image leases.
 - ``objdet.annotate.suggestions``: the newest exported model version and its predictions.
+- ``objdet.annotate.initial_model``: suggestions before the first version (``--initial_model``).
 - ``objdet.annotate.tasks``: which image comes next (uncertainty, random or file order).
 - ``objdet.annotate.app``: the fastapi app (page + JSON API).
 - ``objdet.annotate.trainer``: the background training process.

@@ -3,14 +3,17 @@
 API (pixel boxes ``[x1, y1, x2, y2]``, label names from the label map)::
 
     GET  /api/next?session=NAME[&include_answered=1]
-         -> {"task_id", "image", "width", "height", "model_version",
+         -> {"task_id", "image", "width", "height", "model_version", "model_name",
              "boxes": [{"box_xyxy", "label", "score"}]}      (204 when nothing is left)
+         (model_version 0: no version of the project's yet; its boxes, if any, come from the
+         --initial_model, which model_name names)
     GET  /api/task/{task_id}?session=NAME -> the same for one image, with "previous_answer"
     GET  /api/image/{task_id}             -> the image's bytes (only project images, by id)
     POST /api/answer {"task_id", "session", "answer": "accept"|"reject"|"ignore",
                       "boxes": [{"box_xyxy", "label", ["source"]}], ["rejected": [box_xyxy]]}
          -> 200 {"answer_id", ...} once the row is committed
-    GET  /api/status                      -> progress, model version, trainer state, labels
+    GET  /api/status[?session=NAME]       -> progress, model version, trainer state, labels
+                                             (with a session: renews that session's lease)
     GET  /api/export?format=jsonl|coco|tfrecord|voc|yolo -> the accepted annotations
 
 POST bodies must be ``application/json``; on loopback only requests addressed to a loopback
@@ -106,7 +109,7 @@ def build_app(project: Project) -> FastAPI:
         task = project.queue.next_for(_session(session), bool(include_answered))
         if task is None:
             return Response(status_code=204)
-        return _task_json(task, names)
+        return _task_json(task, names, project.suggester)
 
     @app.get("/api/task/{task_id}")
     def one_task(task_id: int) -> Any:
@@ -116,7 +119,7 @@ def build_app(project: Project) -> FastAPI:
         if task is None:
             raise BadRequest(f"task {task_id}: the image cannot be read: "
                              f"{project.queue.bad_images.get(task_id)}", 422)
-        content = _task_json(task, names)
+        content = _task_json(task, names, project.suggester)
         previous = project.store.latest_answer(task_id)
         if previous is not None:
             content["previous_answer"] = {
@@ -152,7 +155,9 @@ def build_app(project: Project) -> FastAPI:
         return await run_in_threadpool(_commit, project, body, ids)
 
     @app.get("/api/status")
-    def status() -> Any:
+    def status(session: str | None = None) -> Any:
+        if session is not None:  # the page polls with its session: its image stays leased
+            project.queue.renew(_session(session))
         return status_json(project, names)
 
     @app.get("/api/export")
@@ -162,10 +167,11 @@ def build_app(project: Project) -> FastAPI:
     return app
 
 
-def _task_json(task: PreparedTask, names: dict[int, str]) -> dict[str, Any]:
+def _task_json(task: PreparedTask, names: dict[int, str], suggester: Suggester) -> dict[str, Any]:
     return {
         "task_id": task.image_id, "image": f"/api/image/{task.image_id}", "key": task.key,
         "width": task.width, "height": task.height, "model_version": task.model_version,
+        "model_name": suggester.model_name(task.model_version),
         "boxes": [{"box_xyxy": [round(v, 2) for v in s.box_xyxy],
                    "label": names.get(s.label_id, str(s.label_id)), "score": round(s.score, 4)}
                   for s in task.suggestions],
@@ -193,7 +199,7 @@ def _commit(project: Project, body: Any, ids: dict[str, int]) -> dict[str, Any]:
         box_sources=sources, rejected_boxes=rejected,
         model_version=int(version) if isinstance(version, int) else 0,
     )
-    project.queue.answered(task_id, session)
+    project.queue.answered(task_id)
     return {"answer_id": answer_id, "task_id": task_id, "committed": True}
 
 
@@ -253,6 +259,7 @@ def status_json(project: Project, names: dict[int, str]) -> dict[str, Any]:
         "ignore": counts["ignore"], "bad_images": len(bad),
         "bad_examples": list(bad.values())[:5],
         "model_version": project.suggester.version, "model_error": project.suggester.load_error,
+        "model_name": project.suggester.model_name(project.suggester.version),
         "ordering": project.queue.ordering, "eval_input": project.eval_input,
         "trainer": project.store.get_meta(STATUS_KEY) or {"state": "off"},
         "labels": [{"id": class_id, "name": name} for class_id, name in names.items()],

@@ -51,6 +51,9 @@ class AnnotateSettings:
     trainer_threads: int | None = None
     min_score: float = 0.05
     poll_seconds: float = 1.0
+    lease_seconds: float = 300.0  # an image shown and not answered is held this long
+    initial_model: str | None = None  # suggestions before the first version (initial_model.py)
+    initial_labels: str | None = None  # its classes -> the project's labels (FROM=TO,...)
 
 
 def database_path(settings: AnnotateSettings) -> Path:
@@ -67,6 +70,8 @@ def check_settings(settings: AnnotateSettings) -> None:
         raise ConfigError(f"--eval_input: {settings.eval_input} does not exist")
     if settings.train_on not in TRAIN_ON:
         raise ConfigError(f"--train_on: {settings.train_on!r}; expected one of {', '.join(TRAIN_ON)}")
+    if not settings.lease_seconds > 0:
+        raise ConfigError(f"--lease_seconds: {settings.lease_seconds}; expected a positive number")
     if settings.every_n_answers < 1 or settings.steps_per_round < 1:
         raise ConfigError("--retrain_every_n and --steps_per_round must be at least 1")
     if not _is_loopback(settings.host) and not settings.token:
@@ -97,9 +102,18 @@ def open_project(settings: AnnotateSettings) -> Project:
     store.set_meta("images", os.path.abspath(settings.images))
     store.set_meta("label_map_path", os.path.abspath(settings.label_map_path))
     store.sync_images(source.keys)
+    initial = None
+    if settings.initial_model:
+        from objdet.annotate.initial_model import load_initial_model
+
+        initial = load_initial_model(settings.initial_model, label_map, settings.initial_labels)
+        store.set_meta("initial_model", settings.initial_model)  # who made version 0's suggestions
+    elif settings.initial_labels:
+        raise ConfigError("--initial_labels: needs --initial_model")
     suggester = Suggester(Path(settings.model_dir) / EXPORT_FOLDER, min_score=settings.min_score,
-                          poll_seconds=settings.poll_seconds)
-    queue = TaskQueue(store, source, suggester, ordering=settings.ordering, seed=settings.seed)
+                          poll_seconds=settings.poll_seconds, initial=initial)
+    queue = TaskQueue(store, source, suggester, ordering=settings.ordering, seed=settings.seed,
+                      lease_seconds=settings.lease_seconds)
     return Project(store=store, source=source, label_map=label_map, suggester=suggester,
                    queue=queue, token=settings.token, eval_input=settings.eval_input,
                    allowed_hosts=(*LOOPBACK_NAMES, settings.host) if _is_loopback(settings.host) else ())
@@ -146,6 +160,7 @@ def run_annotate(settings: AnnotateSettings) -> int:
 
     project = open_project(settings)
     Path(settings.model_dir).mkdir(parents=True, exist_ok=True)
+    import objdet.inference.inputs  # noqa: F401  (torch and the decoders now, not in the first request)
     trainer: Any = None
     stop: Any = None
     if settings.train:

@@ -9,12 +9,20 @@ Tables::
              box_sources (JSON ['suggested' | 'edited' | 'drawn', ...]),
              rejected_boxes (JSON, suggestions the person rejected, pixels), model_version,
              answered_at (unix seconds)
+    leases   session (unique), image_id (unique), expires_at (unix seconds): which session
+             holds which image (see ``lease_image``)
     meta     key, value (JSON): project settings and the trainer's status
 
 One row per answer: answering an image again adds a row, and the newest row of an image is
 its answer. ``commit_answer`` returns only after the row is on disk (``synchronous=FULL``), so
 a killed server loses no answer it acknowledged. The web app and the trainer process open the
 same file; WAL lets the trainer read while answers are written.
+
+Leases live here, not in one process's memory, so several app processes on one database
+(e.g. one per annotator, or behind a load balancer) never hand out the same image twice:
+``lease_image`` chooses and records a lease in one write transaction, and a lease expires
+``lease_seconds`` after it was last renewed (a session that shows no sign of life gives its
+image back).
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +66,11 @@ CREATE TABLE IF NOT EXISTS answers (
 );
 CREATE INDEX IF NOT EXISTS answers_by_image ON answers (image_id, id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS leases (
+    session TEXT PRIMARY KEY,
+    image_id INTEGER NOT NULL UNIQUE REFERENCES images(id),
+    expires_at REAL NOT NULL
+);
 """
 
 
@@ -86,6 +99,13 @@ class ImageRow:
     width: int | None
     height: int | None
     error: str | None
+
+
+@dataclass(frozen=True)
+class Lease:
+    session: str
+    image_id: int
+    expires_at: float  # unix seconds
 
 
 class AnswerStore:
@@ -179,6 +199,7 @@ class AnswerStore:
             cursor = connection.execute(
                 "INSERT INTO answers (image_id, session, answer, boxes, label_ids, box_sources, "
                 "rejected_boxes, model_version, answered_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+            connection.execute("DELETE FROM leases WHERE image_id = ?", (image_id,))  # answered: free
             return int(cursor.lastrowid or 0)
 
     def answers(self, *, latest_only: bool = True, answer: str | None = None) -> list[Answer]:
@@ -202,6 +223,61 @@ class AnswerStore:
 
     def answered_image_ids(self) -> set[int]:
         return {image_id for (image_id,) in self._query("SELECT DISTINCT image_id FROM answers")}
+
+    def bad_image_errors(self) -> dict[int, str]:
+        """image id -> why it cannot be read, for every image marked bad (by any process)."""
+        return dict(self._query("SELECT id, error FROM images WHERE error IS NOT NULL"))
+
+    # -- leases ---------------------------------------------------------------------------
+    def lease_image(
+        self, session: str, choose: Callable[[set[int], set[int]], int | None], *,
+        lease_seconds: float, now: float | None = None,
+    ) -> int | None:
+        """The image ``session`` holds, or a new one, leased until ``now + lease_seconds``.
+
+        In one write transaction (so two processes never lease one image): expired leases
+        are dropped; if ``session`` holds an image that is unanswered and readable, its lease
+        is renewed and that image returned; else ``choose(taken, answered)`` picks among the
+        images not ``taken`` by another session's live lease (``answered``: the images with
+        an answer, read inside the transaction) and the pick is leased. None (and no lease)
+        when ``choose`` returns None.
+        """
+        now = time.time() if now is None else now
+        expires = now + lease_seconds
+        with self._transaction() as connection:
+            connection.execute("DELETE FROM leases WHERE expires_at <= ?", (now,))
+            answered = {i for (i,) in connection.execute("SELECT DISTINCT image_id FROM answers")}
+            held = connection.execute(
+                "SELECT l.image_id FROM leases l JOIN images i ON i.id = l.image_id "
+                "WHERE l.session = ? AND i.error IS NULL", (session,)).fetchone()
+            if held is not None and held[0] not in answered:
+                connection.execute("UPDATE leases SET expires_at = ? WHERE session = ?", (expires, session))
+                return int(held[0])
+            connection.execute("DELETE FROM leases WHERE session = ?", (session,))
+            taken = {i for (i,) in connection.execute("SELECT image_id FROM leases")}
+            chosen = choose(taken, answered)
+            if chosen is not None:
+                connection.execute("INSERT INTO leases (session, image_id, expires_at) VALUES (?, ?, ?)",
+                                   (session, chosen, expires))
+            return chosen
+
+    def renew_lease(self, session: str, *, lease_seconds: float, now: float | None = None) -> bool:
+        """Extend the live lease of ``session`` (a page that is still open); True if it has one."""
+        now = time.time() if now is None else now
+        with self._transaction() as connection:
+            cursor = connection.execute("UPDATE leases SET expires_at = ? WHERE session = ? AND expires_at > ?",
+                                        (now + lease_seconds, session, now))
+            return cursor.rowcount > 0
+
+    def release_lease(self, session: str) -> None:
+        with self._transaction() as connection:
+            connection.execute("DELETE FROM leases WHERE session = ?", (session,))
+
+    def leases(self, now: float | None = None) -> list[Lease]:
+        """The live leases, oldest expiry first."""
+        now = time.time() if now is None else now
+        return [Lease(*row) for row in self._query(
+            "SELECT session, image_id, expires_at FROM leases WHERE expires_at > ? ORDER BY expires_at", (now,))]
 
     def counts(self) -> dict[str, int]:
         """images, bad_images, answered, accept/reject/ignore (each image's newest answer),

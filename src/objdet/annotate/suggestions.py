@@ -3,8 +3,10 @@
 The trainer writes each new checkpoint as ``<model_dir>/export/<version>/`` (TF Serving's
 base-path layout, ``objdet.export``). A thread polls that folder; a new version is loaded
 beside the current one and swapped in only once it loaded, so suggestions switch without a
-restart and a broken version never replaces a working one. Version 0 means no model yet (a
-project trained from scratch before its first round): no suggestions.
+restart and a broken version never replaces a working one. Version 0 means no model of the
+project's yet (one trained from scratch, before its first round): the suggestions come from
+the ``initial`` model when there is one (``objdet.annotate.initial_model``), else there are
+none.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from objdet.annotate.initial_model import InitialModel
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +39,9 @@ class Suggester:
     """Predictions of the newest loaded version (thread-safe)."""
 
     def __init__(self, export_base: Path, *, min_score: float = 0.05, max_boxes: int = 50,
-                 poll_seconds: float = 1.0) -> None:
+                 poll_seconds: float = 1.0, initial: InitialModel | None = None) -> None:
         self.export_base = export_base
+        self.initial = initial
         self.min_score = min_score
         self.max_boxes = max_boxes
         self.poll_seconds = poll_seconds
@@ -87,15 +93,27 @@ class Suggester:
         """``uint8 [3, H, W]`` -> (version, suggestions scoring >= min_score, best first)."""
         with self._lock:
             predictor, version = self._predictor, self.version
-            if predictor is None:
+            if predictor is not None:
+                detections = predictor.predict_pixels(pixels).above(self.min_score)
+            elif self.initial is not None:
+                detections = self.initial.predict(pixels).above(self.min_score)
+            else:
                 return 0, []
-            detections = predictor.predict_pixels(pixels).above(self.min_score)
         suggestions = [
             Suggestion(tuple(float(v) for v in box), int(label), float(score))  # type: ignore[arg-type]
             for box, label, score in zip(detections.boxes, detections.labels, detections.scores)
         ]
         suggestions.sort(key=lambda s: -s.score)
         return version, suggestions[: self.max_boxes]
+
+    def model_name(self, version: int) -> str:
+        """What made the suggestions of ``version``, for people: "v3", the initial model's
+        name for version 0 when there is one, else "none"."""
+        from objdet.annotate.initial_model import describe
+
+        if version > 0:
+            return f"v{version}"
+        return f"starting model {describe(self.initial.spec)}" if self.initial is not None else "none"
 
 
 def uncertainty(suggestions: list[Suggestion]) -> float:

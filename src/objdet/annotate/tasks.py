@@ -9,11 +9,13 @@ Orderings (``ORDERINGS``):
 - ``random``: a seeded random order (the same after a restart).
 - ``file``: the source's order.
 
-An image is leased to the session it was shown to (for ``lease_seconds``), so concurrent
-sessions never get the same image; a session asking again before answering gets its leased
-image back (a reloaded page resumes). Answered images are never shown again unless asked
-(``include_answered``). An image that cannot be read or decoded is recorded in the store
-with its error, counted and skipped.
+An image is leased to the session it was shown to, in the store
+(``AnswerStore.lease_image``), so concurrent sessions never get the same image, even from two
+app processes on one database; a session asking again before answering gets its leased image
+back (a reloaded page resumes), and a lease nobody renews for ``lease_seconds`` expires (the
+page renews it while it is open). Answered images are never shown again unless asked
+(``include_answered``); answers given through another process count too. An image that
+cannot be read or decoded is recorded in the store with its error, counted and skipped.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import logging
 import os
 import random
 import threading
-import time
 from dataclasses import dataclass, field
 
 from objdet.annotate.sources import ImageSource
@@ -47,16 +48,10 @@ class PreparedTask:
     suggestions: list[Suggestion] = field(default_factory=list)
 
 
-@dataclass
-class _Lease:
-    image_id: int
-    expires: float
-
-
 class TaskQueue:
     def __init__(self, store: AnswerStore, source: ImageSource, suggester: Suggester, *,
                  ordering: str = "uncertainty", seed: int = 0, pool_size: int = 16,
-                 lease_seconds: float = 900.0) -> None:
+                 lease_seconds: float = 300.0) -> None:
         if ordering not in ORDERINGS:
             raise ObjdetError(f"--order: {ordering!r}; expected one of {', '.join(ORDERINGS)}")
         self.store, self.source, self.suggester = store, source, suggester
@@ -68,8 +63,7 @@ class TaskQueue:
         if ordering != "file":
             random.Random(seed).shuffle(order)
         self._order = order
-        self._answered = store.answered_image_ids()
-        self._leases: dict[str, _Lease] = {}
+        self._answered = store.answered_image_ids()  # refreshed from the store at each choice
         self._cache: dict[int, PreparedTask] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -85,25 +79,29 @@ class TaskQueue:
             task = self.prepare(image_id)
             if task is not None:
                 return task
-            with self._lock:  # unreadable: recorded by prepare; choose again
-                self._leases.pop(session, None)
+            self.store.release_lease(session)  # unreadable: recorded by prepare; choose again
 
     def _choose(self, session: str, include_answered: bool) -> int | None:
-        now = time.monotonic()
+        self._refresh_bad()
+
+        def choose(taken: set[int], answered: set[int]) -> int | None:
+            with self._lock:
+                self._answered = answered
+                candidates = [i for i in self._order if i not in taken and i not in self._bad
+                              and (include_answered or i not in answered)]
+                return self._pick(candidates) if candidates else None
+
+        return self.store.lease_image(session, choose, lease_seconds=self.lease_seconds)
+
+    def renew(self, session: str) -> bool:
+        """Keep the image of ``session`` leased (its page is open); True if it holds one."""
+        return self.store.renew_lease(session, lease_seconds=self.lease_seconds)
+
+    def _refresh_bad(self) -> None:
+        """Images another process found unreadable are skipped here too."""
+        found = self.store.bad_image_errors()
         with self._lock:
-            lease = self._leases.get(session)
-            if lease is not None and lease.image_id not in self._answered and lease.image_id not in self._bad:
-                lease.expires = now + self.lease_seconds
-                return lease.image_id
-            taken = {l.image_id for s, l in self._leases.items() if s != session and l.expires > now}
-            candidates = [i for i in self._order if i not in taken and i not in self._bad
-                          and (include_answered or i not in self._answered)]
-            if not candidates:
-                self._leases.pop(session, None)
-                return None
-            chosen = self._pick(candidates)
-            self._leases[session] = _Lease(chosen, now + self.lease_seconds)
-            return chosen
+            self._bad.update((i, error) for i, error in found.items() if i in self._keys)
 
     def _pick(self, candidates: list[int]) -> int:
         if self.ordering != "uncertainty":
@@ -114,11 +112,10 @@ class TaskQueue:
                   if i in self._cache and self._cache[i].model_version == version]
         return max(scored)[2] if scored else pool[0]
 
-    def upcoming(self, session: str = "") -> list[int]:
+    def upcoming(self) -> list[int]:
         """The pool the uncertainty ordering chooses from (for the prefetcher)."""
-        now = time.monotonic()
+        taken = {lease.image_id for lease in self.store.leases()}
         with self._lock:
-            taken = {l.image_id for l in self._leases.values() if l.expires > now}
             return [i for i in self._order if i not in taken and i not in self._bad
                     and i not in self._answered][: self.pool_size]
 
@@ -156,12 +153,10 @@ class TaskQueue:
             self._bad[image_id] = error
 
     # -- answers --------------------------------------------------------------------------
-    def answered(self, image_id: int, session: str) -> None:
+    def answered(self, image_id: int) -> None:
+        """``image_id`` was answered (the store released its lease in the same commit)."""
         with self._lock:
             self._answered.add(image_id)
-            lease = self._leases.get(session)
-            if lease is not None and lease.image_id == image_id:
-                del self._leases[session]
             self._cache.pop(image_id, None)
 
     def has_image(self, image_id: int) -> bool:

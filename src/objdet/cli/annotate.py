@@ -52,6 +52,16 @@ def register(subcommands: Any) -> None:
                        help="torch threads of the trainer; default: all cores but one")
     serve.add_argument("--min_score", type=float, default=0.05,
                        help="suggestions below this score are not sent; default 0.05")
+    serve.add_argument("--initial_model", default=None,
+                       help="suggestions until the first trained version: an exported model "
+                       "directory, a model directory (pipeline.config + checkpoint) or zoo:NAME "
+                       "(already downloaded)")
+    serve.add_argument("--initial_labels", default=None,
+                       help="its classes -> this label map's: MODEL_CLASS=LABEL,... (* any class); "
+                       "default: by name")
+    serve.add_argument("--lease_seconds", type=float, default=300.0,
+                       help="an image shown and not answered is held for its session this long "
+                       "(renewed while the page is open); default 300")
     export = parser.add_argument_group("export")
     export.add_argument("--format", default=None, help="tfrecord, coco, voc, yolo or jsonl")
     export.add_argument("--output", default=None,
@@ -78,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
         every_n_answers=args.retrain_every_n, every_seconds=args.retrain_every_seconds,
         steps_per_round=args.steps_per_round, train_on=args.train_on,
         trainer_threads=args.trainer_threads, min_score=args.min_score,
+        initial_model=args.initial_model, initial_labels=args.initial_labels,
+        lease_seconds=args.lease_seconds,
     ))
     # Everything is committed and closed by now. The interpreter's final garbage collection
     # of torch and the web stack can take tens of seconds on a loaded machine; a process

@@ -17,5 +17,5 @@ export const api = {
   next(session) { return request("GET", `/api/next?session=${encodeURIComponent(session)}`); },
   task(taskId, session) { return request("GET", `/api/task/${taskId}?session=${encodeURIComponent(session)}`); },
   answer(body) { return request("POST", "/api/answer", body); },
-  status() { return request("GET", "/api/status"); },
+  status(session) { return request("GET", session ? `/api/status?session=${encodeURIComponent(session)}` : "/api/status"); },
 };

@@ -92,7 +92,7 @@ function showTask(newImage) {
     image.src = state.task.image;
   }
   const revisiting = state.historyIndex >= 0 ? " (answered before: answering again replaces it)" : "";
-  $("task-info").textContent = `${state.task.key} · ${state.task.width}×${state.task.height} · suggestions from model v${state.task.model_version}${revisiting}`;
+  $("task-info").textContent = `${state.task.key} · ${state.task.width}×${state.task.height} · suggestions from ${state.task.model_name === "none" ? "no model yet" : `model ${state.task.model_name}`}${revisiting}`;
   render();
 }
 
@@ -370,14 +370,14 @@ function redo() {
 // -- status ------------------------------------------------------------------------------
 async function refreshStatus() {
   try {
-    const status = await api.status();
+    const status = await api.status(state.session); // renews this session's lease
     if (!state.labels.length) {
       state.labels = status.labels;
       state.currentLabel = state.labels.length ? state.labels[0].name : null;
       renderLabels();
     }
     const trainer = status.trainer || {};
-    const parts = [`${status.answered} / ${status.total} answered`, `model v${status.model_version}`];
+    const parts = [`${status.answered} / ${status.total} answered`, status.model_version > 0 ? `model v${status.model_version}` : status.model_name === "none" ? "no model yet" : status.model_name];
     if (trainer.loss !== undefined && trainer.loss !== null) parts.push(`loss ${trainer.loss.toFixed(3)}`);
     if (status.eval_input) parts.push(`AP@0.5 ${trainer.ap50 === undefined || trainer.ap50 === null ? "–" : trainer.ap50.toFixed(3)}`);
     parts.push(`trainer ${trainer.state || "off"}${trainer.error ? ` (${trainer.error})` : ""}`);
