@@ -4,7 +4,9 @@ The program is loaded the way a user without objdet loads it (``torch.export.loa
 process that cannot import objdet) and compared with the checkpoint model's eval-mode
 detections and with model.onnx, for batches of 1, 3 and 8 images of two sizes; its
 post-processing is compared with ``BatchNonMaxSuppression`` on random inputs (thresholds,
-caps, clip windows, images without detections).
+caps, clip windows, images without detections), per class and class-agnostic (a tiny SSD
+with use_class_agnostic_nms is also exported whole). Faster R-CNN and R-FCN:
+test_faster_rcnn_program.py.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from objdet.export.program import DetectorProgram, batched_detections, export_pr
 from objdet.inference.predictor import OnnxPredictor, Predictor, ProgramPredictor
 from objdet.models import build_model
 from objdet.models.postprocessing import BatchNonMaxSuppression
+from objdet.protos import image_resizer_pb2
 
 TOLERANCE = 1e-4
 BATCHES = (1, 3, 8)
@@ -202,11 +205,76 @@ def test_thresholds_leave_zero_rows_past_num_detections(
 
 def test_what_the_program_cannot_express_fails_in_one_line(tiny_config_path: Path) -> None:
     config = cfg.load(tiny_config_path)
-    config.model.ssd.post_processing.batch_non_max_suppression.use_class_agnostic_nms = True
-    with pytest.raises(ConfigError, match="^detector program: .*use_class_agnostic_nms[^\n]*$"):
+    config.model.ssd.image_resizer.fixed_shape_resizer.resize_method = image_resizer_pb2.AREA
+    with pytest.raises(ConfigError, match="^detector program: image_resizer interpolation 'area'[^\n]*$"):
         DetectorProgram(build_model(config.model).eval(), (64, 64))
     with pytest.raises(ConfigError, match="Linear meta-architecture has no detector program"):
         DetectorProgram(torch.nn.Linear(2, 2), (64, 64))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_class_agnostic_post_processing_equals_batch_non_max_suppression(seed: int) -> None:
+    """use_class_agnostic_nms: one NMS over each box's best score, each survivor reporting
+    its max_classes_per_detection best classes above the threshold, as the eager NMS."""
+    rng = np.random.default_rng(seed)
+    batch, anchors, classes = int(rng.integers(1, 5)), int(rng.integers(1, 200)), int(rng.integers(1, 5))
+    nms = BatchNonMaxSuppression(
+        score_threshold=float(rng.choice([0.0, 0.5, 0.95])), iou_threshold=float(rng.uniform(0.3, 0.7)),
+        max_total_detections=int(rng.integers(5, 60)), use_class_agnostic_nms=True,
+        max_classes_per_detection=int(rng.integers(1, 4)), background_column=False)
+    window = (int(rng.integers(20, 65)), int(rng.integers(20, 81)))
+    corner = rng.uniform(-20, 90, (batch, anchors, 2))
+    boxes = torch.from_numpy(np.concatenate([corner, corner + rng.uniform(0, 40, (batch, anchors, 2))],
+                                            axis=-1).astype(np.float32))
+    scores = torch.from_numpy(rng.uniform(0, 1, (batch, anchors, classes)).astype(np.float32))
+    found = batched_detections(boxes, scores, torch.tensor(window, dtype=torch.float64), nms)
+    for index, detection in enumerate(nms(boxes, scores, [window] * batch)):
+        count = len(detection["scores"])
+        assert int(found[3][index]) == count
+        yxyx = detection["boxes"][:, [1, 0, 3, 2]] / torch.tensor([*window, *window])
+        torch.testing.assert_close(found[0][index, :count], yxyx, atol=1e-6, rtol=0)
+        torch.testing.assert_close(found[1][index, :count], detection["scores"], atol=0, rtol=0)
+        assert found[2][index, :count].tolist() == detection["labels"].tolist()
+        assert not found[0][index, count:].any() and not found[1][index, count:].any()
+
+
+@pytest.fixture(scope="module")
+def class_agnostic_program() -> tuple[torch.nn.Module, torch.nn.Module]:
+    """A tiny 3-class SSD with use_class_agnostic_nms, max_classes_per_detection 2 and a
+    score threshold, and its exported program (one export for the module)."""
+    config = cfg.load(Path(__file__).resolve().parents[1] / "fixtures" / "tiny_ssd.config").model
+    config.ssd.num_classes = 3
+    nms = config.ssd.post_processing.batch_non_max_suppression
+    nms.use_class_agnostic_nms, nms.max_classes_per_detection = True, 2
+    nms.score_threshold, nms.max_total_detections = 0.65, 30
+    torch.manual_seed(0)
+    model = build_model(config).eval()
+    generator = torch.Generator().manual_seed(4)
+    with torch.no_grad():  # spread-out scores, some above the threshold
+        for parameter in model.parameters():
+            parameter.add_(torch.randn(parameter.shape, generator=generator) * 0.1)
+    return model, export_program(model, (64, 64)).module()
+
+
+@pytest.mark.parametrize("batch, size", [(1, (48, 80)), (3, (100, 37))])
+def test_class_agnostic_program_equals_eval_mode(
+    class_agnostic_program: tuple[torch.nn.Module, torch.nn.Module], batch: int, size: tuple[int, int],
+) -> None:
+    model, program = class_agnostic_program
+    images = _batch(batch, size)
+    with torch.no_grad():
+        boxes, scores, classes, counts = program(torch.from_numpy(images))
+    for index, image in enumerate(images):
+        expected = reference_detections(model, image)
+        count = int(counts[index])
+        assert 0 < count == len(expected["scores"]) < 30
+        assert len(set(expected["labels"].tolist())) > 1  # the classes are not all one
+        assert len(torch.unique(expected["boxes"], dim=0)) < count  # a box with two classes
+        torch.testing.assert_close(scores[index, :count], expected["scores"], atol=TOLERANCE, rtol=0)
+        assert classes[index, :count].tolist() == expected["labels"].float().tolist()
+        yxyx = expected["boxes"][:, [1, 0, 3, 2]] / torch.tensor([*size, *size])
+        torch.testing.assert_close(boxes[index, :count], yxyx, atol=TOLERANCE, rtol=0)
+        assert not boxes[index, count:].any() and not scores[index, count:].any()
 
 
 def test_program_runtime_needs_detector_pt2(exported: Callable[[str], Path], tmp_path: Path) -> None:

@@ -42,7 +42,8 @@ def faster_rcnn_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.
     CheckpointManager(root / "model_dir").save(1, {"model": model.state_dict()})
     export_inference_graph(pipeline_config_path=root / "pipeline.config",
                            trained_checkpoint_dir=root / "model_dir",
-                           output_directory=root / "exported")  # pt2 and onnx
+                           output_directory=root / "exported",
+                           formats=("pt2", "onnx"))  # detector.pt2: test_faster_rcnn_program.py
     return model, root / "exported"
 
 

@@ -162,11 +162,15 @@ def test_keypoint_heatmap_blacks_out_boxes_of_unlabelled_keypoints() -> None:
     assert regressions.weights.sum() == 3 * 5
 
 
-def test_export_refuses_keypoint_models_naming_the_task() -> None:
-    """The export signature has no detection_keypoints (and keypoints rescore detections):
-    a keypoint CenterNet is refused, not exported without its keypoints."""
-    from objdet.export.graph import check_exportable
+def test_export_has_the_keypoint_outputs_and_heads() -> None:
+    """The export signature gets detection_keypoints / detection_keypoint_scores, and
+    model.pt2 the keypoint heads postprocess decodes (tests/export/test_export_masks_keypoints.py
+    exports one)."""
+    from objdet.export.graph import check_exportable, instance_outputs
 
-    with pytest.raises(ConfigError, match=r"^model\.center_net\.keypoint_estimation_task cannot "
-                                          r"be exported yet"):
-        check_exportable(tiny_model())
+    model = tiny_model()
+    check_exportable(model)
+    assert instance_outputs(model) == {"detection_keypoints": (4, 2),
+                                       "detection_keypoint_scores": (4,)}
+    with torch.no_grad():
+        assert set(model.eval().predict(torch.rand(1, 3, 64, 64))) == set(model.graph_outputs)

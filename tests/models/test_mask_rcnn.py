@@ -13,7 +13,7 @@ from google.protobuf import text_format
 
 from objdet import config as cfg
 from objdet.errors import ConfigError, DataError
-from objdet.export.graph import check_exportable
+from objdet.export.graph import check_exportable, instance_outputs
 from objdet.models.checkpoints.importer import load_tf2_checkpoint
 from objdet.models.hyperparams import BatchNormParams, ConvHyperparams
 from objdet.models.meta_arch.faster_rcnn import FasterRCNN
@@ -187,9 +187,12 @@ def test_eval_without_detections_gives_empty_masks(fixture_model: FasterRCNN) ->
     assert output["masks"].shape == (0, 1, 50, 40)
 
 
-def test_export_refuses_masks_clearly(fixture_model: FasterRCNN) -> None:
-    with pytest.raises(ConfigError, match="number_of_stages: 3"):
-        check_exportable(fixture_model)
+def test_export_has_the_masks_and_the_map_they_are_cropped_from(fixture_model: FasterRCNN) -> None:
+    """The export signature gets detection_masks, and model.pt2 the map the mask head crops
+    after NMS (tests/export/test_export_masks_keypoints.py exports one)."""
+    check_exportable(fixture_model)
+    assert instance_outputs(fixture_model) == {"detection_masks": (14, 12)}
+    assert fixture_model.graph_outputs[-1] == "rpn_features_to_crop"
 
 
 def training_batch(model: FasterRCNN) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:

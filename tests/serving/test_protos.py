@@ -26,7 +26,8 @@ def test_generated_modules_match_the_proto_files(tmp_path: Path) -> None:
 def test_service_paths_and_wire_numbers_are_tf_servings() -> None:
     services = prediction_service_pb2.DESCRIPTOR.services_by_name
     assert services["PredictionService"].full_name == "tensorflow.serving.PredictionService"
-    assert [m.name for m in services["PredictionService"].methods] == ["Predict", "GetModelMetadata"]
+    assert [m.name for m in services["PredictionService"].methods] == [
+        "Classify", "Regress", "Predict", "MultiInference", "GetModelMetadata"]
     assert services["ModelService"].full_name == "tensorflow.serving.ModelService"
     request = predict_pb2.PredictRequest.DESCRIPTOR
     assert {f.name: f.number for f in request.fields} == {

@@ -126,7 +126,7 @@ BAD_REQUESTS = [
     ("/v1/models/pixels:predict", b'{"instances": [[[[1, 2, 3]], [[1, 2]]]]}', 400, "rectangular"),
     ("/v1/models/pixels:predict", b'{"inputs": [[1, 2, 3]]}', 400, "[B, H, W, 3]"),
     ("/v1/models/pixels:predict", b'{"instances": [{"b64": "AA=="}]}', 400, "DT_UINT8"),
-    ("/v1/models/detector:classify", b'{"examples": []}', 501, "classify"),
+    ("/v1/models/detector:classify", b'{"examples": []}', 400, "empty array"),
     ("/v2/models/detector", None, 404, "Malformed request"),
 ]
 

@@ -120,4 +120,5 @@ def _save_drawing(pixels: Any, detections: Any, predictor: Any, path: Path) -> N
 
     # min_score 0: the detections are already filtered by --min_score
     save_drawing(pixels, detections.boxes, detections.labels, detections.scores, path, predictor.label_map,
-                 masks=detections.masks)
+                 masks=detections.masks, keypoints=detections.keypoints,
+                 keypoint_scores=detections.keypoint_scores)

@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-RUNTIMES = ("onnxruntime", "torch")  # objdet.inference.predictor's, without importing torch
+# objdet.inference.predictor's, without importing torch
+RUNTIMES = ("onnxruntime", "torch", "program")
 
 
 def register(subcommands: Any) -> None:
@@ -42,11 +43,14 @@ def register(subcommands: Any) -> None:
     )
     parser.add_argument(
         "--runtime", choices=RUNTIMES, default=None,
-        help="onnxruntime (model.onnx; the default when the export has one) or torch (model.pt2)",
+        help="onnxruntime (model.onnx; the default when the export has one), torch (model.pt2 "
+             "with objdet's pre/post-processing) or program (detector.pt2, the whole detector "
+             "as a torch.export program)",
     )
     parser.add_argument(
         "--batch_size", type=int, default=8,
-        help="images of one size per ONNX Runtime call (the torch runtime takes one at a time)",
+        help="images of one size per onnxruntime or program call (the torch runtime takes one "
+             "at a time)",
     )
     parser.add_argument("--shard", type=int, default=None, help="this process's shard, 0-based")
     parser.add_argument("--num_shards", type=int, default=None, help="number of shard processes")

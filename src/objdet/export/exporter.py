@@ -34,7 +34,12 @@ from objdet import config as cfg
 from objdet.atomic import atomic_directory, require_writable_directory
 from objdet.engine.restore import restore_model
 from objdet.errors import ConfigError
-from objdet.export.graph import check_exportable, export_network, fixed_canvas_size
+from objdet.export.graph import (
+    check_exportable,
+    export_network,
+    fixed_canvas_size,
+    instance_outputs,
+)
 from objdet.export.signature import build_signature, check_input_type
 from objdet.models.contract import DetectionModel
 from objdet.protos.pipeline_pb2 import TrainEvalPipelineConfig
@@ -110,7 +115,8 @@ def export_inference_graph(
     canvas_size = fixed_canvas_size(detector)
     program = export_network(model, canvas_size)
     onnx_model = _onnx_model(model, canvas_size, input_type, requested_formats)
-    detector_program = _detector_program(model, canvas_size, input_type, requested_formats)
+    detector_program = (_detector_program(model, canvas_size, input_type, requested_formats)
+                        if _program_has_outputs(model, requested_formats) else None)
     signature = _signature(detector, input_type, canvas_size, onnx_model is not None,
                            detector_program is not None)
     metadata = {
@@ -180,6 +186,21 @@ def _detector_program(
     return export_program(model, canvas_size, input_type)
 
 
+def _program_has_outputs(model: torch.nn.Module, formats: tuple[str, ...] | None) -> bool:
+    """Whether ``detector.pt2`` can give every output of ``model``'s signature: it has no
+    masks or keypoints yet. By default such a model's export leaves it out with a warning
+    (model.pt2 and model.onnx have them); a ConfigError when "program" was asked for."""
+    missing = instance_outputs(model)
+    if not missing or (formats is not None and "program" not in formats):
+        return True
+    reason = (f"{PROGRAM_FILE} has no {' / '.join(missing)} output yet (model.pt2 and "
+              f"{ONNX_FILE} have)")
+    if formats is not None:
+        raise ConfigError(f"formats: program: {reason}; export the pt2 and onnx formats")
+    logger.warning("export: no %s: %s", PROGRAM_FILE, reason)
+    return False
+
+
 def export_versions(base_path: str | os.PathLike[str]) -> dict[int, Path]:
     """The numbered version directories of ``base_path`` (TF Serving's layout): version ->
     directory. Other names (temporaries of an export in progress, files) are not versions."""
@@ -237,7 +258,8 @@ def _signature(
     return build_signature(input_type, model.max_detections, canvas_size, graph_outputs,
                            onnx_file=ONNX_FILE if with_onnx else None,
                            program_file=PROGRAM_FILE if with_program else None,
-                           graph_inputs=model.graph_inputs)
+                           graph_inputs=model.graph_inputs,
+                           instance_outputs=instance_outputs(model))
 
 
 def _write_json(path: Path, content: dict[str, Any]) -> None:

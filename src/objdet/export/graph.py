@@ -14,7 +14,10 @@ width, channels of the resized image on the canvas, as the OD API's) — to the 
 
 Box decoding and non-max suppression stay outside the graph: their output sizes depend on
 the data, which ``torch.export`` cannot keep static, and they are cheap. The Predictor runs
-them with the model's own post-processing so exported and checkpoint detections agree.
+them with the model's own post-processing so exported and checkpoint detections agree. So
+does Mask R-CNN's mask head (it runs on the detections after NMS: the graph outputs the
+``rpn_features_to_crop`` it crops from), and a CenterNet's keypoint decoding (the graph
+outputs the keypoint heads).
 Export needs a fixed canvas: ``fixed_shape_resizer``, or ``keep_aspect_ratio_resizer`` with
 ``pad_to_max_dimension: true``.
 """
@@ -28,7 +31,14 @@ import torch
 from torch import Tensor, nn
 
 from objdet.errors import ConfigError, ObjdetError
-from objdet.export.signature import GRAPH_INPUT, GRAPH_OUTPUTS, TRUE_IMAGE_SHAPES
+from objdet.export.signature import (
+    GRAPH_INPUT,
+    GRAPH_OUTPUTS,
+    KEYPOINT_SCORES,
+    KEYPOINTS,
+    MASKS,
+    TRUE_IMAGE_SHAPES,
+)
 from objdet.models.contract import DetectionModel, as_detection_model
 
 # The exported graph must reproduce the eager network this closely (float32 on the CPU).
@@ -67,23 +77,26 @@ def graph_input_tensors(model: DetectionModel, canvas: Tensor,
 
 
 def check_exportable(model: nn.Module) -> DetectionModel:
-    """``model`` as a DetectionModel; a ``ConfigError`` if it does not keep the contract, or
-    predicts what the export signature has no output for (instance masks, keypoints)."""
+    """``model`` as a DetectionModel; a ``ConfigError`` if it does not keep the contract."""
     try:
-        detector = as_detection_model(model)
+        return as_detection_model(model)
     except TypeError as error:
         raise ConfigError(f"model: cannot be exported: {error}") from None
-    if getattr(model, "mask_head", None) is not None:
-        raise ConfigError(
-            "model.faster_rcnn.number_of_stages: 3 (Mask R-CNN) cannot be exported yet: the "
-            "export signature has no detection_masks output, and the mask head runs on the "
-            "post-NMS detections, outside model.pt2; predict from the checkpoint instead")
-    if getattr(model, "keypoint_tasks", None):
-        raise ConfigError(
-            "model.center_net.keypoint_estimation_task cannot be exported yet: the export "
-            "signature has no detection_keypoints output (and keypoints rescore the "
-            "detections); predict from the checkpoint instead")
-    return detector
+
+
+def instance_outputs(model: nn.Module | DetectionModel) -> dict[str, tuple[int, ...]]:
+    """The outputs an export of ``model`` has beyond the four box outputs, name -> shape of
+    one detection's: Mask R-CNN's ``detection_masks`` (mask_height, mask_width), a
+    CenterNet's with keypoint tasks ``detection_keypoints`` (K, 2) and
+    ``detection_keypoint_scores`` (K,) (K: every task's keypoints)."""
+    from objdet.models.meta_arch.center_net import CenterNet
+    from objdet.models.meta_arch.faster_rcnn import FasterRCNN
+
+    if isinstance(model, FasterRCNN) and model.mask_head is not None:
+        return {MASKS: (model.mask_head.mask_height, model.mask_head.mask_width)}
+    if isinstance(model, CenterNet) and model.keypoint_tasks:
+        return {KEYPOINTS: (model.num_keypoints, 2), KEYPOINT_SCORES: (model.num_keypoints,)}
+    return {}
 
 
 # meta-architecture class -> its DetectionModel field (for messages naming a config field)

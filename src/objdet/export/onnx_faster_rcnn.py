@@ -18,6 +18,11 @@ outputs the graph runs::
                                boxes of class c of image b are "batch" b * C + c, rows past
                                num_proposals score below any threshold; then the clip window,
                                order and caps of ``onnx_graph.write_detections``
+    masks (torch.onnx; Mask    rpn_features, detection_boxes, detection_classes,
+    R-CNN)                     num_detections -> detection_masks [B, max, mask_h, mask_w]:
+                               each detection cropped from the map again, the extractor's
+                               second stage and the mask head, its class's mask (sigmoid);
+                               zero rows past num_detections
 
 as ``FasterRCNN.predict`` and ``SecondStageNonMaxSuppression`` compute them eagerly. Neither
 NMS is a per-image loop, so the batch dimension stays dynamic.
@@ -44,6 +49,7 @@ from objdet.export.onnx_graph import (
 )
 from objdet.export.onnx_trace import trace_to_onnx
 from objdet.models.meta_arch.faster_rcnn import FasterRCNN, true_image_shapes
+from objdet.models.meta_arch.faster_rcnn_masks import select_class_masks
 from objdet.models.postprocessing import convert_scores
 
 # Joints between the parts (graph-wide names).
@@ -84,6 +90,33 @@ class SecondStage(nn.Module):
         return boxes, convert_scores(logits, nms.score_converter, nms.logit_scale)[..., 1:]
 
 
+class MaskStage(nn.Module):
+    """Mask R-CNN's third stage on the detections, as ``FasterRCNN.predict_masks`` runs it
+    per image: ``rpn_features``, ``detection_boxes [B, D, 4]`` (ymin, xmin, ymax, xmax as
+    fractions of each image's window: the OD API crops them so), ``detection_classes [B, D]``
+    (label-map ids, float), ``num_detections [B]`` -> ``detection_masks [B, D, mask_height,
+    mask_width]`` probabilities over each box, zero past ``num_detections``."""
+
+    def __init__(self, model: FasterRCNN, canvas_size: tuple[int, int]) -> None:
+        super().__init__()
+        self.model = model
+        self.canvas_size = canvas_size
+
+    def forward(self, features: Tensor, boxes: Tensor, classes: Tensor, counts: Tensor,
+                ) -> tuple[Tensor]:
+        assert self.model.mask_head is not None
+        batch, rows = boxes.shape[0], boxes.shape[1]
+        corners = boxes[..., [1, 0, 3, 2]]  # [B, D, 4] (x1, y1, x2, y2)
+        crops = self.model.box_classifier_features(features, corners, self.canvas_size)
+        logits = self.model.mask_head(crops)  # [B*D, num_masks, mask_height, mask_width]
+        # padded rows (class 0) take the first class's mask, zeroed below
+        labels = classes.reshape(-1).long().clamp(min=1)
+        masks = select_class_masks(logits, labels).sigmoid()  # [B*D, mask_height, mask_width]
+        masks = masks.reshape(batch, rows, masks.shape[1], masks.shape[2])
+        valid = torch.arange(rows, device=boxes.device)[None, :] < counts[:, None]  # [B, D]
+        return (masks * valid[:, :, None, None].to(masks),)  # a tuple: one named output
+
+
 def faster_rcnn_graph(model: FasterRCNN, canvas_size: tuple[int, int]) -> tuple[onnx.ModelProto, _Graph]:
     """The network part (both stages and the proposal NMS, from ``canvas`` to
     ``second_stage_boxes`` / ``second_stage_scores`` / ``num_proposals``; nodes and
@@ -108,7 +141,28 @@ def faster_rcnn_graph(model: FasterRCNN, canvas_size: tuple[int, int]) -> tuple[
     network = helper.make_model(helper.make_graph(nodes, "faster_rcnn", [], [], initializer=initializers),
                                 opset_imports=list(first.opset_import))
     network.ir_version = first.ir_version
-    return network, _detection_graph(model)
+    detection = _detection_graph(model)
+    if model.mask_head is not None:
+        masks = _prefixed(_mask_stage(model, canvas_size, features), "mask_stage")
+        detection.nodes += list(masks.graph.node)
+        detection.initializers += list(masks.graph.initializer)
+    return network, detection
+
+
+def _mask_stage(model: FasterRCNN, canvas_size: tuple[int, int], features: Tensor,
+                ) -> onnx.ModelProto:
+    """``MaskStage`` exported and checked on ``features`` (the first stage's, batch 2) with
+    random detections (the second image's last two rows padding)."""
+    generator = torch.Generator().manual_seed(1)
+    batch, rows = int(features.shape[0]), int(model.max_detections)
+    corner = torch.rand(batch, rows, 2, generator=generator) * 0.6  # (ymin, xmin)
+    size = 0.1 + torch.rand(batch, rows, 2, generator=generator) * 0.3
+    boxes = torch.cat([corner, corner + size], dim=2)  # [B, D, 4]
+    classes = torch.randint(1, model.num_classes + 1, (batch, rows), generator=generator).float()
+    counts = torch.tensor([rows, max(rows - 2, 0)] + [rows] * (batch - 2), dtype=torch.float32)
+    return _export(MaskStage(model, canvas_size), (features, boxes, classes, counts),
+                   [FEATURES, "detection_boxes", "detection_classes", "num_detections"],
+                   ["detection_masks"])
 
 
 def _export(module: nn.Module, example: tuple[Tensor, ...], input_names: list[str],

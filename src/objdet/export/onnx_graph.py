@@ -17,9 +17,11 @@ The graph needs no objdet and no torch to run (ONNX Runtime, or any runtime with
          num_detections [B] (float); rows past num_detections are zeros.
 
 A CenterNet has no NMS: its peak extraction and box decoding (static shapes) are exported
-with its network, after the same pre-processing, straight to the four outputs. A Faster
-R-CNN runs two exported stages joined by a batched proposal NMS, then a batched per-class NMS
-(``objdet.export.onnx_faster_rcnn``).
+with its network, after the same pre-processing, straight to the four outputs (and, with
+keypoint tasks, its keypoint decoding to ``detection_keypoints [B, max, K, 2]`` and
+``detection_keypoint_scores [B, max, K]``). A Faster R-CNN runs two exported stages joined by
+a batched proposal NMS, then a batched per-class NMS, and a Mask R-CNN its mask head on the
+detections to ``detection_masks [B, max, mask_h, mask_w]`` (``objdet.export.onnx_faster_rcnn``).
 
 All images of one batch have one size (a ``[B, H, W, 3]`` tensor). Encoded images and
 tf.Examples have no standard ONNX decoder: for those input types the caller decodes (the
@@ -40,7 +42,7 @@ from onnx import TensorProto, helper, numpy_helper
 from torch import Tensor, nn
 
 from objdet.errors import ConfigError, ObjdetError
-from objdet.export.graph import canvas_pad_values
+from objdet.export.graph import canvas_pad_values, instance_outputs
 from objdet.export.onnx_trace import run_onnx, trace_to_onnx
 from objdet.export.signature import onnx_input_dtype
 from objdet.models.contract import DetectionModel, as_detection_model
@@ -85,22 +87,28 @@ class DecodedNetwork(nn.Module):
 
 
 class CenterNetDetections(nn.Module):
-    """A CenterNet's ``predict`` and its whole post-processing (peaks, boxes; no NMS), in the
-    form torch.onnx exports: canvas ``[B, 3, H_c, W_c]`` and ``resized_size`` int64 ``[2]``
-    -> the four detection outputs (rows scoring 0 or less zeroed, as the OD API counts
-    ``num_detections``)."""
+    """A CenterNet's ``predict`` and its whole post-processing (peaks, boxes, keypoints; no
+    NMS), in the form torch.onnx exports: canvas ``[B, 3, H_c, W_c]`` and ``resized_size``
+    int64 ``[2]`` -> the four detection outputs, then with keypoint tasks
+    ``detection_keypoints [B, k, K, 2]`` (normalized y, x) and ``detection_keypoint_scores
+    [B, k, K]`` (rows scoring 0 or less zeroed, as the OD API counts ``num_detections``)."""
 
     def __init__(self, model: CenterNet) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, canvas: Tensor, resized_size: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def forward(self, canvas: Tensor, resized_size: Tensor) -> tuple[Tensor, ...]:
         predictions = self.model.predict(canvas)
         sizes = resized_size[None].expand(canvas.shape[0], 2)
-        normalized, scores, classes = self.model.decode_peaks(predictions, sizes)
-        valid = (scores > 0).to(scores)  # [B, k]; scores descending: valid rows first
-        return (normalized * valid[..., None], scores * valid, (classes + 1).to(scores) * valid,
-                valid.sum(dim=1))
+        decoded = self.model.decode_batch(predictions, sizes)
+        scores = decoded["scores"]
+        valid = decoded["valid"].to(scores)  # [B, k]; the valid rows come first
+        outputs = (decoded["boxes"] * valid[..., None], scores * valid,
+                   (decoded["classes"] + 1).to(scores) * valid, valid.sum(dim=1))
+        if "keypoints" not in decoded:
+            return outputs
+        return (*outputs, decoded["keypoints"] * valid[..., None, None],
+                decoded["keypoint_scores"] * valid[..., None])
 
 
 def export_onnx(model: nn.Module, canvas_size: tuple[int, int], input_type: str = "image_tensor") -> onnx.ModelProto:
@@ -109,6 +117,7 @@ def export_onnx(model: nn.Module, canvas_size: tuple[int, int], input_type: str 
     float_image_tensor takes ``float32`` 0..255 pixels, every other one ``uint8``."""
     supported = _supported_model(model)
     detector = as_detection_model(supported)
+    extra_outputs = instance_outputs(supported)  # masks / keypoints: name -> per-detection shape
     pre = _preprocessing(detector, canvas_size)
     if isinstance(supported, CenterNet):
         network = _export_center_net(supported, canvas_size)
@@ -126,7 +135,8 @@ def export_onnx(model: nn.Module, canvas_size: tuple[int, int], input_type: str 
         [helper.make_tensor_value_info(
             INPUT_NAME, TensorProto.FLOAT if onnx_input_dtype(input_type) == "float32" else TensorProto.UINT8,
             ["batch", "height", "width", 3])],
-        [_output_info(name, detector.max_detections) for name in OUTPUT_NAMES],
+        [_output_info(name, detector.max_detections, extra_outputs)
+         for name in (*OUTPUT_NAMES, *extra_outputs)],
         initializer=pre.initializers + list(network.graph.initializer) + post.initializers,
     )
     merged = helper.make_model(graph, opset_imports=list(network.opset_import),
@@ -187,8 +197,9 @@ def _export_center_net(model: CenterNet, canvas_size: tuple[int, int]) -> onnx.M
     generator = torch.Generator().manual_seed(0)
     example = torch.rand(2, 3, *canvas_size, generator=generator)
     resized = torch.tensor([canvas_size[0] * 3 // 4, canvas_size[1]], dtype=torch.int64)
+    output_names = [*OUTPUT_NAMES, *instance_outputs(model)]
     proto = trace_to_onnx(network, (example, resized), ["canvas", RESIZED_SIZE],
-                          list(OUTPUT_NAMES), batched=(True, False))
+                          output_names, batched=(True, False))
     with torch.no_grad():
         expected = network(example, resized)
     found = _run(proto, {"canvas": example.numpy(), RESIZED_SIZE: resized.numpy()})
@@ -199,12 +210,12 @@ def _export_center_net(model: CenterNet, canvas_size: tuple[int, int]) -> onnx.M
     edge = np.ones((scores.shape[0], 1), bool)
     gaps = np.abs(np.diff(scores, axis=1)) > NETWORK_TOLERANCE  # [B, k - 1]
     distinct = np.concatenate([edge, gaps], axis=1) & np.concatenate([gaps, edge], axis=1)
-    for name, want, got in zip(OUTPUT_NAMES, expected, found, strict=True):
+    for name, want, got in zip(output_names, expected, found, strict=True):
         want_values = want.numpy()
         if tuple(want.shape) != got.shape:
             raise ObjdetError(f"ONNX export: the graph's {name} have shape {got.shape}, the "
                               f"model's {tuple(want.shape)}")
-        if name in ("detection_boxes", "detection_classes"):
+        if name not in ("detection_scores", "num_detections"):
             want_values, got = want_values[distinct], got[distinct]
         error = float(np.abs(want_values - got).max()) if want_values.size else 0.0
         if error > NETWORK_TOLERANCE:
@@ -217,9 +228,13 @@ def _run(proto: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarra
     return run_onnx(proto, feeds)
 
 
-def _output_info(name: str, max_detections: int) -> onnx.ValueInfoProto:
+def _output_info(name: str, max_detections: int,
+                 extra_outputs: dict[str, tuple[int, ...]]) -> onnx.ValueInfoProto:
+    """A graph output's type: ``[batch, max_detections, ...]`` float (``num_detections``:
+    ``[batch]``); ``extra_outputs``: masks / keypoints name -> one detection's shape."""
     shapes: dict[str, list[str | int | None]] = {
-        "detection_boxes": ["batch", max_detections, 4], "num_detections": ["batch"]}
+        "detection_boxes": ["batch", max_detections, 4], "num_detections": ["batch"],
+        **{output: ["batch", max_detections, *shape] for output, shape in extra_outputs.items()}}
     return helper.make_tensor_value_info(name, TensorProto.FLOAT,
                                          shapes.get(name, ["batch", max_detections]))
 

@@ -12,16 +12,22 @@ objdet import) and computes what ``model.onnx`` computes (see ``objdet.export.on
          boxes [B, A, 4] (x1, y1, x2, y2 canvas pixels), scores [B, A, C] (no background)
       -> per class, one torchvision ``nms`` over every image's candidates (scores above
          score_threshold; images kept apart by a coordinate offset), the first
-         max_detections_per_class survivors of each (image, class), kept boxes clipped to the
-         resized image and those left without area dropped, the best max_total_detections of
-         each image
+         max_detections_per_class survivors of each (image, class) -- or, with
+         use_class_agnostic_nms, one ``nms`` over each row's best score and each survivor's
+         max_classes_per_detection best classes -- kept boxes clipped to the resized image
+         and those left without area dropped, the best max_total_detections of each image
+         (``objdet.export.program_nms``)
       -> detection_boxes [B, max, 4] normalized (ymin, xmin, ymax, xmax),
          detection_scores [B, max], detection_classes [B, max] (label-map ids, float),
          num_detections [B] (float); rows past num_detections are zeros.
 
 A CenterNet has no NMS: its peak extraction and box decoding (static shapes) follow the same
-pre-processing. NMS runs over all candidates of a class, as the eager model's NMS does (its
-first ``max_detections_per_class`` survivors are the same), so the detections equal the eager
+pre-processing. A Faster R-CNN (or R-FCN) runs its first stage, a batched proposal NMS (the
+first ``first_stage_max_proposals`` survivors of each image, clipped and zero-padded: the
+formulation of ``objdet.export.onnx_faster_rcnn``), its second stage on the padded
+proposals, then the per-class NMS over the rows before each image's ``num_proposals``. NMS
+runs over all candidates of a class, as the eager model's NMS does (its first
+``max_detections_per_class`` survivors are the same), so the detections equal the eager
 model's; only the sizes after ``nonzero`` and ``nms`` depend on the data.
 """
 
@@ -35,11 +41,13 @@ from torch import Tensor, nn
 
 from objdet.errors import ConfigError, ObjdetError
 from objdet.export.graph import canvas_pad_values
+from objdet.export.program_nms import DetectionOutputs, batched_detections, batched_proposals
 from objdet.models.contract import DetectionModel, as_detection_model
 from objdet.models.image_resizers import FixedShapeResizer, KeepAspectRatioResizer
 from objdet.models.meta_arch.center_net import CenterNet
+from objdet.models.meta_arch.faster_rcnn import FasterRCNN
 from objdet.models.meta_arch.ssd import SSD
-from objdet.models.postprocessing import BatchNonMaxSuppression, convert_scores
+from objdet.models.postprocessing import convert_scores
 
 OUTPUT_NAMES = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
 # The program's detections must equal the eager model's this closely (float32 on the CPU;
@@ -48,20 +56,21 @@ PROGRAM_TOLERANCE = 1e-4
 _INTERPOLATIONS = ("bilinear", "nearest")  # TF1's resize, as image_resizers._legacy_resize
 _MAX_BATCH, _MAX_SIDE = 1024, 16384
 
-DetectionOutputs = tuple[Tensor, Tensor, Tensor, Tensor]  # boxes, scores, classes, counts
-
 
 def program_unsupported_reason(model: nn.Module) -> str | None:
     """Why ``model`` has no ``detector.pt2`` yet (None when it has one)."""
-    if not isinstance(model, SSD | CenterNet):
+    if not isinstance(model, SSD | CenterNet | FasterRCNN):
         return (f"the {type(model).__name__} meta-architecture has no detector program yet "
-                "(SSD, EfficientDet and CenterNet do)")
+                "(SSD, EfficientDet, CenterNet, Faster R-CNN and R-FCN do)")
+    if getattr(model, "mask_head", None) is not None:
+        return ("model.faster_rcnn.number_of_stages: 3 (Mask R-CNN) has no detector program "
+                "yet (it has no detection_masks output)")
+    if getattr(model, "keypoint_tasks", None):
+        return ("model.center_net.keypoint_estimation_task has no detector program yet (it has "
+                "no detection_keypoints output)")
     if model.image_resizer.interpolation not in _INTERPOLATIONS:
         return (f"image_resizer interpolation {model.image_resizer.interpolation!r} has no "
                 f"detector program; supported: {', '.join(_INTERPOLATIONS)}")
-    if isinstance(model, SSD) and model.postprocessor.use_class_agnostic_nms:
-        return ("post_processing.batch_non_max_suppression.use_class_agnostic_nms: true has no "
-                "detector program yet (its NMS is per class)")
     return None
 
 
@@ -147,6 +156,8 @@ class DetectorProgram(nn.Module):
         canvas, resized = self.resize(input_tensor)
         if isinstance(self.model, CenterNet):
             return _center_net_detections(self.model, canvas, resized)
+        if isinstance(self.model, FasterRCNN):
+            return _faster_rcnn_detections(self.model, canvas, resized, self.resize.canvas_size)
         assert isinstance(self.model, SSD)
         predictions = self.model.predict(canvas)
         boxes = self.model.box_coder.decode(predictions["box_encodings"], predictions["anchors"][None])
@@ -155,6 +166,23 @@ class DetectorProgram(nn.Module):
         if nms.background_column:
             scores = scores[..., 1:]
         return batched_detections(boxes, scores, resized, nms)
+
+
+def _faster_rcnn_detections(model: FasterRCNN, canvas: Tensor, resized: Tensor,
+                            canvas_size: tuple[int, int]) -> DetectionOutputs:
+    """Both stages of a Faster R-CNN (or R-FCN) joined by the batched proposal NMS, then the
+    per-class NMS over each image's rows before its ``num_proposals``."""
+    # the stages model.onnx exports (imported here: loading a program needs no onnx)
+    from objdet.export.onnx_faster_rcnn import FirstStage, SecondStage
+
+    features, rpn_boxes, objectness = FirstStage(model)(canvas)  # [B, A, 4], [B, A]
+    proposals, num_proposals = batched_proposals(
+        rpn_boxes, objectness, resized, score_threshold=model.first_stage_nms_score_threshold,
+        iou_threshold=model.first_stage_nms_iou_threshold,
+        max_proposals=int(model.first_stage_max_proposals))  # [B, P, 4], [B]
+    boxes, scores = SecondStage(model, canvas_size)(features, proposals)  # [B, P, C', 4], [B, P, C]
+    valid_rows = torch.arange(proposals.shape[1])[None] < num_proposals[:, None]  # [B, P]
+    return batched_detections(boxes, scores, resized, model.postprocessor, valid_rows)
 
 
 def _center_net_detections(model: CenterNet, canvas: Tensor, resized: Tensor) -> DetectionOutputs:
@@ -166,81 +194,6 @@ def _center_net_detections(model: CenterNet, canvas: Tensor, resized: Tensor) ->
     valid = (scores > 0).to(scores)  # [B, k]; scores descending: valid rows first
     return (normalized * valid[..., None], scores * valid, (classes + 1).to(scores) * valid,
             valid.sum(dim=1))
-
-
-def batched_detections(boxes: Tensor, scores: Tensor, resized: Tensor,
-                       nms: BatchNonMaxSuppression) -> DetectionOutputs:
-    """Decoded ``boxes [B, A, 4]`` (x1, y1, x2, y2 canvas pixels), converted ``scores
-    [B, A, C]`` and the resized image's (height, width) -> the four detection outputs, with
-    ``nms``'s thresholds and caps (``BatchNonMaxSuppression`` with its clip window)."""
-    batch, _, num_classes = scores.shape
-    # offsets keep the images apart in one nms per class: each image's boxes move by a
-    # multiple of the extent of all boxes (float64: the shift costs no precision)
-    wide = boxes.to(torch.float64)
-    extent = wide.max() - wide.min() + 1.0
-    kept_image, kept_anchor, kept_class = [], [], []
-    for column in range(num_classes):
-        image, anchor = torch.nonzero(scores[:, :, column] > nms.score_threshold, as_tuple=True)
-        candidates = wide[image, anchor] + (image.to(torch.float64) * extent)[:, None]  # [N, 4]
-        survivors = torch.ops.torchvision.nms(
-            candidates, scores[image, anchor, column].to(torch.float64), nms.iou_threshold)
-        kept_image.append(image[survivors])  # by score, descending
-        kept_anchor.append(anchor[survivors])
-        kept_class.append(torch.full_like(survivors, column))
-    image, anchor, class_index = torch.cat(kept_image), torch.cat(kept_anchor), torch.cat(kept_class)
-    # the first max_detections_per_class survivors of each (image, class)
-    per_class = rank_within_group(image * num_classes + class_index, batch * num_classes)
-    kept_scores = scores[image, anchor, class_index]  # [M]
-    clipped, has_area = _clip_to_window(boxes[image, anchor], resized)
-    valid = (per_class < nms.max_detections_per_class) & has_area
-    return _padded_outputs(image, class_index, kept_scores, clipped, valid, resized, batch,
-                           int(nms.max_total_detections))
-
-
-def rank_within_group(group: Tensor, num_groups: torch.SymInt | int) -> Tensor:
-    """int64 ``[M]``: each row's position among the rows of its ``group`` (int64 ``[M]`` in
-    ``0..num_groups - 1``), rows keeping their order."""
-    order = torch.sort(group, stable=True).indices  # rows grouped, each group in row order
-    counts = torch.zeros(num_groups, dtype=torch.int64).index_add(0, group, torch.ones_like(group))
-    starts = counts.cumsum(0) - counts  # [num_groups]
-    ranks = torch.arange(group.shape[0]) - starts[group[order]]
-    return torch.zeros_like(ranks).index_put((order,), ranks)
-
-
-def _clip_to_window(boxes: Tensor, resized: Tensor) -> tuple[Tensor, Tensor]:
-    """``boxes [M, 4]`` (x1, y1, x2, y2) clipped to the resized image -> the clipped boxes and
-    ``has_area`` bool ``[M]`` (x2 > x1 and y2 > y1 after clipping)."""
-    height, width = resized.to(boxes.dtype)
-    limits = torch.stack([width, height, width, height])
-    clipped = torch.minimum(boxes.clamp(min=0), limits)
-    has_area = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
-    return clipped, has_area
-
-
-def _padded_outputs(image: Tensor, class_index: Tensor, scores: Tensor, boxes: Tensor,
-                    valid: Tensor, resized: Tensor, batch: torch.SymInt | int,
-                    max_total: int) -> DetectionOutputs:
-    """The ``valid`` rows of each image (``image``, 0-based ``class_index`` and ``scores``
-    ``[M]``, clipped ``boxes [M, 4]`` x1, y1, x2, y2 canvas pixels) by descending score (ties
-    in row order), the best ``max_total`` of each written into zero ``[B, max_total, ...]``
-    rows."""
-    by_score = torch.sort(scores, descending=True, stable=True).indices
-    image, class_index, scores, boxes, valid = (
-        value[by_score] for value in (image, class_index, scores, boxes, valid))
-    group = torch.where(valid, image, batch)  # invalid rows form a group of their own, last
-    rank = rank_within_group(group, batch + 1)
-    keep = valid & (rank < max_total)
-    row = torch.where(keep, image, 0)
-    slot = torch.where(keep, rank, max_total)  # dropped rows go to a column cut off below
-    height, width = resized.to(boxes.dtype)
-    normalized = boxes[:, [1, 0, 3, 2]] / torch.stack([height, width, height, width])
-    detection_boxes = boxes.new_zeros(batch, max_total + 1, 4).index_put((row, slot), normalized)
-    detection_scores = scores.new_zeros(batch, max_total + 1).index_put((row, slot), scores)
-    labels = (class_index + 1).to(scores.dtype)
-    detection_classes = scores.new_zeros(batch, max_total + 1).index_put((row, slot), labels)
-    counts = scores.new_zeros(batch).index_add(0, row, keep.to(scores.dtype))
-    return (detection_boxes[:, :max_total], detection_scores[:, :max_total],
-            detection_classes[:, :max_total], counts)
 
 
 def export_program(model: nn.Module, canvas_size: tuple[int, int],

@@ -14,6 +14,10 @@ checkpoint. ``Predictor.from_export(directory, runtime="onnxruntime")`` returns 
 Runtime, with ``predict_batch`` for several images of one size in one call;
 ``runtime="program"`` returns a ``ProgramPredictor``: ``detector.pt2``, the same whole
 detector as a torch.export program (see ``objdet.export.program``), with ``predict_batch``.
+
+A Mask R-CNN's detections carry ``masks`` (over the image) and ``box_masks`` (over each box:
+the export's ``detection_masks``), a CenterNet's with keypoint tasks ``keypoints`` and
+``keypoint_scores``, from every runtime that has them (``detector.pt2`` has neither yet).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +48,7 @@ from objdet.export.exporter import (
 from objdet.export.graph import graph_input_tensors
 from objdet.export.signature import GRAPH_INPUT, GRAPH_OUTPUTS, check_input_type
 from objdet.inference.inputs import decode_input
+from objdet.inference.outputs import batch_detections, detections_from_outputs
 from objdet.models.contract import DetectionModel, as_detection_model
 from objdet.structures.detections import Detections
 from objdet.structures.label_map import LabelMap, load_label_map
@@ -154,7 +160,9 @@ class Predictor:
             )
         raw = self.network(*graph_input_tensors(self.model, batch.images, batch.resized_sizes))
         detection = self.model.postprocess(raw, batch.resized_sizes, batch.original_sizes)[0]
-        return Detections.from_model_output(detection, image_size=(height, width))
+        detections = Detections.from_model_output(detection, image_size=(height, width))
+        box_masks = _box_masks(self.model, raw, detection, (height, width))
+        return detections if box_masks is None else replace(detections, box_masks=box_masks)
 
 
 class OnnxPredictor(Predictor):
@@ -215,7 +223,9 @@ class OnnxPredictor(Predictor):
             raise ObjdetError(f"images: expected {self.pixel_dtype.name} [B, H, W, 3], got "
                               f"{pixels.dtype} {list(pixels.shape)}")
         outputs = self.session.run(None, {"input_tensor": pixels})
-        return batch_detections(*outputs, image_size=(int(pixels.shape[1]), int(pixels.shape[2])))
+        names = [output.name for output in self.session.get_outputs()]
+        return detections_from_outputs(dict(zip(names, outputs, strict=True)),
+                                       image_size=(int(pixels.shape[1]), int(pixels.shape[2])))
 
 
 class ProgramPredictor(Predictor):
@@ -274,20 +284,22 @@ class ProgramPredictor(Predictor):
         return batch_detections(*outputs, image_size=(int(pixels.shape[1]), int(pixels.shape[2])))
 
 
-def batch_detections(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray,
-                     counts: np.ndarray, *, image_size: tuple[int, int]) -> list[Detections]:
-    """The whole-detector outputs (``detection_boxes [B, max, 4]`` normalized ymin, xmin,
-    ymax, xmax, ``detection_scores``, ``detection_classes [B, max]``, ``num_detections [B]``)
-    of a batch of ``image_size`` (height, width) images -> each image's detections."""
+def _box_masks(model: DetectionModel, raw: dict[str, Tensor], detection: dict[str, Tensor],
+               image_size: tuple[int, int]) -> np.ndarray | None:
+    """A Mask R-CNN's masks over each of ``detection``'s boxes ``[D, mask_h, mask_w]`` (the
+    export's ``detection_masks``), from the map the network gave; None for other models."""
+    from objdet.models.meta_arch.faster_rcnn import FasterRCNN
+
+    if not isinstance(model, FasterRCNN) or model.mask_head is None:
+        return None
+    head = model.mask_head
+    if detection["boxes"].shape[0] == 0:
+        return np.zeros((0, head.mask_height, head.mask_width), np.float32)
     height, width = image_size
-    scale = np.array([height, width, height, width], np.float64)
-    detections = []
-    for index, count in enumerate(counts.astype(np.int64)):
-        yxyx = boxes[index, :count].astype(np.float64) * scale
-        detections.append(Detections(
-            boxes=yxyx[:, [1, 0, 3, 2]], scores=scores[index, :count],
-            labels=classes[index, :count].astype(np.int64), image_size=(height, width)))
-    return detections
+    # fractions of the image are fractions of its window on the canvas, where NMS left them
+    fractions = detection["boxes"] / detection["boxes"].new_tensor([width, height, width, height])
+    masks = model.predict_masks(raw["rpn_features_to_crop"], fractions, detection["labels"])
+    return masks.cpu().numpy()  # [D, mask_height, mask_width]
 
 
 def resolve_export_directory(directory: str | os.PathLike[str]) -> Path:

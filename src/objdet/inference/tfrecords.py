@@ -11,9 +11,9 @@ boxes). Records are written in input order.
 
 Scale:
 
-* batching: with an ``OnnxPredictor`` up to ``batch_size`` consecutive images of one size go
-  through one ``predict_batch`` call; other predictors take one image at a time
-  (``objdet.inference.record_batches``).
+* batching: with an ``OnnxPredictor`` or a ``ProgramPredictor`` up to ``batch_size``
+  consecutive images of one size go through one ``predict_batch`` call; other predictors
+  take one image at a time (``objdet.inference.record_batches``).
 * shards: ``shard``/``num_shards`` split the records over processes and ``OUT@N`` over
   files (``objdet.inference.sharding``); n shard runs write the records of one ``OUT@n``
   run, in the same files.
@@ -43,7 +43,7 @@ from objdet.data.example import DETECTION_KEYS
 from objdet.data.tfrecord import PathSpec
 from objdet.data.tfrecord_index import IndexedTFRecords
 from objdet.errors import ConfigError, DataError
-from objdet.inference.predictor import OnnxPredictor, Predictor
+from objdet.inference.predictor import OnnxPredictor, Predictor, ProgramPredictor
 from objdet.inference.record_batches import DecodedRecord, decoded_batches
 from objdet.inference.resumable_output import ResumableRecordWriter
 from objdet.inference.sharding import Shard, output_paths, progress_path, split_output_spec
@@ -126,7 +126,7 @@ def infer_detections(
 
 
 def _predict(predictor: Predictor, batch: list[DecodedRecord]) -> list[Detections]:
-    if isinstance(predictor, OnnxPredictor) and len(batch) > 1:
+    if isinstance(predictor, OnnxPredictor | ProgramPredictor) and len(batch) > 1:
         pixels = np.stack([item.pixels.permute(1, 2, 0).numpy() for item in batch])  # [B, H, W, 3]
         return predictor.predict_batch(pixels)
     return [predictor.predict_pixels(item.pixels) for item in batch]

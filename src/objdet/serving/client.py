@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from objdet.serving.protos import model_pb2
 
 Image = bytes | np.ndarray  # encoded file bytes, or uint8 [H, W, 3] pixels
-_OUTPUTS = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
 
 
 class Client:
@@ -75,7 +74,9 @@ class Client:
     def predict(self, model: str, images: list[Image], version: int | None = None,
                 ) -> list[dict[str, np.ndarray]]:
         """Each image's OD API outputs (boxes ``[max, 4]`` normalized ymin, xmin, ymax, xmax;
-        scores, classes ``[max]``; num_detections scalar), all images in one request."""
+        scores, classes ``[max]``; num_detections scalar; masks ``[max, h, w]``, keypoints
+        ``[max, K, 2]`` and their scores ``[max, K]`` where the model has them), all images
+        in one request."""
         dtype = self._input_dtype(model, version)
         values = [_as_input(image, dtype) for image in images]
         if self.grpc:
@@ -83,20 +84,17 @@ class Client:
         instances = [{"b64": base64.b64encode(v).decode()} if isinstance(v, bytes) else v.tolist()
                      for v in values]
         body = self._rest("POST", self._path(model, version) + ":predict", {"instances": instances})
-        return [{name: np.asarray(row[name], np.float32) for name in _OUTPUTS}
+        return [{name: np.asarray(value, np.float32) for name, value in row.items()}
                 for row in body["predictions"]]
 
     def detect(self, model: str, image: Image, version: int | None = None) -> Any:
-        """One image's ``objdet.structures.detections.Detections`` (pixel boxes)."""
-        from objdet.structures.detections import Detections
+        """One image's ``objdet.structures.detections.Detections`` (pixel boxes; masks and
+        keypoints where the model has them)."""
+        from objdet.inference.outputs import detections_from_outputs
 
-        height, width = _image_size(image)
         outputs = self.predict(model, [image], version)[0]
-        count = int(outputs["num_detections"])
-        yxyx = outputs["detection_boxes"][:count].astype(np.float64) * [height, width, height, width]
-        return Detections(boxes=yxyx[:, [1, 0, 3, 2]], scores=outputs["detection_scores"][:count],
-                          labels=outputs["detection_classes"][:count].astype(np.int64),
-                          image_size=(height, width))
+        batch = {name: np.asarray(value)[None] for name, value in outputs.items()}  # [1, ...]
+        return detections_from_outputs(batch, image_size=_image_size(image))[0]
 
     # -- transport ---------------------------------------------------------------------------
     def _input_dtype(self, model: str, version: int | None) -> str:
@@ -130,7 +128,7 @@ class Client:
         response = self._call(self._predict_stub.Predict, request)
         arrays = {name: np.asarray(proto.float_val, np.float32).reshape(
             [dim.size for dim in proto.tensor_shape.dim]) for name, proto in response.outputs.items()}
-        return [{name: arrays[name][index] for name in _OUTPUTS} for index in range(len(values))]
+        return [{name: array[index] for name, array in arrays.items()} for index in range(len(values))]
 
     def _call(self, method: Any, request: Any) -> Any:
         import grpc

@@ -1,6 +1,9 @@
-"""The gRPC front end: TF Serving's ``PredictionService`` (Predict, GetModelMetadata) and
-``ModelService`` (GetModelStatus), with its messages, so a tensorflow-serving-api client
-works unchanged. Errors abort the call with the matching gRPC status code.
+"""The gRPC front end: TF Serving's ``PredictionService`` (Classify, Regress, Predict,
+MultiInference, GetModelMetadata) and ``ModelService`` (GetModelStatus,
+HandleReloadConfigRequest), with its messages, so a tensorflow-serving-api client works
+unchanged. Errors abort the call with the matching gRPC status code. objdet exports have a
+predict signature only: Classify, Regress and MultiInference answer TF Serving's errors for
+one (see ``classify_regress``).
 """
 
 from __future__ import annotations
@@ -12,26 +15,24 @@ from typing import TypeVar
 
 import grpc
 
-from objdet.export.signature import INPUT_NAME, OUTPUT_NAMES, SIGNATURE_NAME
+from objdet.export.signature import INPUT_NAME, SIGNATURE_NAME
+from objdet.serving.classify_regress import classify, multi_inference, regress, target_of
 from objdet.serving.errors import ServingError, invalid_argument
 from objdet.serving.messages import images_from_tensor, model_spec, tensor_proto
 from objdet.serving.protos import (
+    classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
-    model_pb2,
+    inference_pb2,
+    model_management_pb2,
     predict_pb2,
     prediction_service_pb2_grpc,
+    regression_pb2,
 )
 from objdet.serving.servable import SignatureInfo
-from objdet.serving.service import ServingCore, Target
+from objdet.serving.service import ServingCore
 
 Reply = TypeVar("Reply")
-
-
-def target_of(spec: model_pb2.ModelSpec) -> Target:
-    choice = spec.WhichOneof("version_choice")
-    return Target(spec.name, spec.version.value if choice == "version" else None,
-                  spec.version_label if choice == "version_label" else None)
 
 
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
@@ -42,12 +43,13 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                 context: grpc.ServicerContext) -> predict_pb2.PredictResponse:
         def run() -> predict_pb2.PredictResponse:
             _check_signature_name(request.model_spec.signature_name)
-            unknown = sorted(set(request.output_filter) - set(OUTPUT_NAMES))
-            if unknown:
-                raise invalid_argument(f"output_filter: {unknown} not in the signature's outputs "
-                                       f"{list(OUTPUT_NAMES)}")
 
             def decode(signature: SignatureInfo) -> list:  # type: ignore[type-arg]
+                # the filter is checked against the version that will run the request
+                unknown = sorted(set(request.output_filter) - set(signature.output_names))
+                if unknown:
+                    raise invalid_argument(f"output_filter: {unknown} not in the signature's "
+                                           f"outputs {list(signature.output_names)}")
                 names = sorted(request.inputs)
                 if names != [INPUT_NAME]:
                     raise invalid_argument(f"inputs: expected exactly {INPUT_NAME!r}, got {names}")
@@ -57,7 +59,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             prediction = self.core.predict(target_of(request.model_spec), decode, "GRPC")
             response = predict_pb2.PredictResponse(
                 model_spec=model_spec(request.model_spec.name, prediction.version, SIGNATURE_NAME))
-            for name in request.output_filter or OUTPUT_NAMES:
+            for name in request.output_filter or prediction.outputs:
                 response.outputs[name].CopyFrom(tensor_proto(prediction.outputs[name]))
             return response
 
@@ -75,6 +77,18 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
         return _answer(context, run)
 
+    def Classify(self, request: classification_pb2.ClassificationRequest,
+                 context: grpc.ServicerContext) -> classification_pb2.ClassificationResponse:
+        return _answer(context, lambda: classify(self.core, request, "GRPC"))
+
+    def Regress(self, request: regression_pb2.RegressionRequest,
+                context: grpc.ServicerContext) -> regression_pb2.RegressionResponse:
+        return _answer(context, lambda: regress(self.core, request, "GRPC"))
+
+    def MultiInference(self, request: inference_pb2.MultiInferenceRequest,
+                       context: grpc.ServicerContext) -> inference_pb2.MultiInferenceResponse:
+        return _answer(context, lambda: multi_inference(self.core, request, "GRPC"))
+
 
 class ModelServicer(prediction_service_pb2_grpc.ModelServiceServicer):
     def __init__(self, core: ServingCore) -> None:
@@ -84,6 +98,17 @@ class ModelServicer(prediction_service_pb2_grpc.ModelServiceServicer):
                        context: grpc.ServicerContext,
                        ) -> get_model_status_pb2.GetModelStatusResponse:
         return _answer(context, lambda: self.core.status(target_of(request.model_spec), "GRPC"))
+
+    def HandleReloadConfigRequest(self, request: model_management_pb2.ReloadConfigRequest,
+                                  context: grpc.ServicerContext,
+                                  ) -> model_management_pb2.ReloadConfigResponse:
+        """Replace the served model list (``ModelManager.reload``); OK with an OK status, or
+        TF Serving's error code and message (``metric_names`` are not counted: no metric)."""
+        def run() -> model_management_pb2.ReloadConfigResponse:
+            self.core.manager.reload(request.config)
+            return model_management_pb2.ReloadConfigResponse(status=get_model_status_pb2.StatusProto())
+
+        return _answer(context, run)
 
 
 def build_grpc_server(core: ServingCore, port: int, *, host: str = "0.0.0.0",

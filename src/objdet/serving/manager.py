@@ -8,6 +8,9 @@ unloaded (references dropped, garbage collected). A version that fails to load i
 with its error (``END`` with error_code/error_message in the status) and is not retried
 until its files change (a copy that was still in progress), so a half-written or broken
 version never serves and never displaces a working one.
+
+``reload`` replaces the served model list at run time (ModelService.HandleReloadConfigRequest),
+as TF Serving's ``ServerCore::ReloadConfig`` does: see its docstring.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from pathlib import Path
 
 from objdet.errors import ObjdetError
 from objdet.serving.batching import Batcher
-from objdet.serving.errors import Code, invalid_argument, not_found, unavailable
+from objdet.serving.config_reload import ModelServerConfig, checked_model_configs
+from objdet.serving.errors import Code, ServingError, invalid_argument, not_found, unavailable
 from objdet.serving.model_config import BatchingOptions, ModelConfig, versions_to_serve
 from objdet.serving.servable import Servable, load_servable
 from objdet.structures.detections import Detections
@@ -80,6 +84,9 @@ class ModelManager:
         self._loader = loader
         self._on_batch = on_batch
         self._lock = threading.Lock()  # guards _Model.loaded swaps (reads copy under it)
+        # one poll or reload at a time; requests read self._models, replaced whole by a reload
+        self._config_lock = threading.RLock()
+        self._retired: dict[str, _Model] = {}  # reloaded away: their status stays (END)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -107,7 +114,7 @@ class ModelManager:
     def statuses(self, name: str, version: int | None = None, label: str | None = None,
                  ) -> list[VersionStatus]:
         """Every known version's status (or the one version/label asked for), by version."""
-        model = self._model(name)
+        model = self._model(name, retired=True)
         version = _labelled_version(model, version, label)
         with self._lock:
             statuses = [VersionStatus(**vars(status)) for status in model.statuses.values()]
@@ -124,10 +131,11 @@ class ModelManager:
         with self._lock:
             return all(model.loaded for model in self._models.values())
 
-    def _model(self, name: str) -> _Model:
+    def _model(self, name: str, retired: bool = False) -> _Model:
+        """The served model ``name`` (or, with ``retired``, one a reload removed)."""
         if not name:
             raise invalid_argument("Missing model name in request")
-        model = self._models.get(name)
+        model = self._models.get(name) or (self._retired.get(name) if retired else None)
         if model is None:
             raise not_found(f"Servable not found for request: Latest({name})")
         return model
@@ -159,8 +167,51 @@ class ModelManager:
                 logger.exception("version poll failed")
 
     def poll_once(self) -> None:
-        for model in self._models.values():
-            self._poll_model(model)
+        with self._config_lock:
+            for model in list(self._models.values()):
+                self._poll_model(model)
+
+    # -- reload --------------------------------------------------------------------------
+    def reload(self, config: ModelServerConfig) -> None:
+        """Serve the models of ``config`` instead (TF Serving's ``ServerCore::ReloadConfig``):
+        a model no longer listed is unloaded (its status stays, every version END), a new one
+        is loaded before this returns, one listed before takes its new base_path, version
+        policy and labels at once; the others keep serving throughout. A config TF Serving
+        refuses raises its ``ServingError`` and changes nothing (see ``config_reload``); a new
+        model with no version available afterwards raises UNKNOWN ``N model(s) did not become
+        available: {...}`` (the rest of the reload stands, as in TF Serving)."""
+        with self._config_lock:
+            current = self._models
+            with self._lock:
+                available = {name: set(model.loaded) for name, model in current.items()}
+            configs = checked_model_configs(
+                config, {name: model.config for name, model in current.items()}, available)
+            models = {}
+            for model_config in configs:
+                model = current.get(model_config.name) or _Model(model_config)
+                model.config = model_config
+                models[model_config.name] = model
+            self._models = models
+            for name, model in current.items():
+                if name not in models:
+                    self._retire(model)
+            for name in models:
+                self._retired.pop(name, None)
+            self.poll_once()
+            added = [model for name, model in models.items() if name not in current]
+            failed = sorted((model for model in added if not model.loaded),
+                            key=lambda model: model.config.name)  # TF Serving's: by name
+            if failed:
+                raise ServingError(Code.UNKNOWN, f"{len(failed)} model(s) did not become "
+                                   f"available: {{{''.join(map(_unavailable, failed))}}}")
+
+    def _retire(self, model: _Model) -> None:
+        with self._lock:
+            serving = sorted(model.loaded)
+        for version in serving:
+            self._unload(model, version)
+        self._retired[model.config.name] = model
+        logger.info("%s removed from the served models", model.config.name)
 
     def _poll_model(self, model: _Model) -> None:
         base = Path(model.config.base_path)
@@ -218,6 +269,20 @@ class ModelManager:
         with self._lock:
             model.statuses[version] = VersionStatus(version, "END")
         logger.info("%s version %d unloaded", model.config.name, version)
+
+
+def _unavailable(model: _Model) -> str:
+    """One entry of TF Serving's "did not become available" message: ``{{name: M version: V}
+    due to error: CODE: message}, `` for the newest version that failed to load (TF Serving
+    waits for a version that never appears; objdet says so instead)."""
+    failed = [status for status in model.statuses.values() if status.error_code != Code.OK]
+    if not failed:
+        return (f"{{{{name: {model.config.name}}} due to error: NOT_FOUND: no version "
+                f"directory under {model.config.base_path}}}, ")
+    status = max(failed, key=lambda status: status.version)
+    code = Code.Name(status.error_code)  # type: ignore[arg-type]
+    return (f"{{{{name: {model.config.name} version: {status.version}}} due to error: {code}: "
+            f"{status.error_message}}}, ")
 
 
 def _labelled_version(model: _Model, version: int | None, label: str | None) -> int | None:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from google.protobuf import json_format
 
-from objdet.export.signature import INPUT_NAME, OUTPUT_NAMES, SIGNATURE_NAME
+from objdet.export.signature import INPUT_NAME, SIGNATURE_NAME
 from objdet.serving.errors import Code, invalid_argument
 from objdet.serving.images import image_from_bytes, image_from_pixels
 from objdet.serving.manager import VersionStatus
@@ -32,17 +32,15 @@ _DTYPES = {"uint8": DataType.DT_UINT8, "string": DataType.DT_STRING, "float32": 
 
 def signature_def_map(signature: SignatureInfo) -> get_model_metadata_pb2.SignatureDefMap:
     """``serving_default``: input_tensor (uint8 [-1, -1, -1, 3] or string [-1]: any number of
-    images per request) -> the four OD API outputs with a batch dimension."""
+    images per request) -> the OD API outputs with a batch dimension (the four box outputs,
+    then masks / keypoints where the model has them)."""
     input_shape = [-1, -1, -1, 3] if signature.input_dtype == "uint8" else [-1]
-    size = signature.max_detections
-    output_shapes = {"detection_boxes": [-1, size, 4], "detection_scores": [-1, size],
-                     "detection_classes": [-1, size], "num_detections": [-1]}
     definition = meta_graph_pb2.SignatureDef(method_name=PREDICT_METHOD)
     definition.inputs[INPUT_NAME].CopyFrom(
         _tensor_info(f"serving_default_{INPUT_NAME}:0", signature.input_dtype, input_shape))
-    for index, name in enumerate(OUTPUT_NAMES):
+    for index, (name, shape) in enumerate(signature.output_shapes().items()):
         definition.outputs[name].CopyFrom(
-            _tensor_info(f"StatefulPartitionedCall:{index}", "float32", output_shapes[name]))
+            _tensor_info(f"StatefulPartitionedCall:{index}", "float32", shape))
     result = get_model_metadata_pb2.SignatureDefMap()
     result.signature_def[SIGNATURE_NAME].CopyFrom(definition)
     return result

@@ -3,6 +3,8 @@
     GET  /v1/models/{name}[/versions/{v}|/labels/{l}]            model status
     GET  /v1/models/{name}[/versions/{v}|/labels/{l}]/metadata   signature_def
     POST /v1/models/{name}[/versions/{v}|/labels/{l}]:predict    predict
+    POST /v1/models/{name}[/versions/{v}|/labels/{l}]:classify   classify (TF Serving's errors:
+    POST /v1/models/{name}[/versions/{v}|/labels/{l}]:regress    objdet exports predict only)
     GET  /monitoring/prometheus/metrics                          Prometheus metrics
     GET  /v1/ready (200 once every model has a version serving, else 503), /v1/health
 
@@ -13,6 +15,7 @@ body over ``max_request_bytes`` is refused with 413 before it is read whole.
 from __future__ import annotations
 
 import re
+from typing import NoReturn
 
 import orjson
 import torch
@@ -20,8 +23,12 @@ from fastapi import FastAPI, Request, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
+from objdet.serving.classify_regress import classify, regress
 from objdet.serving.errors import Code, ServingError, invalid_argument
+from objdet.serving.example_json import fill_request
 from objdet.serving.messages import metadata_json, to_json
+from objdet.serving.protos.classification_pb2 import ClassificationRequest
+from objdet.serving.protos.regression_pb2 import RegressionRequest
 from objdet.serving.rest_codec import RestPredictRequest, parse_predict_request, predict_response
 from objdet.serving.servable import SignatureInfo
 from objdet.serving.service import ServingCore, Target
@@ -82,10 +89,11 @@ async def _handle(core: ServingCore, request: Request, max_request_bytes: int) -
         return _json(to_json(status))
     if match["metadata"] or match["method"] is None:
         raise ServingError(Code.NOT_FOUND, f"Malformed request: POST {request.url.path}")
+    if match["method"] in ("classify", "regress"):
+        body = await _read_body(request, max_request_bytes)
+        await run_in_threadpool(_classify_or_regress, core, target, match["method"], body)
     if match["method"] != "predict":
-        raise ServingError(Code.UNIMPLEMENTED if match["method"] in ("classify", "regress")
-                           else Code.NOT_FOUND,
-                           f"{match['method']} is not served: objdet serves detectors (predict)")
+        raise ServingError(Code.NOT_FOUND, f"Malformed request: POST {request.url.path}")
     body = await _read_body(request, max_request_bytes)
 
     def run() -> bytes:
@@ -93,12 +101,34 @@ async def _handle(core: ServingCore, request: Request, max_request_bytes: int) -
 
         def decode(signature: SignatureInfo) -> list[torch.Tensor]:
             parsed.append(parse_predict_request(body, signature.input_type))
+            unknown = sorted(set(parsed[0].output_filter) - set(signature.output_names))
+            if unknown:
+                raise invalid_argument(f"output_filter: {unknown} not in the signature's "
+                                       f"outputs {list(signature.output_names)}")
             return parsed[0].images
 
         prediction = core.predict(target, decode, "REST")
-        return predict_response(prediction.outputs, parsed[0].row_format)
+        outputs = {name: values for name, values in prediction.outputs.items()
+                   if not parsed[0].output_filter or name in parsed[0].output_filter}
+        return predict_response(outputs, parsed[0].row_format)
 
     return Response(await run_in_threadpool(run), media_type=JSON)
+
+
+def _classify_or_regress(core: ServingCore, target: Target, method: str, body: bytes) -> NoReturn:
+    """As TF Serving's REST handler: the body is parsed into the request first (its JSON
+    errors come before the model's), then the request runs as over gRPC."""
+    request: ClassificationRequest | RegressionRequest = (
+        ClassificationRequest() if method == "classify" else RegressionRequest())
+    request.model_spec.name = target.name
+    if target.version is not None:
+        request.model_spec.version.value = target.version
+    if target.label is not None:
+        request.model_spec.version_label = target.label
+    fill_request(body, request)
+    if isinstance(request, ClassificationRequest):
+        classify(core, request, "REST")
+    regress(core, request, "REST")
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -113,7 +143,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise _too_large(size, limit)
         chunks.append(chunk)
     if size == 0:
-        raise invalid_argument("JSON Parse error: The document is empty.")
+        raise invalid_argument("JSON Parse error: The document is empty")
     return b"".join(chunks)
 
 

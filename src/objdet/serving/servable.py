@@ -26,7 +26,7 @@ from objdet.export.exporter import (
     SIGNATURE_FILE,
     WEIGHTS_FILE,
 )
-from objdet.export.signature import INPUT_TYPES, OUTPUT_NAMES
+from objdet.export.signature import INPUT_TYPES, INSTANCE_OUTPUTS, OUTPUT_NAMES, shape_matches
 from objdet.inference.predictor import OnnxPredictor, Predictor
 from objdet.structures.detections import Detections
 from objdet.structures.label_map import LabelMap
@@ -41,6 +41,20 @@ class SignatureInfo:
     input_type: str  # image_tensor | encoded_image_string_tensor | tf_example
     input_dtype: str  # "uint8" or "string"
     max_detections: int
+    # the outputs beyond OUTPUT_NAMES (masks, keypoints): name -> one detection's shape
+    instance_outputs: tuple[tuple[str, tuple[int, ...]], ...] = ()
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """Every output a prediction of this signature has, in order."""
+        return (*OUTPUT_NAMES, *(name for name, _ in self.instance_outputs))
+
+    def output_shapes(self) -> dict[str, list[int]]:
+        """Output name -> its shape with a batch dimension (-1: any number of images)."""
+        size = self.max_detections
+        shapes = {"detection_boxes": [-1, size, 4], "detection_scores": [-1, size],
+                  "detection_classes": [-1, size], "num_detections": [-1]}
+        return shapes | {name: [-1, size, *shape] for name, shape in self.instance_outputs}
 
 
 class Servable:
@@ -99,7 +113,8 @@ def load_servable(directory: str | os.PathLike[str], version: int) -> Servable:
     predictor = Predictor.from_export(directory, runtime=runtime)
     signature = SignatureInfo(input_type=input_type,
                               input_dtype=str(INPUT_TYPES[input_type]["dtype"]),
-                              max_detections=int(predictor.max_detections))
+                              max_detections=int(predictor.max_detections),
+                              instance_outputs=_instance_outputs(directory, signature_json))
     servable = Servable(version=version, directory=directory, predictor=predictor,
                         signature=signature)
     _warm_up(servable)
@@ -112,9 +127,36 @@ def _warm_up(servable: Servable) -> None:
     image = torch.full((3, *WARM_UP_SIZE), 128, dtype=torch.uint8)
     [detections] = servable.predict([image])
     outputs = detections.to_outputs(servable.signature.max_detections)
-    if sorted(outputs) != sorted(OUTPUT_NAMES) or not all(
-            np.isfinite(array).all() for array in outputs.values()):
-        raise ObjdetError(f"{servable.directory}: warm-up prediction gave non-finite outputs")
+    expected = servable.signature.output_shapes()
+    if sorted(outputs) != sorted(expected):
+        raise ObjdetError(f"{servable.directory}: warm-up prediction gave the outputs "
+                          f"{sorted(outputs)}; {SIGNATURE_FILE} names {sorted(expected)}")
+    wrong = [name for name, array in outputs.items()
+             if not shape_matches(expected[name], array.shape) or not np.isfinite(array).all()]
+    if wrong:
+        raise ObjdetError(f"{servable.directory}: warm-up prediction gave non-finite or "
+                          f"misshapen {', '.join(wrong)} (expected {expected[wrong[0]]}, got "
+                          f"{list(outputs[wrong[0]].shape)})")
+
+
+def _instance_outputs(directory: Path, signature: dict[str, object],
+                      ) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """``signature.json``'s outputs beyond the four box outputs: name -> one detection's
+    shape (``[1, max, *shape]`` there)."""
+    outputs = signature.get("outputs")
+    if not isinstance(outputs, dict):
+        raise ObjdetError(f"{directory / SIGNATURE_FILE}: outputs must be an object")
+    found = []
+    for name in INSTANCE_OUTPUTS:
+        if name not in outputs:
+            continue
+        shape = outputs[name].get("shape") if isinstance(outputs[name], dict) else None
+        if not isinstance(shape, list) or len(shape) < 3 or not all(
+                isinstance(size, int) and size > 0 for size in shape):
+            raise ObjdetError(f"{directory / SIGNATURE_FILE}: outputs.{name}.shape must be "
+                              f"[1, max_detections, ...] positive sizes, got {shape!r}")
+        found.append((name, tuple(shape[2:])))
+    return tuple(found)
 
 
 def _read_json(path: Path) -> dict[str, object]:

@@ -104,6 +104,9 @@ class Detections:
         keypoint_scores: ``[D, K]`` float64, optional.
         image_size: ``(height, width)`` in pixels of the image the boxes are in; needed
             only for the normalized layouts (``normalized_boxes``, ``to_outputs``, JSON).
+        box_masks: ``[D, mask_height, mask_width]`` float32 mask probabilities over each
+            box (Mask R-CNN's, before they are pasted into the image: the OD API's exported
+            ``detection_masks``), optional.
     """
 
     boxes: FloatArray
@@ -113,6 +116,7 @@ class Detections:
     keypoints: FloatArray | None = None
     keypoint_scores: FloatArray | None = None
     image_size: tuple[int, int] | None = None
+    box_masks: NDArray[np.float32] | None = None
 
     def __post_init__(self) -> None:
         owner = "detections"
@@ -131,6 +135,7 @@ class Detections:
         self.keypoint_scores = optional_per_item(
             self.keypoint_scores, np.float64, "keypoint_scores", count, owner
         )
+        self.box_masks = optional_per_item(self.box_masks, np.float32, "box_masks", count, owner)
         if self.image_size is not None:
             height, width = (int(v) for v in self.image_size)
             if height <= 0 or width <= 0:
@@ -150,6 +155,7 @@ class Detections:
             keypoints=None if self.keypoints is None else self.keypoints[keep],
             keypoint_scores=None if self.keypoint_scores is None else self.keypoint_scores[keep],
             image_size=self.image_size,
+            box_masks=None if self.box_masks is None else self.box_masks[keep],
         )
 
     def above(self, min_score: float) -> Detections:
@@ -174,20 +180,33 @@ class Detections:
         return xyxy_to_normalized_yxyx_array(self.boxes, height, width)
 
     def to_outputs(self, max_detections: int) -> dict[str, np.ndarray]:
-        """The OD API's output tensors (batch 1, zero-padded to ``max_detections`` rows)."""
+        """The OD API's output tensors (batch 1, zero-padded to ``max_detections`` rows):
+        the four box outputs, then ``detection_masks [1, max, mask_h, mask_w]`` (from
+        ``box_masks``), ``detection_keypoints [1, max, K, 2]`` (normalized y, x) and
+        ``detection_keypoint_scores [1, max, K]`` where the detections have them."""
         count = min(len(self), max_detections)
-        boxes = np.zeros((1, max_detections, 4), np.float32)
-        scores = np.zeros((1, max_detections), np.float32)
-        classes = np.zeros((1, max_detections), np.float32)
-        boxes[0, :count] = self.normalized_boxes()[:count]
-        scores[0, :count] = self.scores[:count]
-        classes[0, :count] = self.labels[:count]
-        return {
-            "detection_boxes": boxes,
-            "detection_scores": scores,
-            "detection_classes": classes,
+
+        def padded(values: np.ndarray, *shape: int) -> np.ndarray:
+            rows = np.zeros((1, max_detections, *shape), np.float32)  # [1, max, ...]
+            rows[0, :count] = values[:count]
+            return rows
+
+        outputs = {
+            "detection_boxes": padded(self.normalized_boxes(), 4),
+            "detection_scores": padded(self.scores),
+            "detection_classes": padded(self.labels),
             "num_detections": np.array([count], np.float32),
         }
+        if self.box_masks is not None:
+            outputs["detection_masks"] = padded(self.box_masks, *self.box_masks.shape[1:])
+        if self.keypoints is not None:
+            height, width = self._size("normalized keypoints")
+            normalized = self.keypoints[..., ::-1] / np.array([height, width])  # [D, K, 2] (y, x)
+            outputs["detection_keypoints"] = padded(normalized, *normalized.shape[1:])
+            if self.keypoint_scores is not None:
+                outputs["detection_keypoint_scores"] = padded(self.keypoint_scores,
+                                                              self.keypoint_scores.shape[1])
+        return outputs
 
     def to_json(self, label_map: LabelMap | None = None) -> dict[str, Any]:
         """Plain JSON types: image size, and per detection both box layouts, score, class."""

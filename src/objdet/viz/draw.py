@@ -203,12 +203,14 @@ def _draw_label(
 def save_drawing(
     image: Any, boxes_xyxy: Any, labels: Any, scores: Any, path: Any,
     category_index: CategoryIndex | None = None, min_score: float = 0.0,
-    masks: Any | None = None,
+    masks: Any | None = None, keypoints: Any | None = None, keypoint_scores: Any | None = None,
+    keypoint_edges: Sequence[tuple[int, int]] = (),
 ) -> None:
     """``draw_detections`` written atomically to ``path`` as PNG."""
     from objdet.atomic import atomic_write
 
     drawn = draw_detections(image, boxes_xyxy, labels, scores, category_index, min_score=min_score,
-                            masks=masks)
+                            masks=masks, keypoints=keypoints, keypoint_scores=keypoint_scores,
+                            keypoint_edges=keypoint_edges)
     with atomic_write(path, "wb") as handle:
         drawn.save(handle, format="PNG")

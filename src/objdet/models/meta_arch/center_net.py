@@ -169,6 +169,9 @@ class CenterNet(nn.Module):
         self.bgr_ordering = bgr_ordering
         self.keypoint_tasks = list(keypoint_tasks)
         self.num_keypoints = sum(task.num_keypoints for task in self.keypoint_tasks)
+        # the keypoint heads feed postprocess too: an export serializes them with the others
+        self.graph_outputs = (*CenterNet.graph_outputs, *(
+            name for task in self.keypoint_tasks for name in task.head_channels()))
 
     @property
     def _extractor(self) -> CenterNetFeatureExtractor:
@@ -264,14 +267,10 @@ class CenterNet(nn.Module):
         """Top ``max_box_predictions`` heatmap peaks (3x3 max-pool NMS) -> boxes in input
         pixels; only peaks scoring > 0 are kept (the OD API's ``num_detections``)."""
         sizes = torch.tensor(resized_sizes, device=predictions[OBJECT_CENTER].device)
-        peaks = self._decode(predictions, sizes)
-        normalized, scores, classes = peaks.boxes, peaks.scores, peaks.classes
-        keep_all = scores > 0  # the OD API's num_detections, before any rescoring
-        keypoints = keypoint_scores = None
-        if self.keypoint_tasks:
-            keypoints, keypoint_scores = self.decode_keypoints(predictions, peaks, sizes)
-            scores = keypoints_lib.rescore_instances(self.keypoint_tasks, classes, scores,
-                                                     keypoint_scores)
+        decoded = self.decode_batch(predictions, sizes)
+        normalized, scores, classes = decoded["boxes"], decoded["scores"], decoded["classes"]
+        keep_all = decoded["valid"]
+        keypoints, keypoint_scores = decoded.get("keypoints"), decoded.get("keypoint_scores")
         detections = []
         for index, (original_h, original_w) in enumerate(original_sizes):
             in_pixels = normalized[index][:, [1, 0, 3, 2]] * normalized.new_tensor(
@@ -286,6 +285,24 @@ class CenterNet(nn.Module):
                 detection["keypoints_scores"] = keypoint_scores[index][keep]
             detections.append(detection)
         return detections
+
+    def decode_batch(self, predictions: dict[str, Tensor], resized_sizes: Tensor
+                     ) -> dict[str, Tensor]:
+        """:meth:`postprocess` before it splits the batch, with static shapes (the ONNX graph
+        exports it): ``boxes [B, k, 4]`` (ymin, xmin, ymax, xmax) normalized to the resized
+        image (``resized_sizes [B, 2]``), ``scores [B, k]`` (rescored by the keypoints where
+        a task asks), 0-based ``classes [B, k]``, ``valid [B, k]`` (scoring > 0 before any
+        rescoring: the OD API's num_detections, the first rows); with keypoint tasks also
+        ``keypoints [B, k, K, 2]`` (y, x) normalized and ``keypoint_scores [B, k, K]``."""
+        peaks = self._decode(predictions, resized_sizes)
+        decoded = {"boxes": peaks.boxes, "scores": peaks.scores, "classes": peaks.classes,
+                   "valid": peaks.scores > 0}
+        if self.keypoint_tasks:
+            keypoints, keypoint_scores = self.decode_keypoints(predictions, peaks, resized_sizes)
+            decoded["scores"] = keypoints_lib.rescore_instances(
+                self.keypoint_tasks, peaks.classes, peaks.scores, keypoint_scores)
+            decoded["keypoints"], decoded["keypoint_scores"] = keypoints, keypoint_scores
+        return decoded
 
     def decode_keypoints(self, predictions: dict[str, Tensor], peaks: Peaks,
                          resized_sizes: Tensor) -> tuple[Tensor, Tensor]:

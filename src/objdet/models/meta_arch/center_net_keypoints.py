@@ -227,7 +227,12 @@ def peak_candidates(task: KeypointTask, heatmap_logits: Tensor, offsets: Tensor
     batch_size, num_types, _, width = probabilities.shape
     flat = probabilities.flatten(2)  # [B, J, h * w]
     k = min(task.num_candidates, flat.shape[2])
-    order = torch.sort(flat, dim=2, descending=True, stable=True).indices[:, :, :k]
+    if torch.compiler.is_exporting() or torch.jit.is_tracing():
+        # ONNX TopK returns equal values lowest index first, as a stable sort (torch.onnx
+        # exports no stable Sort); CenterNet._top_peaks does the same
+        order = flat.topk(k, dim=2).indices
+    else:
+        order = torch.sort(flat, dim=2, descending=True, stable=True).indices[:, :, :k]
     scores = flat.gather(2, order)
     pad = task.num_candidates - k
     if pad:

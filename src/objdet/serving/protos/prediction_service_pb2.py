@@ -22,20 +22,24 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from objdet.serving.protos import classification_pb2 as objdet_dot_serving_dot_protos_dot_classification__pb2
 from objdet.serving.protos import get_model_metadata_pb2 as objdet_dot_serving_dot_protos_dot_get__model__metadata__pb2
 from objdet.serving.protos import get_model_status_pb2 as objdet_dot_serving_dot_protos_dot_get__model__status__pb2
+from objdet.serving.protos import inference_pb2 as objdet_dot_serving_dot_protos_dot_inference__pb2
+from objdet.serving.protos import model_management_pb2 as objdet_dot_serving_dot_protos_dot_model__management__pb2
 from objdet.serving.protos import predict_pb2 as objdet_dot_serving_dot_protos_dot_predict__pb2
+from objdet.serving.protos import regression_pb2 as objdet_dot_serving_dot_protos_dot_regression__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n.objdet/serving/protos/prediction_service.proto\x12\x12tensorflow.serving\x1a.objdet/serving/protos/get_model_metadata.proto\x1a,objdet/serving/protos/get_model_status.proto\x1a#objdet/serving/protos/predict.proto2\xd6\x01\n\x11PredictionService\x12R\n\x07Predict\x12\".tensorflow.serving.PredictRequest\x1a#.tensorflow.serving.PredictResponse\x12m\n\x10GetModelMetadata\x12+.tensorflow.serving.GetModelMetadataRequest\x1a,.tensorflow.serving.GetModelMetadataResponse2w\n\x0cModelService\x12g\n\x0eGetModelStatus\x12).tensorflow.serving.GetModelStatusRequest\x1a*.tensorflow.serving.GetModelStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n.objdet/serving/protos/prediction_service.proto\x12\x12tensorflow.serving\x1a*objdet/serving/protos/classification.proto\x1a.objdet/serving/protos/get_model_metadata.proto\x1a,objdet/serving/protos/get_model_status.proto\x1a%objdet/serving/protos/inference.proto\x1a,objdet/serving/protos/model_management.proto\x1a#objdet/serving/protos/predict.proto\x1a&objdet/serving/protos/regression.proto2\xfc\x03\n\x11PredictionService\x12\x61\n\x08\x43lassify\x12).tensorflow.serving.ClassificationRequest\x1a*.tensorflow.serving.ClassificationResponse\x12X\n\x07Regress\x12%.tensorflow.serving.RegressionRequest\x1a&.tensorflow.serving.RegressionResponse\x12R\n\x07Predict\x12\".tensorflow.serving.PredictRequest\x1a#.tensorflow.serving.PredictResponse\x12g\n\x0eMultiInference\x12).tensorflow.serving.MultiInferenceRequest\x1a*.tensorflow.serving.MultiInferenceResponse\x12m\n\x10GetModelMetadata\x12+.tensorflow.serving.GetModelMetadataRequest\x1a,.tensorflow.serving.GetModelMetadataResponse2\xe7\x01\n\x0cModelService\x12g\n\x0eGetModelStatus\x12).tensorflow.serving.GetModelStatusRequest\x1a*.tensorflow.serving.GetModelStatusResponse\x12n\n\x19HandleReloadConfigRequest\x12\'.tensorflow.serving.ReloadConfigRequest\x1a(.tensorflow.serving.ReloadConfigResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'objdet.serving.protos.prediction_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PREDICTIONSERVICE']._serialized_start=202
-  _globals['_PREDICTIONSERVICE']._serialized_end=416
-  _globals['_MODELSERVICE']._serialized_start=418
-  _globals['_MODELSERVICE']._serialized_end=537
+  _globals['_PREDICTIONSERVICE']._serialized_start=371
+  _globals['_PREDICTIONSERVICE']._serialized_end=879
+  _globals['_MODELSERVICE']._serialized_start=882
+  _globals['_MODELSERVICE']._serialized_end=1113
 # @@protoc_insertion_point(module_scope)

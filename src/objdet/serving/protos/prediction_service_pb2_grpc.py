@@ -3,9 +3,13 @@
 import grpc
 import warnings
 
+from objdet.serving.protos import classification_pb2 as objdet_dot_serving_dot_protos_dot_classification__pb2
 from objdet.serving.protos import get_model_metadata_pb2 as objdet_dot_serving_dot_protos_dot_get__model__metadata__pb2
 from objdet.serving.protos import get_model_status_pb2 as objdet_dot_serving_dot_protos_dot_get__model__status__pb2
+from objdet.serving.protos import inference_pb2 as objdet_dot_serving_dot_protos_dot_inference__pb2
+from objdet.serving.protos import model_management_pb2 as objdet_dot_serving_dot_protos_dot_model__management__pb2
 from objdet.serving.protos import predict_pb2 as objdet_dot_serving_dot_protos_dot_predict__pb2
+from objdet.serving.protos import regression_pb2 as objdet_dot_serving_dot_protos_dot_regression__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -36,10 +40,25 @@ class PredictionServiceStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.Classify = channel.unary_unary(
+                '/tensorflow.serving.PredictionService/Classify',
+                request_serializer=objdet_dot_serving_dot_protos_dot_classification__pb2.ClassificationRequest.SerializeToString,
+                response_deserializer=objdet_dot_serving_dot_protos_dot_classification__pb2.ClassificationResponse.FromString,
+                _registered_method=True)
+        self.Regress = channel.unary_unary(
+                '/tensorflow.serving.PredictionService/Regress',
+                request_serializer=objdet_dot_serving_dot_protos_dot_regression__pb2.RegressionRequest.SerializeToString,
+                response_deserializer=objdet_dot_serving_dot_protos_dot_regression__pb2.RegressionResponse.FromString,
+                _registered_method=True)
         self.Predict = channel.unary_unary(
                 '/tensorflow.serving.PredictionService/Predict',
                 request_serializer=objdet_dot_serving_dot_protos_dot_predict__pb2.PredictRequest.SerializeToString,
                 response_deserializer=objdet_dot_serving_dot_protos_dot_predict__pb2.PredictResponse.FromString,
+                _registered_method=True)
+        self.MultiInference = channel.unary_unary(
+                '/tensorflow.serving.PredictionService/MultiInference',
+                request_serializer=objdet_dot_serving_dot_protos_dot_inference__pb2.MultiInferenceRequest.SerializeToString,
+                response_deserializer=objdet_dot_serving_dot_protos_dot_inference__pb2.MultiInferenceResponse.FromString,
                 _registered_method=True)
         self.GetModelMetadata = channel.unary_unary(
                 '/tensorflow.serving.PredictionService/GetModelMetadata',
@@ -51,7 +70,25 @@ class PredictionServiceStub:
 class PredictionServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
+    def Classify(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Regress(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Predict(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MultiInference(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -66,10 +103,25 @@ class PredictionServiceServicer:
 
 def add_PredictionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'Classify': grpc.unary_unary_rpc_method_handler(
+                    servicer.Classify,
+                    request_deserializer=objdet_dot_serving_dot_protos_dot_classification__pb2.ClassificationRequest.FromString,
+                    response_serializer=objdet_dot_serving_dot_protos_dot_classification__pb2.ClassificationResponse.SerializeToString,
+            ),
+            'Regress': grpc.unary_unary_rpc_method_handler(
+                    servicer.Regress,
+                    request_deserializer=objdet_dot_serving_dot_protos_dot_regression__pb2.RegressionRequest.FromString,
+                    response_serializer=objdet_dot_serving_dot_protos_dot_regression__pb2.RegressionResponse.SerializeToString,
+            ),
             'Predict': grpc.unary_unary_rpc_method_handler(
                     servicer.Predict,
                     request_deserializer=objdet_dot_serving_dot_protos_dot_predict__pb2.PredictRequest.FromString,
                     response_serializer=objdet_dot_serving_dot_protos_dot_predict__pb2.PredictResponse.SerializeToString,
+            ),
+            'MultiInference': grpc.unary_unary_rpc_method_handler(
+                    servicer.MultiInference,
+                    request_deserializer=objdet_dot_serving_dot_protos_dot_inference__pb2.MultiInferenceRequest.FromString,
+                    response_serializer=objdet_dot_serving_dot_protos_dot_inference__pb2.MultiInferenceResponse.SerializeToString,
             ),
             'GetModelMetadata': grpc.unary_unary_rpc_method_handler(
                     servicer.GetModelMetadata,
@@ -88,6 +140,60 @@ class PredictionService:
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod
+    def Classify(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tensorflow.serving.PredictionService/Classify',
+            objdet_dot_serving_dot_protos_dot_classification__pb2.ClassificationRequest.SerializeToString,
+            objdet_dot_serving_dot_protos_dot_classification__pb2.ClassificationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Regress(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tensorflow.serving.PredictionService/Regress',
+            objdet_dot_serving_dot_protos_dot_regression__pb2.RegressionRequest.SerializeToString,
+            objdet_dot_serving_dot_protos_dot_regression__pb2.RegressionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def Predict(request,
             target,
             options=(),
@@ -104,6 +210,33 @@ class PredictionService:
             '/tensorflow.serving.PredictionService/Predict',
             objdet_dot_serving_dot_protos_dot_predict__pb2.PredictRequest.SerializeToString,
             objdet_dot_serving_dot_protos_dot_predict__pb2.PredictResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MultiInference(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tensorflow.serving.PredictionService/MultiInference',
+            objdet_dot_serving_dot_protos_dot_inference__pb2.MultiInferenceRequest.SerializeToString,
+            objdet_dot_serving_dot_protos_dot_inference__pb2.MultiInferenceResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -156,12 +289,23 @@ class ModelServiceStub:
                 request_serializer=objdet_dot_serving_dot_protos_dot_get__model__status__pb2.GetModelStatusRequest.SerializeToString,
                 response_deserializer=objdet_dot_serving_dot_protos_dot_get__model__status__pb2.GetModelStatusResponse.FromString,
                 _registered_method=True)
+        self.HandleReloadConfigRequest = channel.unary_unary(
+                '/tensorflow.serving.ModelService/HandleReloadConfigRequest',
+                request_serializer=objdet_dot_serving_dot_protos_dot_model__management__pb2.ReloadConfigRequest.SerializeToString,
+                response_deserializer=objdet_dot_serving_dot_protos_dot_model__management__pb2.ReloadConfigResponse.FromString,
+                _registered_method=True)
 
 
 class ModelServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def GetModelStatus(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def HandleReloadConfigRequest(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -174,6 +318,11 @@ def add_ModelServiceServicer_to_server(servicer, server):
                     servicer.GetModelStatus,
                     request_deserializer=objdet_dot_serving_dot_protos_dot_get__model__status__pb2.GetModelStatusRequest.FromString,
                     response_serializer=objdet_dot_serving_dot_protos_dot_get__model__status__pb2.GetModelStatusResponse.SerializeToString,
+            ),
+            'HandleReloadConfigRequest': grpc.unary_unary_rpc_method_handler(
+                    servicer.HandleReloadConfigRequest,
+                    request_deserializer=objdet_dot_serving_dot_protos_dot_model__management__pb2.ReloadConfigRequest.FromString,
+                    response_serializer=objdet_dot_serving_dot_protos_dot_model__management__pb2.ReloadConfigResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -203,6 +352,33 @@ class ModelService:
             '/tensorflow.serving.ModelService/GetModelStatus',
             objdet_dot_serving_dot_protos_dot_get__model__status__pb2.GetModelStatusRequest.SerializeToString,
             objdet_dot_serving_dot_protos_dot_get__model__status__pb2.GetModelStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HandleReloadConfigRequest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tensorflow.serving.ModelService/HandleReloadConfigRequest',
+            objdet_dot_serving_dot_protos_dot_model__management__pb2.ReloadConfigRequest.SerializeToString,
+            objdet_dot_serving_dot_protos_dot_model__management__pb2.ReloadConfigResponse.FromString,
             options,
             channel_credentials,
             insecure,
