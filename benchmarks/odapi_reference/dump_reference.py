@@ -44,16 +44,22 @@ MIN_RELATIVE_STD = 0.1  # per-channel std over images and positions / mean |valu
 MIN_MEAN_ABS = 1e-3
 MIN_IMAGE_DIFFERENCE = 0.01  # 100x the raw tolerance; mean |map(image 0) - map(image 1)| / mean |value|
 EXIT_NOT_INPUT_DEPENDENT = 3
+FAMILIES = ("ssd", "faster_rcnn", "center_net")
 
 
 def write_pipeline(config: Path, overrides: list[str], output_dir: Path) -> Path:
     pipeline = pipeline_pb2.TrainEvalPipelineConfig()
     text_format.Merge(config.read_text(), pipeline)
     apply_overrides(pipeline, overrides)
-    if pipeline.model.WhichOneof("model") != "ssd":
+    family = pipeline.model.WhichOneof("model")
+    if family not in FAMILIES:
         raise OverrideError(
-            f"{config}: model is {pipeline.model.WhichOneof('model')!r}, only ssd is supported"
+            f"{config}: model is {family!r}; supported: {', '.join(FAMILIES)}"
         )
+    if family == "center_net":
+        import center_net_reference
+
+        center_net_reference.fill_keypoint_label_map(pipeline, output_dir)
     path = output_dir / "pipeline.config"
     path.write_text(text_format.MessageToString(pipeline))
     return path
@@ -203,6 +209,28 @@ def anchor_convention(model: tf.Module, anchors: np.ndarray, preprocessed_shape:
     }
 
 
+def family_reference(family: str):  # type: ignore[no-untyped-def]
+    """The module dumping a two-stage or CenterNet model; None for SSD (this file)."""
+    if family == "faster_rcnn":
+        import faster_rcnn_reference
+
+        return faster_rcnn_reference
+    if family == "center_net":
+        import center_net_reference
+
+        return center_net_reference
+    return None
+
+
+def ssd_meta(model: tf.Module, ssd, anchors: np.ndarray, preprocessed_shape: list[int]) -> dict:  # type: ignore[no-untyped-def]
+    return {
+        "num_classes": ssd.num_classes,
+        "post_processing": text_format.MessageToString(ssd.post_processing, as_one_line=True),
+        "anchors": anchor_convention(model, anchors, preprocessed_shape),
+        "num_anchors": int(anchors.shape[0]),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -279,21 +307,29 @@ def main() -> int:
     preprocessed_shape = list(calibration_images.shape[1:])
     timings["build_s"] = time.perf_counter() - start
 
+    family = configs["model"].WhichOneof("model")
+    family_module = family_reference(family)
     start = time.perf_counter()
-    weights_summary = realistic_weights(model, calibration_images, calibration_shapes, args.seed)
+    weights = family_module.realistic_weights if family_module else realistic_weights
+    weights_summary = weights(model, calibration_images, calibration_shapes, args.seed)
     timings["weights_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
     arrays: dict[str, np.ndarray] = {}
+    feature_maps: list[list[np.ndarray]] = []  # [image][level]
     for index, image in enumerate(images):
-        arrays.update(run_image(model, image, index))
+        if family_module is None:
+            arrays.update(run_image(model, image, index))
+            num_levels = sum(key.startswith(f"feature_maps_{index}_") for key in arrays)
+            feature_maps.append(
+                [arrays[f"feature_maps_{index}_{level}"] for level in range(num_levels)]
+            )
+        else:  # the maps are only checked, not stored (a 1024 px ResNet's are ~16 MB)
+            image_arrays, maps = family_module.run_image(model, image, index)
+            arrays.update(image_arrays)
+            feature_maps.append(maps)
     timings["inference_s_per_image"] = (time.perf_counter() - start) / len(images)
 
-    num_levels = sum(key.startswith("feature_maps_0_") for key in arrays)
-    feature_maps = [
-        [arrays[f"feature_maps_{i}_{level}"] for level in range(num_levels)]
-        for i in range(len(images))
-    ]
     stats = input_dependence(feature_maps)
     for level, level_stats in enumerate(stats):
         print(f"level {level} {level_stats}")
@@ -311,8 +347,10 @@ def main() -> int:
     np.savez_compressed(args.output_dir / "reference.npz", **kept)
     timings["save_s"] = time.perf_counter() - start
 
-    anchors = arrays["anchors_0"]
-    ssd = configs["model"].ssd
+    if family_module is None:
+        family_meta = ssd_meta(model, configs["model"].ssd, arrays["anchors_0"], preprocessed_shape)
+    else:
+        family_meta = family_module.describe(model, configs["model"])
     meta = {
         "config": str(args.config),
         "overrides": args.override,
@@ -326,10 +364,8 @@ def main() -> int:
         "omitted_arrays": args.omit,
         "calibration_images": [str(path) for path in calibration_paths],
         "preprocessed_shape": preprocessed_shape,
-        "num_classes": ssd.num_classes,
-        "post_processing": text_format.MessageToString(ssd.post_processing, as_one_line=True),
-        "anchors": anchor_convention(model, anchors, preprocessed_shape),
-        "num_anchors": int(anchors.shape[0]),
+        "family": family,
+        **family_meta,
         "num_checkpoint_variables": len(variables),
         "input_dependence": stats,
         "input_dependence_failures": failures,

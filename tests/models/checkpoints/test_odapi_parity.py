@@ -25,7 +25,7 @@ def test_objdet_reproduces_the_odapi_level_by_level(case: str) -> None:
     # 1e-5, or two float32 ulps of the largest input value (ResNet's 0..255 scale)
     assert result.preprocessed_max_abs <= max(1e-5, result.preprocessed_tolerance), result
     assert result.preprocessed_tolerance <= 3.1e-5
-    assert result.anchors_max_abs <= 1e-5, result
+    assert result.anchors_max_abs is not None and result.anchors_max_abs <= 1e-5, result
     assert result.raw_boxes_max_abs <= 1e-4 and result.raw_classes_max_abs <= 1e-4, result
     assert result.postprocess_matched >= 0.99 and result.end_to_end_matched >= 0.95, result
     assert result.ok
