@@ -109,13 +109,26 @@ def tiny_config() -> faster_rcnn_pb2.FasterRcnn:
      "first_stage_anchor_generator.ssd_anchor_generator"),
     ("second_stage_post_processing { batch_non_max_suppression { use_class_agnostic_nms: true } }",
      "use_class_agnostic_nms"),
-    ("second_stage_batch_size: 64", "second_stage_batch_size"),
 ])
 def test_unsupported_fields_are_refused_by_name(edit: str, field: str) -> None:
     config = tiny_config()
     text_format.Merge(edit, config)
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
         build_faster_rcnn(config, backbone_depth_multiplier=0.0625)
+
+
+def test_second_stage_batch_size_over_the_proposals_is_refused_for_training_only() -> None:
+    """As the OD API's builder: an eval/export config may sample more than it proposes."""
+    config = tiny_config()
+    config.second_stage_batch_size = config.first_stage_max_proposals + 1
+    model = build_faster_rcnn(config, backbone_depth_multiplier=0.0625).eval()
+    with torch.no_grad():
+        (detections,) = model([torch.rand(3, 64, 64)])
+    assert detections["boxes"].shape[1] == 4
+    target = {"boxes": torch.tensor([[4.0, 4.0, 40.0, 40.0]]), "labels": torch.tensor([1])}
+    with pytest.raises(ConfigError, match=r"second_stage_batch_size: \d+; expected <= "
+                                          r"first_stage_max_proposals"):
+        model.train()([torch.rand(3, 64, 64)], [target])
 
 
 def test_balanced_sample_caps_positives() -> None:

@@ -106,9 +106,6 @@ def build_faster_rcnn(config: faster_rcnn_pb2.FasterRcnn, path: str = "model.fas
         _check(getattr(config, name) > 0, path, name, getattr(config, name), "a positive number")
     _check(0.0 <= config.first_stage_nms_iou_threshold <= 1.0, path,
            "first_stage_nms_iou_threshold", config.first_stage_nms_iou_threshold, "in [0, 1]")
-    _check(config.second_stage_batch_size <= config.first_stage_max_proposals, path,
-           "second_stage_batch_size", config.second_stage_batch_size,
-           f"<= first_stage_max_proposals ({config.first_stage_max_proposals}), as the OD API")
     pooled_crop_size = ((config.initial_crop_size - config.maxpool_kernel_size)
                         // max(config.maxpool_stride, 1) + 1)
     extractor = _build_feature_extractor(config.feature_extractor, f"{path}.feature_extractor",

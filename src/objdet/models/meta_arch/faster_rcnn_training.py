@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from objdet.errors import ConfigError
 from objdet.models.box_coders import FasterRcnnBoxCoder
 from objdet.models.image_resizers import ImageBatch
 from objdet.models.losses import WeightedSmoothL1Loss, WeightedSoftmaxLoss
@@ -104,6 +105,12 @@ class FasterRcnnLoss:
     def __call__(self, model: FasterRCNN, batch: ImageBatch, gt_boxes: list[Tensor],
                  gt_labels: list[Tensor], gt_weights: list[Tensor],
                  gt_masks: list[Tensor] | None = None) -> dict[str, Tensor]:
+        if self.second_stage_batch_size > model.first_stage_max_proposals:
+            # as the OD API's model builder, which checks it only for training
+            raise ConfigError(
+                f"model.faster_rcnn.second_stage_batch_size: {self.second_stage_batch_size}; "
+                f"expected <= first_stage_max_proposals ({model.first_stage_max_proposals}) "
+                "for training")
         canvas = (int(batch.images.shape[2]), int(batch.images.shape[3]))
         first_stage = model.predict_first_stage(batch.images)
         if not model.clip_anchors_to_image:
