@@ -18,9 +18,9 @@ from objdet.errors import CheckpointError
 from objdet.models import build_model
 from objdet.models.checkpoints.importer import is_tf2_checkpoint, load_tf2_checkpoint
 from objdet.models.checkpoints.parity import (
-    _detections_to_reference_form,
-    _reference_detections,
+    detections_to_reference_form,
     matched_share,
+    reference_detections,
 )
 from objdet.models.checkpoints.tf_bundle import TFCheckpoint
 from objdet.models.checkpoints.variable_map import to_torch_layout
@@ -168,8 +168,8 @@ def test_import_checkpoint_cli_then_export_and_detect(tmp_path: Path) -> None:
     found = Predictor.from_export(exported).detect(image)
     detections = {"boxes": torch.as_tensor(found.boxes), "scores": torch.as_tensor(found.scores),
                   "labels": torch.as_tensor(found.labels)}
-    reference = _reference_detections(data, 0)
-    got = _detections_to_reference_form(detections, image.shape[:2])
+    reference = reference_detections(data, 0)
+    got = detections_to_reference_form(detections, image.shape[:2])
     assert matched_share(reference, got) >= 0.95
 
 
