@@ -302,52 +302,6 @@ def test_predict_returns_the_graph_outputs() -> None:
     assert predictions[BOX_SCALE].shape == predictions[BOX_OFFSET].shape == (2, 2, 16, 16)
 
 
-@pytest.mark.parametrize("extractor", ["mobilenet_v2_fpn", "mobilenet_v2_fpn_sep_conv",
-                                       "hourglass_10"])
-def test_the_model_keeps_the_contract_and_exports(extractor: str) -> None:
-    """As tests/models/test_contract.py does for SSD: a train step, eval, and the exported
-    network + postprocess (Predictor) equal to eval mode."""
-    from objdet.export.graph import export_network, fixed_canvas_size
-    from objdet.inference.predictor import Predictor
-    from objdet.models import parameter_groups
-
-    torch.manual_seed(0)
-    config = cfg.load(TINY).model
-    config.center_net.feature_extractor.type = extractor
-    resizer = config.center_net.image_resizer.keep_aspect_ratio_resizer
-    resizer.min_dimension = resizer.max_dimension = 64
-    model = build_model(config)
-    detector = check_detection_model(model)
-    model.train()
-    optimizer = torch.optim.SGD(parameter_groups(model), lr=1e-3)
-    losses = model([torch.rand(3, 48, 80)], [{"boxes": torch.tensor([[4.0, 6.0, 40.0, 30.0]]),
-                                               "labels": torch.tensor([1])}])
-    assert isinstance(losses, dict)
-    sum(losses.values()).backward()
-    optimizer.step()
-
-    model.eval()
-    image = torch.rand(3, 48, 80)
-    program = export_network(model, fixed_canvas_size(detector))
-    graph = program.module()
-
-    def network(canvas: torch.Tensor) -> dict[str, torch.Tensor]:
-        return dict(zip(detector.graph_outputs, graph(canvas), strict=True))
-
-    pixels = (image * 255).round().to(torch.uint8)
-    found = Predictor(model=model, network=network).predict_pixels(pixels)
-    with torch.no_grad():
-        reference = model([pixels.float() / 255.0])[0]
-    assert isinstance(reference, dict) and len(reference["scores"]) > 0
-    boxes = reference["boxes"]
-    assert (boxes[:, 2] <= 80).all() and (boxes[:, 3] <= 48).all()
-    assert len(found.scores) == len(reference["scores"])
-    torch.testing.assert_close(torch.as_tensor(found.scores).float(), reference["scores"],
-                               atol=1e-4, rtol=0)
-    torch.testing.assert_close(torch.as_tensor(found.boxes).float(), reference["boxes"],
-                               atol=1e-2, rtol=0)
-
-
 def test_stacked_hourglasses_train_every_output(monkeypatch: pytest.MonkeyPatch) -> None:
     """Two hourglasses (as hourglass_104, narrower): heads on both outputs, the losses
     averaged over them (the OD API's num_feature_outputs), eval predicts from the last."""
