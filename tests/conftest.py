@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -51,23 +55,48 @@ def exported(tiny_training, tmp_path_factory: pytest.TempPathFactory):  # type: 
     """input_type -> the export directory of the tiny checkpoint (exported on first use)."""
     from objdet.export.exporter import export_inference_graph
 
-    directories: dict[str, Path] = {}
+    # One export per input type for the whole run: pytest-xdist's workers share it (the tiny
+    # checkpoint is the same in every worker: seeded), the first to ask writes it under a lock.
+    # Tests only read it (copy it to change it).
+    root = _run_wide_directory(tmp_path_factory, "exports")
 
     def export(input_type: str) -> Path:
-        if input_type not in directories:
-            output = tmp_path_factory.mktemp("exports") / input_type
-            # Every format for image_tensor (tests/export/test_detector_program.py runs its
-            # detector.pt2); the other input types' tests run model.pt2 and model.onnx only.
-            export_inference_graph(
-                pipeline_config_path=tiny_training.config_path,
-                trained_checkpoint_dir=tiny_training.checkpoint_dir,
-                output_directory=output, input_type=input_type,
-                formats=None if input_type == "image_tensor" else ("pt2", "onnx"),
-            )
-            directories[input_type] = output
-        return directories[input_type]
+        output = root / input_type
+        with _locked(root / f"{input_type}.lock"):
+            if not (output / "signature.json").is_file():
+                # Every format for image_tensor (tests/export/test_detector_program.py runs its
+                # detector.pt2); the other input types' tests run model.pt2 and model.onnx only.
+                export_inference_graph(
+                    pipeline_config_path=tiny_training.config_path,
+                    trained_checkpoint_dir=tiny_training.checkpoint_dir,
+                    output_directory=output, input_type=input_type,
+                    formats=None if input_type == "image_tensor" else ("pt2", "onnx"),
+                )
+        return output
 
     return export
+
+
+def _run_wide_directory(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """A directory shared by every pytest-xdist worker of this run (each worker's base temp
+    is a child of the run's); this process's own one without xdist."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent
+    directory = base / f"run_wide_{name}"
+    directory.mkdir(exist_ok=True)
+    return directory
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` (created), held across processes for the block."""
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import infer_inputs
@@ -174,3 +175,27 @@ def test_an_image_without_detections_gets_present_empty_lists(
     result = run_offline_evaluation(tmp_path / "eval", eval_config, input_config)
     assert (result.num_images, result.num_skipped) == (3, 0)
     assert result.metrics["PascalBoxes_PerformanceByCategory/AP@0.5IOU/raccoon"] == 0.0  # all missed
+
+
+def test_a_float_image_tensor_export_is_batched_like_one_image_at_a_time(
+    exported: Callable[[str], Path], tmp_path: Path
+) -> None:
+    """An export of float_image_tensor takes float32 pixels: batches of 4 give the records of
+    one image at a time (the batch path once handed it uint8 and failed)."""
+    inputs = infer_inputs.write_inputs(tmp_path, counts=(6,))
+    model = exported("float_image_tensor")
+    written = {}
+    for batch_size in (1, 4):
+        output = tmp_path / f"float{batch_size}.record"
+        assert main(["infer-detections", "--input_tfrecord_paths", str(inputs[0]),
+                     "--output_tfrecord_path", str(output), "--model", str(model),
+                     "--runtime", "onnxruntime", "--batch_size", str(batch_size)]) == 0
+        written[batch_size] = infer_inputs.examples(output)
+    assert len(written[1]) == len(written[4]) == 6
+    for one, four in zip(written[1], written[4]):
+        for key in DETECTION_KEYS:
+            values = [np.asarray(example.features.feature[key].float_list.value
+                                 or example.features.feature[key].int64_list.value)
+                      for example in (one, four)]
+            assert values[0].shape == values[1].shape and values[0].size > 0
+            np.testing.assert_allclose(values[0], values[1], atol=1e-5, err_msg=key)

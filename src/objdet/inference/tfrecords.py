@@ -38,6 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from objdet.data.example import DETECTION_KEYS
 from objdet.data.tfrecord import PathSpec
@@ -127,8 +128,10 @@ def infer_detections(
 
 def _predict(predictor: Predictor, batch: list[DecodedRecord]) -> list[Detections]:
     if isinstance(predictor, OnnxPredictor | ProgramPredictor) and len(batch) > 1:
-        pixels = np.stack([item.pixels.permute(1, 2, 0).numpy() for item in batch])  # [B, H, W, 3]
-        return predictor.predict_batch(pixels)
+        pixels = torch.stack([item.pixels.permute(1, 2, 0) for item in batch])  # uint8 [B, H, W, 3]
+        # an export of float_image_tensor takes float32 0..255
+        floats = predictor.pixel_dtype in (np.float32, torch.float32)
+        return predictor.predict_batch(pixels.to(torch.float32) if floats else pixels)
     return [predictor.predict_pixels(item.pixels) for item in batch]
 
 
