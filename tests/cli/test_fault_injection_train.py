@@ -155,11 +155,21 @@ def test_a_flipped_byte_in_a_checkpoint(config_path: Path, trained_dir: Path, tm
     pytest.param(["--device", "cuda"], "--device 'cuda': no CUDA GPU is visible",
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")),
 ], ids=["negative-learning-rate", "zero-image-size", "negative-num-train-steps", "cuda-without-gpu"])
-def test_bad_settings_fail_before_training(config_path: Path, tmp_path: Path, flags: list[str], message: str) -> None:
+def test_bad_settings_fail_before_training(config_path: Path, tmp_path: Path, flags: list[str], message: str,
+                                          capsys: pytest.CaptureFixture[str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI's own entry point in this process (a settings error needs no crash isolation,
+    and four interpreter starts cost ~30 s of the suite); stderr and the exit code as a user
+    sees them."""
+    from objdet.cli.main import main
+
+    monkeypatch.chdir(tmp_path)
     model_dir = tmp_path / "model"
-    result = objdet("train", "--pipeline_config_path", str(config_path), "--model_dir", str(model_dir),
-                    "--num_workers", "0", "--no_progress", *flags, cwd=tmp_path)
-    assert_one_line_error(result, "train", message)
+    argv = ["train", "--pipeline_config_path", str(config_path), "--model_dir", str(model_dir),
+            "--num_workers", "0", "--no_progress", *flags]
+    code = main(argv)
+    captured = capsys.readouterr()
+    assert_one_line_error(subprocess.CompletedProcess(argv, code, captured.out, captured.err), "train", message)
     assert not model_dir.exists()
 
 
