@@ -54,6 +54,14 @@ def test_train_evaluates_and_keeps_checkpoints(tiny_config_path: Path, tmp_path:
     assert "eval_side_by_side_0" in eval_events.Tags()["images"]  # drawn detections
 
 
+def _indexed_at_least(model_dir: Path, step: int) -> bool:
+    """Whether ``model_dir``'s checkpoint index names a checkpoint of ``step`` or later."""
+    if not (model_dir / "checkpoint.json").exists():
+        return False
+    latest = CheckpointManager(model_dir).latest_path()
+    return latest is not None and int(latest.stem.split("-")[1]) >= step
+
+
 def test_resume_after_kill_continues_with_identical_state(tiny_config_path: Path, tmp_path: Path) -> None:
     straight = train(tiny_config_path, tmp_path / "straight", quiet(num_train_steps=6, checkpoint_every_n=2))
     assert straight.step == 6
@@ -66,7 +74,8 @@ def test_resume_after_kill_continues_with_identical_state(tiny_config_path: Path
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
         deadline = time.monotonic() + 240
-        while not (tmp_path / "killed" / "ckpt-4.pt").exists():
+        # the index names a checkpoint only after its file is complete: wait for the index
+        while not _indexed_at_least(tmp_path / "killed", 4):
             assert process.poll() is None, "training exited before its 2nd checkpoint"
             assert time.monotonic() < deadline, "no checkpoint within 240 s"
             time.sleep(0.2)
