@@ -212,8 +212,12 @@ class OnnxPredictor(Predictor):
 
     def predict_pixels(self, image: Tensor) -> Detections:
         """``uint8 [3, H, W]`` RGB (or float 0..255) -> all detections (up to ``max_detections``)."""
-        dtype = torch.float32 if self.pixel_dtype == np.float32 else torch.uint8
-        return self.predict_batch(image.permute(1, 2, 0)[None].to(dtype))[0]
+        return self.predict_batch(self.batch_input(image.permute(1, 2, 0)[None]))[0]
+
+    def batch_input(self, images: Tensor) -> Tensor:
+        """``[B, H, W, 3]`` pixels 0..255 -> the dtype this export takes (float32 for
+        float_image_tensor, else uint8), for :meth:`predict_batch`."""
+        return images.to(torch.float32 if self.pixel_dtype == np.float32 else torch.uint8)
 
     def predict_batch(self, images: Tensor | np.ndarray) -> list[Detections]:
         """``uint8 [B, H, W, 3]`` RGB of one size (``float32`` 0..255 for an export of
@@ -271,7 +275,12 @@ class ProgramPredictor(Predictor):
 
     def predict_pixels(self, image: Tensor) -> Detections:
         """``uint8 [3, H, W]`` RGB (or float 0..255) -> all detections (up to ``max_detections``)."""
-        return self.predict_batch(image.permute(1, 2, 0)[None].to(self.pixel_dtype))[0]
+        return self.predict_batch(self.batch_input(image.permute(1, 2, 0)[None]))[0]
+
+    def batch_input(self, images: Tensor) -> Tensor:
+        """``[B, H, W, 3]`` pixels 0..255 -> the dtype this program takes, for
+        :meth:`predict_batch`."""
+        return images.to(self.pixel_dtype)
 
     def predict_batch(self, images: Tensor | np.ndarray) -> list[Detections]:
         """``uint8 [B, H, W, 3]`` RGB of one size (``float32`` 0..255 for an export of

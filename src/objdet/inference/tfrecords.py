@@ -129,9 +129,7 @@ def infer_detections(
 def _predict(predictor: Predictor, batch: list[DecodedRecord]) -> list[Detections]:
     if isinstance(predictor, OnnxPredictor | ProgramPredictor) and len(batch) > 1:
         pixels = torch.stack([item.pixels.permute(1, 2, 0) for item in batch])  # uint8 [B, H, W, 3]
-        # an export of float_image_tensor takes float32 0..255
-        floats = predictor.pixel_dtype in (np.float32, torch.float32)
-        return predictor.predict_batch(pixels.to(torch.float32) if floats else pixels)
+        return predictor.predict_batch(predictor.batch_input(pixels))
     return [predictor.predict_pixels(item.pixels) for item in batch]
 
 
