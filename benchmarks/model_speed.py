@@ -36,6 +36,7 @@ import argparse
 import json
 import math
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -50,6 +51,9 @@ import torch
 from machine import append_results, describe_machine
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE / "odapi_reference"))
+from person_keypoints import PERSON_KEYPOINTS_LABEL_MAP, PLACEHOLDER
+
 SPEED_REFERENCE = HERE / "odapi_reference" / "speed_reference.py"
 WARMUP = 3
 
@@ -67,6 +71,21 @@ def config_resolution(config: Any) -> tuple[int, int]:
         side = resizer.keep_aspect_ratio_resizer.max_dimension
         return side, side
     raise ConfigError(f"image_resizer: {kind} has no fixed resolution to benchmark at")
+
+
+def runnable_config(config_path: Path, workdir: Path) -> Path:
+    """``config_path``, or (a TF2 keypoint config) a copy in ``workdir`` whose placeholder
+    ``keypoint_label_map_path`` names the OD API's person keypoints label map, written there:
+    both frameworks build the keypoint heads from it."""
+    text = config_path.read_text()
+    pattern = re.compile(r'(keypoint_label_map_path:\s*)"' + PLACEHOLDER + r'[^"]*"')
+    if not pattern.search(text):
+        return config_path
+    label_map = workdir / "person_keypoints_label_map.pbtxt"
+    label_map.write_text(PERSON_KEYPOINTS_LABEL_MAP)
+    copy = workdir / config_path.name
+    copy.write_text(pattern.sub(lambda match: f'{match.group(1)}"{label_map}"', text))
+    return copy
 
 
 def random_pixels(height: int, width: int, seed: int = 0) -> torch.Tensor:
@@ -276,7 +295,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="model_speed_") as workdir:
         for config_path in args.configs:
             try:
-                row = measure(config_path, args, Path(workdir))
+                row = measure(runnable_config(config_path, Path(workdir)), args, Path(workdir))
             except Exception as error:  # noqa: BLE001 - e.g. a config objdet cannot build yet
                 row = {"config": config_path.stem, "error": f"{type(error).__name__}: {error}"}
             print(json.dumps(row), flush=True)

@@ -21,24 +21,13 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+from person_keypoints import PERSON_KEYPOINTS_LABEL_MAP, PLACEHOLDER
 from realistic_weights import VariableInitializer, calibrate_batch_norms, initialize
 
 # head suffix -> (kernel std target, bias mean, bias std) of its raw outputs (the fixtures')
 HEAD_SCALES = {"object_center": (2.0, -4.0, 0.5), "box/scale": (3.0, 6.0, 1.0),
                "box/offset": (0.3, 0.5, 0.1), "keypoint/heatmap": (2.0, -3.0, 0.5),
                "keypoint/offset": (0.3, 0.5, 0.1), "keypoint/regression": (2.5, 0.0, 1.5)}
-# The OD API's person keypoints label map (object_detection/data/
-# person_keypoints_label_map.pbtxt): the TF2 keypoint configs' keypoint_label_map_path.
-COCO_KEYPOINTS = ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder",
-                  "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
-                  "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
-                  "right_ankle"]
-PERSON_KEYPOINTS_LABEL_MAP = (
-    'item {\n  name: "/m/01g317"\n  id: 1\n  display_name: "person"\n'
-    + "".join(f'  keypoints {{\n    id: {i}\n    label: "{label}"\n  }}\n'
-              for i, label in enumerate(COCO_KEYPOINTS))
-    + "}\n")
-PLACEHOLDER = "PATH_TO_BE_CONFIGURED"
 # Added to the center logits' bias of each keypoint task's class: with 90 classes, most of
 # the top-100 peaks must be of that class for the keypoints to be compared at all.
 KEYPOINT_CLASS_BIAS = 4.0

@@ -27,9 +27,14 @@ def convert_scores(class_logits: Tensor, converter: str, logit_scale: float = 1.
 
 
 def per_class_nms(
-    boxes: Tensor, scores: Tensor, score_threshold: float, iou_threshold: float, max_per_class: int
+    boxes: Tensor, scores: Tensor, score_threshold: float, iou_threshold: float, max_per_class: int,
+    *, ties_by_index: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """Exact per-class NMS keeping ``max_per_class`` boxes per class -> (anchor, class) indices.
+
+    ``ties_by_index``: equal scores rank by anchor index, as TF's NMS and one torchvision
+    ``nms`` over all anchors rank them (a stable sort: for few classes; ``topk``, the default,
+    leaves their order unspecified, so another tied anchor may be kept first).
 
     Greedy NMS decides a box only from higher-scoring boxes, so NMS over a class's top ``M``
     candidates yields the same first kept boxes as over all of them. Start with a small ``M``
@@ -43,7 +48,11 @@ def per_class_nms(
     while pending.numel():
         rows = min(top, scores.shape[0])
         # each pending class's best `rows` anchors, descending: no full sort of [A, C]
-        top_scores, top_anchors = scores[:, pending].topk(rows, dim=0)  # [rows, P]
+        if ties_by_index:
+            top_scores, top_anchors = scores[:, pending].sort(dim=0, descending=True, stable=True)
+            top_scores, top_anchors = top_scores[:rows], top_anchors[:rows]  # [rows, P]
+        else:
+            top_scores, top_anchors = scores[:, pending].topk(rows, dim=0)  # [rows, P]
         candidate_scores, candidate_anchors = top_scores.T, top_anchors.T  # [P, rows]
         valid = candidate_scores > score_threshold
         keep = _nms_by_class(

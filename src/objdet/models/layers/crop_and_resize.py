@@ -22,10 +22,14 @@ from torch import Tensor
 from torch.nn import functional as F
 
 
-def crop_and_resize(features: Tensor, boxes: Tensor, crop_size: int | tuple[int, int]) -> Tensor:
+def crop_and_resize(features: Tensor, boxes: Tensor, crop_size: int | tuple[int, int], *,
+                    zero_outside_samples: bool = False) -> Tensor:
     """``features [B, C, H_f, W_f]``, ``boxes [B, N, 4]`` (x1, y1, x2, y2, fractions of the
     canvas) -> crops ``[B * N, C, crop_height, crop_width]`` (image-major); ``crop_size`` is
-    one side or (height, width)."""
+    one side or (height, width). ``zero_outside_samples``: as ``tf.image.crop_and_resize``
+    (the OD API without ``use_matmul_crop_and_resize``), a sample whose float32 position
+    ``x1 * (W_f - 1) + j * (x2 - x1) * (W_f - 1) / (crop - 1)`` falls past the map is 0 as a
+    whole: for a box ending on the canvas edge that sum can round to ``W_f - 1 + ulp``."""
     batch, num_boxes = boxes.shape[0], boxes.shape[1]  # symbolic under export: any batch
     crop_height, crop_width = (crop_size, crop_size) if isinstance(crop_size, int) else crop_size
     x1, y1, x2, y2 = boxes.unbind(-1)  # [B, N] each
@@ -40,7 +44,24 @@ def crop_and_resize(features: Tensor, boxes: Tensor, crop_size: int | tuple[int,
                           padding_mode="zeros", align_corners=True)  # [B, C, N * crop_h, crop_w]
     channels = int(features.shape[1])
     crops = crops.reshape(batch, channels, num_boxes, crop_height, crop_width)
-    return crops.transpose(1, 2).reshape(batch * num_boxes, channels, crop_height, crop_width)
+    crops = crops.transpose(1, 2).reshape(batch * num_boxes, channels, crop_height, crop_width)
+    if not zero_outside_samples:
+        return crops
+    inside = (_inside_map(y1, y2, int(features.shape[2]), crop_height)[..., :, None]
+              & _inside_map(x1, x2, int(features.shape[3]), crop_width)[..., None, :])  # [B, N, h, w]
+    return crops * inside.reshape(batch * num_boxes, 1, crop_height, crop_width).to(crops.dtype)
+
+
+def _inside_map(start: Tensor, end: Tensor, size: int, crop: int) -> Tensor:
+    """Box sides ``[B, N]`` (fractions) -> bool ``[B, N, crop]``: whether each sample lies in
+    ``[0, size - 1]`` as the CPU kernel of ``tf.image.crop_and_resize`` computes it."""
+    if crop == 1:
+        positions = (0.5 * (start + end) * (size - 1))[..., None]
+    else:
+        scale = (end - start) * (size - 1) / (crop - 1)  # [B, N]
+        steps = torch.arange(crop, dtype=start.dtype, device=start.device)
+        positions = (start * (size - 1))[..., None] + steps * scale[..., None]
+    return (positions >= 0) & (positions <= size - 1)
 
 
 def _steps(size: int, boxes: Tensor) -> Tensor:
@@ -51,8 +72,8 @@ def _steps(size: int, boxes: Tensor) -> Tensor:
 
 
 def crop_and_pool(features: Tensor, boxes: Tensor, crop_size: int, pool_kernel: int,
-                  pool_stride: int) -> Tensor:
+                  pool_stride: int, *, zero_outside_samples: bool = False) -> Tensor:
     """:func:`crop_and_resize`, then a 'VALID' max-pool (the OD API's ``MaxPool2D`` layer):
     ``[B * N, C, (crop - kernel) // stride + 1, same]``."""
-    crops = crop_and_resize(features, boxes, crop_size)
+    crops = crop_and_resize(features, boxes, crop_size, zero_outside_samples=zero_outside_samples)
     return F.max_pool2d(crops, pool_kernel, pool_stride)

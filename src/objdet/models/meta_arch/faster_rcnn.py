@@ -111,6 +111,7 @@ class FasterRCNN(nn.Module):
         loss: FasterRcnnLoss,
         clip_anchors_to_image: bool = False,
         mask_head: MaskRcnnMaskHead | None = None,
+        native_crop_and_resize: bool = False,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
@@ -125,6 +126,8 @@ class FasterRCNN(nn.Module):
         self.first_stage_max_proposals = first_stage_max_proposals
         self.initial_crop_size = initial_crop_size
         self.maxpool_kernel_size, self.maxpool_stride = maxpool_kernel_size, maxpool_stride
+        # tf.image.crop_and_resize (not the matmul crop): samples past the map are 0 whole
+        self.native_crop_and_resize = native_crop_and_resize
         self.postprocessor = postprocessor
         self.loss = loss
         self.clip_anchors_to_image = clip_anchors_to_image
@@ -239,14 +242,16 @@ class FasterRCNN(nn.Module):
         extractor: FasterRcnnFeatureExtractor = self.feature_extractor  # type: ignore[assignment]
         if not self.is_pyramid:
             crops = crop_and_pool(features, boxes, self.initial_crop_size,
-                                  self.maxpool_kernel_size, self.maxpool_stride)  # [B*N, C, k, k]
+                                  self.maxpool_kernel_size, self.maxpool_stride,
+                                  zero_outside_samples=self.native_crop_and_resize)  # [B*N, C, k, k]
             return extractor.extract_box_classifier_features(crops)
         if canvas_size is None:
             raise ValueError("box_classifier_features: a feature pyramid needs the canvas size")
         maps = self.feature_maps(features, canvas_size)
         levels = fpn_box_levels(boxes, canvas_size, len(maps))  # [B, N]
         crops = multilevel_crop_and_pool(maps, boxes, levels, self.initial_crop_size,
-                                         self.maxpool_kernel_size, self.maxpool_stride)
+                                         self.maxpool_kernel_size, self.maxpool_stride,
+                                         zero_outside_samples=self.native_crop_and_resize)
         return extractor.extract_box_classifier_features(crops)
 
     def predict_second_stage(self, features: Tensor, proposals: Tensor,

@@ -54,8 +54,9 @@ _FASTER_RCNN_FIELDS = {
     # input pipeline (false) resizes groundtruth masks to the canvas. objdet's targets are
     # always in input-image pixels and the model always brings them there, the same masks.
     "second_stage_mask_prediction_loss_weight", "resize_masks",
-    # TF execution options with the same results here: the matmul crop equals
-    # tf.image.crop_and_resize for proposals (which lie in the image); static shapes only pad
+    # use_matmul_crop_and_resize: read (FasterRCNN.native_crop_and_resize: the two crops
+    # differ where a box's last sample rounds past the map). TF execution options with the
+    # same results here: static shapes only pad
     # tensors in training (use_static_shapes_for_eval, which changes eval, is refused);
     # matmul gathers and the static sampler pick the same kinds of samples; partitioned NMS
     # is the same NMS; raw detections are not produced by the model.
@@ -161,6 +162,7 @@ def build_faster_rcnn(config: faster_rcnn_pb2.FasterRcnn, path: str = "model.fas
                 config, f"{path}.second_stage_classification_loss"),
             second_stage_mask_loss_weight=config.second_stage_mask_prediction_loss_weight),
         clip_anchors_to_image=config.clip_anchors_to_image,
+        native_crop_and_resize=not config.use_matmul_crop_and_resize,
         mask_head=_build_mask_head(
             config.second_stage_box_predictor.mask_rcnn_box_predictor,
             f"{path}.second_stage_box_predictor.mask_rcnn_box_predictor",

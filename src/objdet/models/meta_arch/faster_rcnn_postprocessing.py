@@ -56,7 +56,7 @@ def _proposal_nms(boxes: Tensor, scores: Tensor, score_threshold: float, iou_thr
         candidates = torch.nonzero(scores > score_threshold).squeeze(1)
         return candidates[nms(boxes[candidates], scores[candidates], iou_threshold)][:max_proposals]
     anchors, _ = per_class_nms(boxes, scores[:, None], score_threshold, iou_threshold,
-                                max_proposals)
+                                max_proposals, ties_by_index=True)  # as the one NMS above
     return anchors
 
 

@@ -85,7 +85,8 @@ def fpn_box_levels(boxes: Tensor, canvas_size: tuple[int, int], num_levels: int)
 
 
 def multilevel_crop_and_pool(maps: Sequence[Tensor], boxes: Tensor, levels: Tensor,
-                             crop_size: int, pool_kernel: int, pool_stride: int) -> Tensor:
+                             crop_size: int, pool_kernel: int, pool_stride: int, *,
+                             zero_outside_samples: bool = False) -> Tensor:
     """Maps ``[B, C, h_l, w_l]``, boxes ``[B, N, 4]`` (x1, y1, x2, y2 fractions of the
     canvas), ``levels [B, N]`` -> ``[B * N, C, k, k]``: each box cropped from its level as
     :func:`~objdet.models.layers.crop_and_resize.crop_and_resize` samples one map (the OD API's
@@ -95,7 +96,8 @@ def multilevel_crop_and_pool(maps: Sequence[Tensor], boxes: Tensor, levels: Tens
     selected = levels.reshape(-1, 1, 1, 1)  # [B * N, 1, 1, 1]
     crops: Tensor | None = None
     for index, level_map in enumerate(maps):
-        level_crops = crop_and_resize(level_map, boxes, crop_size)  # [B * N, C, crop, crop]
+        level_crops = crop_and_resize(level_map, boxes, crop_size,  # [B * N, C, crop, crop]
+                                      zero_outside_samples=zero_outside_samples)
         crops = level_crops if crops is None else torch.where(selected == index, level_crops,
                                                               crops)
     if crops is None:
