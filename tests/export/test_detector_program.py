@@ -5,8 +5,9 @@ process that cannot import objdet) and compared with the checkpoint model's eval
 detections and with model.onnx, for batches of 1, 3 and 8 images of two sizes; its
 post-processing is compared with ``BatchNonMaxSuppression`` on random inputs (thresholds,
 caps, clip windows, images without detections), per class and class-agnostic (a tiny SSD
-with use_class_agnostic_nms is also exported whole). Faster R-CNN and R-FCN:
-test_faster_rcnn_program.py.
+with use_class_agnostic_nms is also exported whole, to detector.pt2 and model.onnx, both
+compared with eval mode). Faster R-CNN and R-FCN: test_faster_rcnn_program.py; masks and
+keypoints: test_export_masks_keypoints.py.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import onnxruntime
 import pytest
 import torch
 from tiny_detector import TinyTraining, png_bytes, reference_detections, sample_image
@@ -27,6 +29,7 @@ from tiny_detector import TinyTraining, png_bytes, reference_detections, sample_
 from objdet import config as cfg
 from objdet.cli.main import main
 from objdet.errors import ConfigError, ObjdetError
+from objdet.export.onnx_graph import export_onnx
 from objdet.export.program import DetectorProgram, batched_detections, export_program
 from objdet.inference.predictor import OnnxPredictor, Predictor, ProgramPredictor
 from objdet.models import build_model
@@ -66,7 +69,7 @@ def standalone_outputs(exported: Callable[[str], Path], tmp_path_factory: pytest
     root = tmp_path_factory.mktemp("standalone")
     inputs = {f"{batch}x{height}x{width}": _batch(batch, (height, width))
               for batch in BATCHES for height, width in SIZES}
-    np.savez(root / "inputs.npz", **inputs)
+    np.savez(root / "inputs.npz", **inputs)  # type: ignore[arg-type]  # numpy's stub: allow_pickle
     program = exported("image_tensor") / "detector.pt2"
     result = subprocess.run([sys.executable, "-c", _RUN_ALONE, str(program), str(root / "inputs.npz"),
                              str(root / "outputs.npz")], check=False, capture_output=True, text=True,
@@ -239,9 +242,9 @@ def test_class_agnostic_post_processing_equals_batch_non_max_suppression(seed: i
 
 
 @pytest.fixture(scope="module")
-def class_agnostic_program() -> tuple[torch.nn.Module, torch.nn.Module]:
+def class_agnostic_program() -> tuple[torch.nn.Module, torch.nn.Module, onnxruntime.InferenceSession]:
     """A tiny 3-class SSD with use_class_agnostic_nms, max_classes_per_detection 2 and a
-    score threshold, and its exported program (one export for the module)."""
+    score threshold, its exported program and its model.onnx (one export each for the module)."""
     config = cfg.load(Path(__file__).resolve().parents[1] / "fixtures" / "tiny_ssd.config").model
     config.ssd.num_classes = 3
     nms = config.ssd.post_processing.batch_non_max_suppression
@@ -253,27 +256,37 @@ def class_agnostic_program() -> tuple[torch.nn.Module, torch.nn.Module]:
     with torch.no_grad():  # spread-out scores, some above the threshold
         for parameter in model.parameters():
             parameter.add_(torch.randn(parameter.shape, generator=generator) * 0.1)
-    return model, export_program(model, (64, 64)).module()
+    session = onnxruntime.InferenceSession(export_onnx(model, (64, 64)).SerializeToString(),
+                                           providers=["CPUExecutionProvider"])
+    return model, export_program(model, (64, 64)).module(), session
 
 
+@pytest.mark.parametrize("runtime", ["program", "onnxruntime"])
 @pytest.mark.parametrize("batch, size", [(1, (48, 80)), (3, (100, 37))])
-def test_class_agnostic_program_equals_eval_mode(
-    class_agnostic_program: tuple[torch.nn.Module, torch.nn.Module], batch: int, size: tuple[int, int],
+def test_class_agnostic_export_equals_eval_mode(
+    class_agnostic_program: tuple[torch.nn.Module, torch.nn.Module, onnxruntime.InferenceSession],
+    runtime: str, batch: int, size: tuple[int, int],
 ) -> None:
-    model, program = class_agnostic_program
+    """detector.pt2 and model.onnx (images without detections: the post-processing tests,
+    here and in test_onnx_graph.py; this model's scores hardly depend on the image)."""
+    model, program, session = class_agnostic_program
     images = _batch(batch, size)
-    with torch.no_grad():
-        boxes, scores, classes, counts = program(torch.from_numpy(images))
+    if runtime == "program":
+        with torch.no_grad():
+            boxes, scores, classes, counts = (o.numpy() for o in program(torch.from_numpy(images)))
+    else:
+        boxes, scores, classes, counts = session.run(None, {"input_tensor": images})
+    assert boxes.shape == (batch, 30, 4) and counts.shape == (batch,)
     for index, image in enumerate(images):
         expected = reference_detections(model, image)
         count = int(counts[index])
         assert 0 < count == len(expected["scores"]) < 30
         assert len(set(expected["labels"].tolist())) > 1  # the classes are not all one
         assert len(torch.unique(expected["boxes"], dim=0)) < count  # a box with two classes
-        torch.testing.assert_close(scores[index, :count], expected["scores"], atol=TOLERANCE, rtol=0)
-        assert classes[index, :count].tolist() == expected["labels"].float().tolist()
-        yxyx = expected["boxes"][:, [1, 0, 3, 2]] / torch.tensor([*size, *size])
-        torch.testing.assert_close(boxes[index, :count], yxyx, atol=TOLERANCE, rtol=0)
+        np.testing.assert_allclose(scores[index, :count], expected["scores"].numpy(), atol=TOLERANCE)
+        np.testing.assert_array_equal(classes[index, :count], expected["labels"].numpy())
+        yxyx = expected["boxes"][:, [1, 0, 3, 2]].numpy() / np.array([*size, *size])
+        np.testing.assert_allclose(boxes[index, :count], yxyx, atol=TOLERANCE)
         assert not boxes[index, count:].any() and not scores[index, count:].any()
 
 
@@ -329,3 +342,15 @@ def test_detect_cli_runs_the_program(exported: Callable[[str], Path], tmp_path: 
         assert found["class_name"] == expected["class_name"]
         assert found["score"] == pytest.approx(expected["score"], abs=TOLERANCE)
         assert found["box_xyxy"] == pytest.approx(expected["box_xyxy"], abs=0.01)
+
+
+def test_a_signature_that_disagrees_with_the_program_is_named(exported: Callable[[str], Path]) -> None:
+    from objdet.errors import ObjdetError
+    from objdet.inference.predictor import ProgramPredictor
+
+    program_path = exported("image_tensor") / "detector.pt2"
+    predictor = ProgramPredictor(program_path=program_path, max_detections=5,
+                                 output_names=("detection_boxes", "detection_scores"))
+    with pytest.raises(ObjdetError, match=rf"^{program_path}: the program gave 4 outputs, its "
+                                          r"signature names 2 \(detection_boxes, detection_scores\)$"):
+        predictor.predict_batch(np.zeros((1, 32, 32, 3), dtype=np.uint8))

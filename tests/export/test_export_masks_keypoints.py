@@ -1,8 +1,9 @@
 """Masks and keypoints through export, as the OD API's exporter gives them: a Mask R-CNN's
 ``detection_masks`` (per-box probabilities) and a keypoint CenterNet's ``detection_keypoints``
-/ ``detection_keypoint_scores`` from model.onnx (ONNX Runtime) equal the eager Predictor's,
-and ``objdet serve`` answers with them (REST and gRPC, output_filter applied). Tiny models
-with random weights (the parity fixtures' configs)."""
+/ ``detection_keypoint_scores`` from model.onnx (ONNX Runtime) and detector.pt2 (the program
+runtime, batched) equal the eager Predictor's, and ``objdet serve`` answers with them (REST
+and gRPC, output_filter applied). Tiny models with random weights (the parity fixtures'
+configs)."""
 
 from __future__ import annotations
 
@@ -24,9 +25,11 @@ from objdet.engine.checkpoint import CheckpointManager
 from objdet.export.exporter import export_inference_graph
 from objdet.export.graph import fixed_canvas_size
 from objdet.export.onnx_graph import export_onnx
+from objdet.export.program import export_program
 from objdet.export.signature import build_signature
-from objdet.inference.predictor import OnnxPredictor, Predictor
+from objdet.inference.predictor import OnnxPredictor, Predictor, ProgramPredictor
 from objdet.models import build_model
+from objdet.models.contract import as_detection_model
 from objdet.models.meta_arch.faster_rcnn import FasterRCNN
 from objdet.models.meta_arch.faster_rcnn_builder import build_faster_rcnn
 from objdet.serving.protos import model_pb2, predict_pb2, prediction_service_pb2_grpc, tensor_pb2
@@ -56,7 +59,7 @@ def _image(height: int, width: int, seed: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def keypoint_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The keypoint parity fixture's CenterNet (task "pose", 4 keypoints of class 1), random
-    weights, exported with every format it supports (pt2 and onnx)."""
+    weights, exported with every format (pt2, onnx and program)."""
     root = tmp_path_factory.mktemp("keypoints")
     config = cfg.load(KEYPOINTS / "pipeline.config")
     center_net = config.model.center_net
@@ -85,7 +88,7 @@ def mask_rcnn() -> tuple[FasterRCNN, bytes]:
     for module in model.mask_head.modules():  # type: ignore[union-attr]
         if isinstance(module, torch.nn.Conv2d):  # the config's 0.01 stddev gives masks of ~0.5
             torch.nn.init.kaiming_normal_(module.weight)  # everywhere: make them differ
-    proto = export_onnx(model, fixed_canvas_size(model))
+    proto = export_onnx(model, fixed_canvas_size(as_detection_model(model)))
     return model, proto.SerializeToString()
 
 
@@ -100,10 +103,11 @@ def test_keypoint_export_signature_names_the_od_api_outputs(keypoint_export: Pat
     assert list(outputs) == [*BOX_OUTPUTS, "detection_keypoints", "detection_keypoint_scores"]
     assert outputs["detection_keypoints"]["shape"] == [1, 100, 4, 2]
     assert outputs["detection_keypoint_scores"]["shape"] == [1, 100, 4]
-    assert signature["onnx"]["outputs"]["detection_keypoints"]["shape"] == [-1, 100, 4, 2]
+    for runtime in ("onnx", "program"):
+        assert list(signature[runtime]["outputs"]) == list(outputs)
+        assert signature[runtime]["outputs"]["detection_keypoints"]["shape"] == [-1, 100, 4, 2]
     assert "pose/keypoint/heatmap" in signature["graph"]["outputs"]  # model.pt2 returns the heads
-    # detector.pt2 has no keypoints yet: left out (with a warning), the rest is written
-    assert json.loads((keypoint_export / "export.json").read_text())["formats"] == ["pt2", "onnx"]
+    assert json.loads((keypoint_export / "export.json").read_text())["formats"] == ["pt2", "onnx", "program"]
 
 
 def test_keypoint_onnx_equals_the_eager_predictor(keypoint_export: Path) -> None:
@@ -121,6 +125,27 @@ def test_keypoint_onnx_equals_the_eager_predictor(keypoint_export: Path) -> None
             assert error <= 1e-4, (name, error)
     keypoints = found["detection_keypoints"][0, :count]  # [D, 4, 2] normalized (y, x)
     assert np.abs(keypoints).sum() > 0 and (found["detection_keypoints"][0, count:] == 0).all()
+
+
+def test_keypoint_program_equals_the_eager_predictor(keypoint_export: Path) -> None:
+    """detector.pt2 through the program runtime, a batch of 2 (resized to 48x64 on the 64x64
+    canvas): each image's keypoints and their scores as the eager Predictor's."""
+    images = np.stack([_image(48, 64, seed=1), _image(48, 64, seed=4)])
+    program = Predictor.from_export(keypoint_export, runtime="program")
+    assert isinstance(program, ProgramPredictor)
+    eager = Predictor.from_export(keypoint_export, use_graph=False)
+    for image, detections in zip(images, program.predict_batch(images), strict=True):
+        found = detections.to_outputs(program.max_detections)
+        expected = eager(image)
+        assert list(found) == list(expected)
+        count = int(expected["num_detections"][0])
+        assert count > 0 and int(found["num_detections"][0]) == count
+        assert np.abs(found["detection_keypoints"][0, :count]).sum() > 0
+        for name in ("detection_scores", "detection_keypoint_scores", "detection_keypoints",
+                     "detection_boxes", "detection_classes"):
+            assert found[name].shape == expected[name].shape, name
+            error = float(np.abs(found[name] - expected[name]).max())
+            assert error <= 1e-4, (name, error)
 
 
 def test_mask_rcnn_onnx_equals_the_eager_predictor(mask_rcnn: tuple[FasterRCNN, bytes],
@@ -149,6 +174,40 @@ def test_mask_rcnn_onnx_equals_the_eager_predictor(mask_rcnn: tuple[FasterRCNN, 
     assert float((eager.masks != onnx_detections.masks).mean()) < 1e-3
 
 
+@pytest.fixture(scope="module")
+def mask_rcnn_program(mask_rcnn: tuple[FasterRCNN, bytes], tmp_path_factory: pytest.TempPathFactory
+                      ) -> ProgramPredictor:
+    """The width-reduced Mask R-CNN's detector.pt2 (saved and loaded back) as a Predictor."""
+    model, _ = mask_rcnn
+    path = tmp_path_factory.mktemp("mask_program") / "detector.pt2"
+    torch.export.save(export_program(model, fixed_canvas_size(as_detection_model(model))), path)
+    return ProgramPredictor(program_path=path, max_detections=model.max_detections,
+                            output_names=(*BOX_OUTPUTS, "detection_masks"))
+
+
+def test_mask_rcnn_program_equals_the_eager_predictor(mask_rcnn: tuple[FasterRCNN, bytes],
+                                                      mask_rcnn_program: ProgramPredictor) -> None:
+    """A batch of 2 through detector.pt2: each image's box masks (and the masks pasted into
+    the image) as the eager Predictor's."""
+    model, _ = mask_rcnn
+    images = np.stack([_image(48, 64, seed=2), _image(48, 64, seed=5)])
+    predictor = Predictor(model=model, network=model.predict)  # eager
+    for image, detections in zip(images, mask_rcnn_program.predict_batch(images), strict=True):
+        found = detections.to_outputs(mask_rcnn_program.max_detections)
+        expected = predictor(image)
+        count = int(expected["num_detections"][0])
+        assert count > 0 and int(found["num_detections"][0]) == count
+        masks = found["detection_masks"]  # [1, max, 14, 12] probabilities over each box
+        assert masks.shape == expected["detection_masks"].shape == (1, 16, 14, 12)
+        assert float(np.abs(masks - expected["detection_masks"]).max()) <= 1e-4
+        assert (masks[0, count:] == 0).all() and masks[0, :count].std() > 0.1
+        for name in BOX_OUTPUTS:
+            assert float(np.abs(found[name] - expected[name]).max()) <= 1e-4, name
+        eager = predictor.predict_pixels(torch.from_numpy(image).permute(2, 0, 1))
+        assert eager.masks is not None and detections.masks is not None
+        assert float((eager.masks != detections.masks).mean()) < 1e-3
+
+
 def _assemble_onnx_export(model: FasterRCNN, onnx_bytes: bytes, directory: Path) -> Path:
     """An export directory served by ONNX Runtime for the width-reduced Mask R-CNN (the
     exporter rebuilds models from their config, which has no width multiplier)."""
@@ -158,7 +217,7 @@ def _assemble_onnx_export(model: FasterRCNN, onnx_bytes: bytes, directory: Path)
     head = model.mask_head
     assert head is not None
     signature = build_signature("encoded_image_string_tensor", model.max_detections,
-                                fixed_canvas_size(model),
+                                fixed_canvas_size(as_detection_model(model)),
                                 {}, onnx_file="model.onnx",
                                 instance_outputs={"detection_masks": (head.mask_height,
                                                                       head.mask_width)})

@@ -2,8 +2,9 @@
 
 Each part is checked against the eager code it replaces: the pre-processing graph against
 ``model.resize_batch``, the post-processing graph against ``BatchNonMaxSuppression`` on random
-inputs (clip windows, caps, empty images), and the whole export against the checkpoint model
-for batches of 1, 3 and 8 images.
+inputs (clip windows, caps, empty images; per class and class-agnostic), and the whole export
+against the checkpoint model for batches of 1, 3 and 8 images (a whole class-agnostic SSD:
+test_detector_program.py, which exports it once for both runtimes).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from objdet.inference.predictor import OnnxPredictor, Predictor
 from objdet.models import build_model
 from objdet.models.image_resizers import FixedShapeResizer, KeepAspectRatioResizer
 from objdet.models.postprocessing import BatchNonMaxSuppression
+from objdet.protos import image_resizer_pb2
 
 TOLERANCE = 1e-4
 
@@ -113,6 +115,51 @@ def test_postprocessing_graph_equals_batch_non_max_suppression(seed: int) -> Non
         assert not found[2][index, count:].any()
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_class_agnostic_postprocessing_graph_equals_batch_non_max_suppression(seed: int) -> None:
+    """use_class_agnostic_nms: one NonMaxSuppression over each box's best score, each
+    survivor's max_classes_per_detection best classes above the threshold (the first image
+    has none above a 0.95 threshold)."""
+    rng = np.random.default_rng(seed)
+    batch, anchors, classes = int(rng.integers(1, 5)), int(rng.integers(1, 200)), int(rng.integers(1, 5))
+    nms = BatchNonMaxSuppression(
+        score_threshold=float([0.0, 0.5, 0.95][seed % 3]), iou_threshold=float(rng.uniform(0.3, 0.7)),
+        max_total_detections=int(rng.integers(5, 60)), use_class_agnostic_nms=True,
+        max_classes_per_detection=int(rng.integers(1, 4)), background_column=False)
+    window = (int(rng.integers(20, 65)), int(rng.integers(20, 81)))  # the resized image
+    corner = rng.uniform(-20, 90, (batch, anchors, 2))  # some boxes outside the window
+    boxes = np.concatenate([corner, corner + rng.uniform(0, 40, (batch, anchors, 2))],
+                           axis=-1).astype(np.float32)  # [B, A, 4] x1, y1, x2, y2
+    scores = rng.uniform(0, 1, (batch, anchors, classes)).astype(np.float32)  # [B, A, C]
+    scores[0] *= 0.9
+    found = _postprocess_session(nms).run(None, {
+        "decoded_boxes": boxes, "class_scores": scores, RESIZED_SIZE: np.array(window, np.int64)})
+    expected = nms(torch.from_numpy(boxes), torch.from_numpy(scores), [window] * batch)
+    assert found[0].shape == (batch, nms.max_total_detections, 4)
+    for index, detection in enumerate(expected):
+        count = len(detection["scores"])
+        assert int(found[3][index]) == count
+        yxyx = detection["boxes"][:, [1, 0, 3, 2]].numpy() / np.array([*window, *window])
+        np.testing.assert_allclose(found[0][index, :count], yxyx, atol=1e-6)
+        np.testing.assert_allclose(found[1][index, :count], detection["scores"].numpy(), atol=0)
+        np.testing.assert_array_equal(found[2][index, :count], detection["labels"].numpy())
+        assert not found[0][index, count:].any() and not found[1][index, count:].any()
+        assert not found[2][index, count:].any()
+
+
+def test_class_agnostic_postprocessing_graph_with_no_detections() -> None:
+    """No score above the threshold in any image: empty NMS output, zero rows everywhere."""
+    nms = BatchNonMaxSuppression(score_threshold=0.5, iou_threshold=0.5, max_total_detections=7,
+                                 use_class_agnostic_nms=True, max_classes_per_detection=2,
+                                 background_column=False)
+    boxes = np.tile(np.array([[0, 0, 10, 10]], np.float32), (3, 4, 1))
+    found = _postprocess_session(nms).run(None, {
+        "decoded_boxes": boxes, "class_scores": np.full((3, 4, 3), 0.1, np.float32),
+        RESIZED_SIZE: np.array([20, 20], np.int64)})
+    np.testing.assert_array_equal(found[3], [0, 0, 0])
+    assert found[0].shape == (3, 7, 4) and not found[0].any() and not found[1].any()
+
+
 def test_postprocessing_graph_with_no_detections() -> None:
     nms = BatchNonMaxSuppression(score_threshold=0.5, iou_threshold=0.5, max_detections_per_class=5,
                                  max_total_detections=7, background_column=False)
@@ -163,9 +210,9 @@ def test_a_batch_gives_each_image_its_own_detections(onnx_predictor: OnnxPredict
 
 def test_onnx_export_refuses_what_it_cannot_express(tiny_config_path: Path) -> None:
     config = cfg.load(tiny_config_path)
-    config.model.ssd.post_processing.batch_non_max_suppression.use_class_agnostic_nms = True
+    config.model.ssd.image_resizer.fixed_shape_resizer.resize_method = image_resizer_pb2.AREA
     model = build_model(config.model).eval()
-    with pytest.raises(ConfigError, match="use_class_agnostic_nms"):
+    with pytest.raises(ConfigError, match="^ONNX export: image_resizer interpolation 'area'[^\n]*$"):
         export_onnx(model, (64, 64))
     with pytest.raises(ConfigError, match="Linear meta-architecture has no ONNX graph"):
         export_onnx(torch.nn.Linear(2, 2), (64, 64))
@@ -193,11 +240,11 @@ def test_default_export_skips_onnx_where_the_graph_cannot_express_the_model(
 
     common = {"pipeline_config_path": tiny_training.config_path,
               "trained_checkpoint_dir": tiny_training.checkpoint_dir,
-              "overrides": ["model.ssd.post_processing.batch_non_max_suppression.use_class_agnostic_nms=true"]}
+              "overrides": ["model.ssd.image_resizer.fixed_shape_resizer.resize_method=AREA"]}
     result = export_inference_graph(output_directory=tmp_path / "auto", **common)
     assert not (result.directory / "model.onnx").exists() and (result.directory / "model.pt2").exists()
-    assert "no model.onnx: post_processing.batch_non_max_suppression.use_class_agnostic_nms" in caplog.text
-    with pytest.raises(ConfigError, match="ONNX export: .*use_class_agnostic_nms"):
+    assert "no model.onnx: image_resizer interpolation 'area'" in caplog.text
+    with pytest.raises(ConfigError, match="ONNX export: image_resizer interpolation 'area'"):
         export_inference_graph(output_directory=tmp_path / "asked", formats=("pt2", "onnx"), **common)
     assert not (tmp_path / "asked").exists()
 

@@ -113,10 +113,10 @@ def export_inference_graph(
     model = restored.model
     detector = check_exportable(model)
     canvas_size = fixed_canvas_size(detector)
+    _refuse_unsupported_formats(model, requested_formats)  # before minutes of tracing
     program = export_network(model, canvas_size)
     onnx_model = _onnx_model(model, canvas_size, input_type, requested_formats)
-    detector_program = (_detector_program(model, canvas_size, input_type, requested_formats)
-                        if _program_has_outputs(model, requested_formats) else None)
+    detector_program = _detector_program(model, canvas_size, input_type, requested_formats)
     signature = _signature(detector, input_type, canvas_size, onnx_model is not None,
                            detector_program is not None)
     metadata = {
@@ -152,6 +152,20 @@ def export_inference_graph(
                         restored.step, restored.weights, canvas_size)
 
 
+def _refuse_unsupported_formats(model: torch.nn.Module, formats: tuple[str, ...] | None) -> None:
+    """A ConfigError for a format asked for by name that ``model`` does not have yet (by
+    default such formats are left out with a warning instead)."""
+    if formats is None:
+        return
+    from objdet.export.onnx_graph import onnx_unsupported_reason
+    from objdet.export.program import program_unsupported_reason
+
+    if "onnx" in formats and (reason := onnx_unsupported_reason(model)) is not None:
+        raise ConfigError(f"ONNX export: {reason}")
+    if "program" in formats and (reason := program_unsupported_reason(model)) is not None:
+        raise ConfigError(f"detector program: {reason}")
+
+
 def _onnx_model(
     model: torch.nn.Module, canvas_size: tuple[int, int], input_type: str,
     formats: tuple[str, ...] | None,
@@ -184,21 +198,6 @@ def _detector_program(
         logger.warning("export: no %s: %s", PROGRAM_FILE, reason)
         return None
     return export_program(model, canvas_size, input_type)
-
-
-def _program_has_outputs(model: torch.nn.Module, formats: tuple[str, ...] | None) -> bool:
-    """Whether ``detector.pt2`` can give every output of ``model``'s signature: it has no
-    masks or keypoints yet. By default such a model's export leaves it out with a warning
-    (model.pt2 and model.onnx have them); a ConfigError when "program" was asked for."""
-    missing = instance_outputs(model)
-    if not missing or (formats is not None and "program" not in formats):
-        return True
-    reason = (f"{PROGRAM_FILE} has no {' / '.join(missing)} output yet (model.pt2 and "
-              f"{ONNX_FILE} have)")
-    if formats is not None:
-        raise ConfigError(f"formats: program: {reason}; export the pt2 and onnx formats")
-    logger.warning("export: no %s: %s", PROGRAM_FILE, reason)
-    return False
 
 
 def export_versions(base_path: str | os.PathLike[str]) -> dict[int, Path]:

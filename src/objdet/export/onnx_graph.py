@@ -9,7 +9,9 @@ The graph needs no objdet and no torch to run (ONNX Runtime, or any runtime with
       -> the network (exported by torch.onnx), box decoding, score conversion:
          boxes [B, A, 4] (x1, y1, x2, y2 canvas pixels), scores [B, A, C] (no background)
       -> one batched ``NonMaxSuppression`` (per image, per class: max_detections_per_class,
-         iou_threshold, score_threshold), kept boxes clipped to the resized image and those
+         iou_threshold, score_threshold; or, with use_class_agnostic_nms, per image over each
+         row's best score, each survivor then reporting its max_classes_per_detection best
+         classes above score_threshold), kept boxes clipped to the resized image and those
          left without area dropped (the OD API's clip window), the best max_total_detections
          of each image
       -> detection_boxes [B, max, 4] normalized (ymin, xmin, ymax, xmax),
@@ -44,6 +46,7 @@ from torch import Tensor, nn
 from objdet.errors import ConfigError, ObjdetError
 from objdet.export.graph import canvas_pad_values, instance_outputs
 from objdet.export.onnx_trace import run_onnx, trace_to_onnx
+from objdet.export.program import center_net_outputs
 from objdet.export.signature import onnx_input_dtype
 from objdet.models.contract import DetectionModel, as_detection_model
 from objdet.models.image_resizers import FixedShapeResizer, KeepAspectRatioResizer
@@ -98,17 +101,8 @@ class CenterNetDetections(nn.Module):
         self.model = model
 
     def forward(self, canvas: Tensor, resized_size: Tensor) -> tuple[Tensor, ...]:
-        predictions = self.model.predict(canvas)
-        sizes = resized_size[None].expand(canvas.shape[0], 2)
-        decoded = self.model.decode_batch(predictions, sizes)
-        scores = decoded["scores"]
-        valid = decoded["valid"].to(scores)  # [B, k]; the valid rows come first
-        outputs = (decoded["boxes"] * valid[..., None], scores * valid,
-                   (decoded["classes"] + 1).to(scores) * valid, valid.sum(dim=1))
-        if "keypoints" not in decoded:
-            return outputs
-        return (*outputs, decoded["keypoints"] * valid[..., None, None],
-                decoded["keypoint_scores"] * valid[..., None])
+        sizes = resized_size[None].expand(canvas.shape[0], 2)  # [B, 2]
+        return center_net_outputs(self.model, self.model.predict(canvas), sizes)  # as detector.pt2
 
 
 def export_onnx(model: nn.Module, canvas_size: tuple[int, int], input_type: str = "image_tensor") -> onnx.ModelProto:
@@ -155,11 +149,6 @@ def onnx_unsupported_reason(model: nn.Module) -> str | None:
     if model.image_resizer.interpolation not in _RESIZE_MODES:
         return (f"image_resizer interpolation {model.image_resizer.interpolation!r} has no ONNX "
                 f"Resize mode; supported: {', '.join(_RESIZE_MODES)}")
-    if isinstance(model, CenterNet | FasterRCNN):
-        return None
-    if model.postprocessor.use_class_agnostic_nms:
-        return ("post_processing.batch_non_max_suppression.use_class_agnostic_nms: true has no "
-                "ONNX graph yet (ONNX NonMaxSuppression is per class)")
     return None
 
 
@@ -363,7 +352,9 @@ def _resized_size(g: _Graph, resizer: Any, height_width: str) -> str:
 def _postprocessing(nms: BatchNonMaxSuppression) -> _Graph:
     """``decoded_boxes [B, A, 4]``, ``class_scores [B, A, C]`` and ``resized_size`` (int64
     ``[2]``) -> the four detection outputs (see the module docstring), with ``nms``'s
-    thresholds and caps (per class; scores already converted)."""
+    thresholds and caps (per class, or class-agnostic; scores already converted)."""
+    if nms.use_class_agnostic_nms:
+        return _class_agnostic_postprocessing(nms)
     g = _Graph("postprocess")
     max_total = int(nms.max_total_detections)
     boxes, scores = "decoded_boxes", "class_scores"
@@ -384,6 +375,49 @@ def _postprocessing(nms: BatchNonMaxSuppression) -> _Graph:
     kept_boxes = g.op("GatherND", [boxes, image_anchor])  # [M, 4] x1, y1, x2, y2
     batch = g.op("Slice", [g.op("Shape", [boxes]), g.const([0], np.int64), g.const([1], np.int64)])
     write_detections(g, batch, image, class_index, kept_scores, kept_boxes, max_total)
+    return g
+
+
+def _class_agnostic_postprocessing(nms: BatchNonMaxSuppression) -> _Graph:
+    """:func:`_postprocessing` with use_class_agnostic_nms, as
+    ``BatchNonMaxSuppression._class_agnostic``: one batched ``NonMaxSuppression`` over each
+    row's best score (every survivor kept: the total cap comes after the clip window), each
+    survivor then reporting its ``max_classes_per_detection`` best classes scoring above the
+    threshold."""
+    g = _Graph("postprocess")
+    boxes, scores = "decoded_boxes", "class_scores"
+    shape = g.op("Shape", [scores])  # (B, A, C)
+    batch, anchors, classes = (g.op("Slice", [shape, g.const([i], np.int64), g.const([i + 1], np.int64)])
+                               for i in range(3))
+    best = g.op("ReduceMax", [scores, g.const([2], np.int64)], keepdims=1)  # [B, A, 1]
+    selected = g.op(  # [M, 3] int64: (image, 0, anchor), by image, then best score
+        "NonMaxSuppression",
+        [boxes, g.op("Transpose", [best], perm=[0, 2, 1]), anchors, g.const([nms.iou_threshold]),
+         g.const([nms.score_threshold])],
+        center_point_box=0,
+    )
+    image, _, anchor = (g.op("Squeeze", [part, g.const([1], np.int64)])
+                        for part in g.op("Split", [selected], outputs=3, axis=1, num_outputs=3))
+    image_anchor = g.op("Concat", [g.op("Unsqueeze", [image, g.const([1], np.int64)]),
+                                   g.op("Unsqueeze", [anchor, g.const([1], np.int64)])], axis=1)
+    top = g.op("Min", [g.const([nms.max_classes_per_detection], np.int64), classes])  # [1]: k
+    top_scores, top_classes = g.op("TopK", [g.op("GatherND", [scores, image_anchor]), top],
+                                   outputs=2, axis=1, largest=1, sorted=1)  # [M, k] each
+    pairs = g.op("Shape", [top_scores])  # (M, k): survivor-major, as the eager NMS lists them
+    flat = g.const([-1], np.int64)
+    kept_scores = g.op("Reshape", [top_scores, flat])  # [M * k]
+    class_index = g.op("Reshape", [top_classes, flat])
+    image = g.op("Reshape", [g.op("Expand", [g.op("Unsqueeze", [image, g.const([1], np.int64)]), pairs]),
+                             flat])
+    box_shape = g.op("Concat", [pairs, g.const([4], np.int64)], axis=0)  # (M, k, 4)
+    kept_boxes = g.op("Reshape", [g.op("Expand", [g.op("Unsqueeze", [g.op("GatherND", [boxes, image_anchor]),
+                                                                     g.const([1], np.int64)]),
+                                                  box_shape]),
+                                  g.const([-1, 4], np.int64)])  # [M * k, 4]
+    above = g.op("Greater", [kept_scores, g.const(nms.score_threshold)])
+    image, class_index, kept_scores, kept_boxes = (
+        g.op("Compress", [value, above], axis=0) for value in (image, class_index, kept_scores, kept_boxes))
+    write_detections(g, batch, image, class_index, kept_scores, kept_boxes, int(nms.max_total_detections))
     return g
 
 

@@ -21,12 +21,19 @@ objdet import) and computes what ``model.onnx`` computes (see ``objdet.export.on
          detection_scores [B, max], detection_classes [B, max] (label-map ids, float),
          num_detections [B] (float); rows past num_detections are zeros.
 
-A CenterNet has no NMS: its peak extraction and box decoding (static shapes) follow the same
-pre-processing. A Faster R-CNN (or R-FCN) runs its first stage, a batched proposal NMS (the
-first ``first_stage_max_proposals`` survivors of each image, clipped and zero-padded: the
-formulation of ``objdet.export.onnx_faster_rcnn``), its second stage on the padded
-proposals, then the per-class NMS over the rows before each image's ``num_proposals``. NMS
-runs over all candidates of a class, as the eager model's NMS does (its first
+then, where the model has them, the outputs model.onnx gives after these four (same names,
+shapes and dtypes: ``objdet.export.signature``): a Mask R-CNN's ``detection_masks [B, max,
+mask_h, mask_w]`` (its mask head on the detections, ``onnx_faster_rcnn.MaskStage``), a
+keypoint CenterNet's ``detection_keypoints [B, max, K, 2]`` and ``detection_keypoint_scores
+[B, max, K]``.
+
+A CenterNet has no NMS: its peak extraction, box (and keypoint) decoding (static shapes)
+follow the same pre-processing. A Faster R-CNN (or R-FCN) runs its first stage, a batched
+proposal NMS (the first ``first_stage_max_proposals`` survivors of each image, clipped and
+zero-padded: the formulation of ``objdet.export.onnx_faster_rcnn``), its second stage on
+the padded proposals, then the per-class NMS over the rows before each image's
+``num_proposals`` (and a Mask R-CNN its mask head on the detections). NMS runs over all
+candidates of a class, as the eager model's NMS does (its first
 ``max_detections_per_class`` survivors are the same), so the detections equal the eager
 model's; only the sizes after ``nonzero`` and ``nms`` depend on the data.
 """
@@ -34,18 +41,19 @@ model's; only the sizes after ``nonzero`` and ``nms`` depend on the data.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from objdet.errors import ConfigError, ObjdetError
-from objdet.export.graph import canvas_pad_values
-from objdet.export.program_nms import DetectionOutputs, batched_detections, batched_proposals
+from objdet.export.graph import canvas_pad_values, instance_outputs
+from objdet.export.program_nms import batched_detections, batched_proposals
+from objdet.export.signature import KEYPOINT_SCORES, KEYPOINTS, MASKS
 from objdet.models.contract import DetectionModel, as_detection_model
 from objdet.models.image_resizers import FixedShapeResizer, KeepAspectRatioResizer
 from objdet.models.meta_arch.center_net import CenterNet
-from objdet.models.meta_arch.faster_rcnn import FasterRCNN
+from objdet.models.meta_arch.faster_rcnn import FasterRCNN, true_image_shapes
 from objdet.models.meta_arch.ssd import SSD
 from objdet.models.postprocessing import convert_scores
 
@@ -55,6 +63,7 @@ OUTPUT_NAMES = ("detection_boxes", "detection_scores", "detection_classes", "num
 PROGRAM_TOLERANCE = 1e-4
 _INTERPOLATIONS = ("bilinear", "nearest")  # TF1's resize, as image_resizers._legacy_resize
 _MAX_BATCH, _MAX_SIDE = 1024, 16384
+ProgramOutputs = tuple[Tensor, ...]  # the four detection outputs, then masks or keypoints
 
 
 def program_unsupported_reason(model: nn.Module) -> str | None:
@@ -62,12 +71,6 @@ def program_unsupported_reason(model: nn.Module) -> str | None:
     if not isinstance(model, SSD | CenterNet | FasterRCNN):
         return (f"the {type(model).__name__} meta-architecture has no detector program yet "
                 "(SSD, EfficientDet, CenterNet, Faster R-CNN and R-FCN do)")
-    if getattr(model, "mask_head", None) is not None:
-        return ("model.faster_rcnn.number_of_stages: 3 (Mask R-CNN) has no detector program "
-                "yet (it has no detection_masks output)")
-    if getattr(model, "keypoint_tasks", None):
-        return ("model.center_net.keypoint_estimation_task has no detector program yet (it has "
-                "no detection_keypoints output)")
     if model.image_resizer.interpolation not in _INTERPOLATIONS:
         return (f"image_resizer interpolation {model.image_resizer.interpolation!r} has no "
                 f"detector program; supported: {', '.join(_INTERPOLATIONS)}")
@@ -142,7 +145,7 @@ def _sample(images: Tensor, axis: int, in_size: torch.SymInt | int, out_size: Te
 
 class DetectorProgram(nn.Module):
     """The whole detector (module docstring): ``input_tensor [B, H, W, 3]`` -> the four
-    detection outputs."""
+    detection outputs, then the model's masks or keypoints."""
 
     def __init__(self, model: nn.Module, canvas_size: tuple[int, int]) -> None:
         super().__init__()
@@ -152,10 +155,11 @@ class DetectorProgram(nn.Module):
         self.model = model
         self.resize = CanvasResize(as_detection_model(model), canvas_size)
 
-    def forward(self, input_tensor: Tensor) -> DetectionOutputs:
+    def forward(self, input_tensor: Tensor) -> ProgramOutputs:
         canvas, resized = self.resize(input_tensor)
         if isinstance(self.model, CenterNet):
-            return _center_net_detections(self.model, canvas, resized)
+            return center_net_outputs(self.model, self.model.predict(canvas),
+                                      resized.to(torch.int64)[None].expand(canvas.shape[0], 2))
         if isinstance(self.model, FasterRCNN):
             return _faster_rcnn_detections(self.model, canvas, resized, self.resize.canvas_size)
         assert isinstance(self.model, SSD)
@@ -169,11 +173,12 @@ class DetectorProgram(nn.Module):
 
 
 def _faster_rcnn_detections(model: FasterRCNN, canvas: Tensor, resized: Tensor,
-                            canvas_size: tuple[int, int]) -> DetectionOutputs:
+                            canvas_size: tuple[int, int]) -> ProgramOutputs:
     """Both stages of a Faster R-CNN (or R-FCN) joined by the batched proposal NMS, then the
-    per-class NMS over each image's rows before its ``num_proposals``."""
+    per-class NMS over each image's rows before its ``num_proposals``; a Mask R-CNN's mask
+    head on the detections after it."""
     # the stages model.onnx exports (imported here: loading a program needs no onnx)
-    from objdet.export.onnx_faster_rcnn import FirstStage, SecondStage
+    from objdet.export.onnx_faster_rcnn import FirstStage, MaskStage, SecondStage
 
     features, rpn_boxes, objectness = FirstStage(model)(canvas)  # [B, A, 4], [B, A]
     proposals, num_proposals = batched_proposals(
@@ -182,18 +187,30 @@ def _faster_rcnn_detections(model: FasterRCNN, canvas: Tensor, resized: Tensor,
         max_proposals=int(model.first_stage_max_proposals))  # [B, P, 4], [B]
     boxes, scores = SecondStage(model, canvas_size)(features, proposals)  # [B, P, C', 4], [B, P, C]
     valid_rows = torch.arange(proposals.shape[1])[None] < num_proposals[:, None]  # [B, P]
-    return batched_detections(boxes, scores, resized, model.postprocessor, valid_rows)
+    detections = batched_detections(boxes, scores, resized, model.postprocessor, valid_rows)
+    if model.mask_head is None:
+        return detections
+    detection_boxes, _, detection_classes, counts = detections
+    return (*detections, *MaskStage(model, canvas_size)(features, detection_boxes,
+                                                        detection_classes, counts))
 
 
-def _center_net_detections(model: CenterNet, canvas: Tensor, resized: Tensor) -> DetectionOutputs:
-    """A CenterNet's heads, peaks and boxes (no NMS): rows scoring 0 or less are zeroed, as
-    the OD API counts ``num_detections``."""
-    predictions = model.predict(canvas)
-    sizes = resized.to(torch.int64)[None].expand(canvas.shape[0], 2)  # [B, 2]
-    normalized, scores, classes = model.decode_peaks(predictions, sizes)
-    valid = (scores > 0).to(scores)  # [B, k]; scores descending: valid rows first
-    return (normalized * valid[..., None], scores * valid, (classes + 1).to(scores) * valid,
-            valid.sum(dim=1))
+def center_net_outputs(model: CenterNet, predictions: dict[str, Tensor], resized_sizes: Tensor
+                       ) -> ProgramOutputs:
+    """A CenterNet's heads and ``resized_sizes`` int64 ``[B, 2]`` -> its whole
+    post-processing (peaks, boxes, keypoints; no NMS), as detector.pt2 and model.onnx give
+    it: the four detection outputs, then with keypoint tasks ``detection_keypoints [B, k, K,
+    2]`` (normalized y, x) and ``detection_keypoint_scores [B, k, K]``; rows scoring 0 or less
+    (before any keypoint rescoring) zeroed, as the OD API counts ``num_detections``."""
+    decoded = model.decode_batch(predictions, resized_sizes)
+    scores = decoded["scores"]
+    valid = decoded["valid"].to(scores)  # [B, k]; the valid rows come first
+    outputs = (decoded["boxes"] * valid[..., None], scores * valid,
+               (decoded["classes"] + 1).to(scores) * valid, valid.sum(dim=1))
+    if "keypoints" not in decoded:
+        return outputs
+    return (*outputs, decoded["keypoints"] * valid[..., None, None],
+            decoded["keypoint_scores"] * valid[..., None])
 
 
 def export_program(model: nn.Module, canvas_size: tuple[int, int],
@@ -222,16 +239,40 @@ def export_program(model: nn.Module, canvas_size: tuple[int, int],
                 f"torch.export yet ({type(trace_error).__name__}: {first_line[:200]})"
             ) from None
         module = exported.module()
+        names = tuple(instance_outputs(model))
         for pixels in examples:
             found = module(pixels)
-            expected = model([image.to(torch.float32) / 255.0 for image in pixels.permute(0, 3, 1, 2)])
+            expected = _eager_detections(model, [image.to(torch.float32) / 255.0
+                                                 for image in pixels.permute(0, 3, 1, 2)])
             for index, detection in enumerate(expected):
                 mismatch = detections_mismatch([output[index] for output in found], detection,
-                                               (int(pixels.shape[1]), int(pixels.shape[2])))
+                                               (int(pixels.shape[1]), int(pixels.shape[2])), names)
                 if mismatch is not None:
                     raise ObjdetError(f"detector program: differs from the {type(model).__name__} "
                                       f"on a {tuple(pixels.shape)} batch: {mismatch}")
     return exported
+
+
+def _eager_detections(model: nn.Module, images: list[Tensor]) -> list[dict[str, Tensor]]:
+    """The eager model's detections of ``images``; a Mask R-CNN's with ``box_masks [D,
+    mask_h, mask_w]`` too: its mask head on them, over each box (``detection_masks``, as the
+    eager Predictor computes it)."""
+    if not isinstance(model, FasterRCNN) or model.mask_head is None:
+        detections: list[dict[str, Tensor]] = model(images)
+        return detections
+    batch = model.resize_batch(images)
+    predictions = model.predict(batch.images, true_image_shapes(batch.resized_sizes))
+    detections = model.postprocess(predictions, batch.resized_sizes, batch.original_sizes)
+    head = model.mask_head
+    for index, (detection, (height, width)) in enumerate(zip(detections, batch.original_sizes,
+                                                             strict=True)):
+        # fractions of the input image are fractions of the window the detections came from
+        fractions = detection["boxes"] / detection["boxes"].new_tensor([width, height] * 2)
+        detection["box_masks"] = (
+            model.predict_masks(predictions["rpn_features_to_crop"][index:index + 1], fractions,
+                                detection["labels"]) if len(fractions)
+            else fractions.new_zeros(0, head.mask_height, head.mask_width))
+    return detections
 
 
 def _pixels(batch: int, height: int, width: int, dtype: torch.dtype, seed: int) -> Tensor:
@@ -240,14 +281,16 @@ def _pixels(batch: int, height: int, width: int, dtype: torch.dtype, seed: int) 
     return torch.randint(0, 256, (batch, height, width, 3), generator=generator).to(dtype)
 
 
-def detections_mismatch(found: list[Tensor], expected: dict[str, Tensor],
-                        image_size: tuple[int, int]) -> str | None:
+def detections_mismatch(found: Sequence[Tensor], expected: dict[str, Tensor],
+                        image_size: tuple[int, int], instance_names: Sequence[str] = ()
+                        ) -> str | None:
     """How one image's program outputs (``found``: boxes ``[max, 4]``, scores ``[max]``,
-    classes ``[max]``, count ``[]``) differ from the eager model's detections (``expected``:
-    ``boxes [D, 4]`` x1, y1, x2, y2 input pixels, ``scores``, ``labels``); None if they agree
-    within ``PROGRAM_TOLERANCE``. Rows whose score ties a neighbour's may come in another
-    order: their boxes and classes are not compared."""
-    boxes, scores, classes, count = found
+    classes ``[max]``, count ``[]``, then the ``instance_names`` outputs) differ from the
+    eager model's detections (``expected``: ``boxes [D, 4]`` x1, y1, x2, y2 input pixels,
+    ``scores``, ``labels``, and ``box_masks`` or ``keypoints`` / ``keypoints_scores``); None if
+    they agree within ``PROGRAM_TOLERANCE``. Rows whose score ties a neighbour's may come in
+    another order: only their scores are compared."""
+    boxes, scores, classes, count = found[:4]
     rows = int(count)
     if rows != len(expected["scores"]):
         return f"{rows} detections, the eager model {len(expected['scores'])}"
@@ -266,14 +309,37 @@ def detections_mismatch(found: list[Tensor], expected: dict[str, Tensor],
         return f"normalized boxes differ by {float(box_error.max()):.3g}"
     if bool((classes[:rows][distinct] != expected["labels"].to(classes)[distinct]).any()):
         return "classes differ"
+    for name, value in zip(instance_names, found[4:], strict=True):
+        if bool((value[rows:] != 0).any()):
+            return f"{name} rows past num_detections are not zero"
+        error = _instance_error(name, value[:rows], expected, image_size)[distinct]
+        if error.numel() and float(error.max()) > PROGRAM_TOLERANCE:
+            return f"{name} differ by {float(error.max()):.3g}"
     return None
 
 
-ProgramFunction = Callable[[Tensor], DetectionOutputs]
+def _instance_error(name: str, found: Tensor, expected: dict[str, Tensor],
+                    image_size: tuple[int, int]) -> Tensor:
+    """``[D]``: each detection's largest difference between the program's ``name`` output
+    (``found``: its first D rows) and the eager model's (``_eager_detections``), in the
+    output's units (mask probabilities, normalized keypoints)."""
+    height, width = image_size
+    if name == MASKS:
+        return (found - expected["box_masks"].to(found)).abs().flatten(1).amax(dim=1)
+    if name == KEYPOINTS:  # eager: (x, y) input pixels; the program: normalized (y, x)
+        normalized = expected["keypoints"].to(found).flip(-1) / found.new_tensor([height, width])
+        return (found - normalized).abs().flatten(1).amax(dim=1)
+    if name == KEYPOINT_SCORES:
+        return (found - expected["keypoints_scores"].to(found)).abs().flatten(1).amax(dim=1)
+    raise ObjdetError(f"detector program: unknown output {name!r}")
+
+
+ProgramFunction = Callable[[Tensor], ProgramOutputs]
 
 
 def load_program(path: str | os.PathLike[str]) -> ProgramFunction:
-    """``detector.pt2`` -> a function from ``input_tensor [B, H, W, 3]`` to the four outputs."""
+    """``detector.pt2`` -> a function from ``input_tensor [B, H, W, 3]`` to its outputs (the
+    four detection outputs, then those the signature's ``program`` entry names after them)."""
     try:
         module = torch.export.load(os.fspath(path)).module()
     except FileNotFoundError:
@@ -281,9 +347,8 @@ def load_program(path: str | os.PathLike[str]) -> ProgramFunction:
     except Exception as error:  # noqa: BLE001 - torch raises many types for a corrupt archive
         raise ObjdetError(f"{path}: cannot load the detector program: {error}") from None
 
-    def run(input_tensor: Tensor) -> DetectionOutputs:
+    def run(input_tensor: Tensor) -> ProgramOutputs:
         with torch.no_grad():
-            boxes, scores, classes, counts = module(input_tensor)
-        return boxes, scores, classes, counts
+            return tuple(module(input_tensor))
 
     return run

@@ -17,7 +17,7 @@ detector as a torch.export program (see ``objdet.export.program``), with ``predi
 
 A Mask R-CNN's detections carry ``masks`` (over the image) and ``box_masks`` (over each box:
 the export's ``detection_masks``), a CenterNet's with keypoint tasks ``keypoints`` and
-``keypoint_scores``, from every runtime that has them (``detector.pt2`` has neither yet).
+``keypoint_scores``, from every runtime.
 """
 
 from __future__ import annotations
@@ -46,9 +46,9 @@ from objdet.export.exporter import (
     configured_label_map_path,
 )
 from objdet.export.graph import graph_input_tensors
-from objdet.export.signature import GRAPH_INPUT, GRAPH_OUTPUTS, check_input_type
+from objdet.export.signature import GRAPH_INPUT, GRAPH_OUTPUTS, OUTPUT_NAMES, check_input_type
 from objdet.inference.inputs import decode_input
-from objdet.inference.outputs import batch_detections, detections_from_outputs
+from objdet.inference.outputs import detections_from_outputs
 from objdet.models.contract import DetectionModel, as_detection_model
 from objdet.structures.detections import Detections
 from objdet.structures.label_map import LabelMap, load_label_map
@@ -239,16 +239,19 @@ class ProgramPredictor(Predictor):
     def __init__(
         self, *, program_path: str | os.PathLike[str], input_type: str = "image_tensor",
         label_map: LabelMap | None = None, pixel_dtype: torch.dtype = torch.uint8,
-        max_detections: int,
+        max_detections: int, output_names: tuple[str, ...] = OUTPUT_NAMES,
     ) -> None:
+        """``output_names``: the program's outputs in order (its signature entry's)."""
         from objdet.export.program import load_program
 
         self.program = load_program(program_path)
+        self.program_path = Path(program_path)
         self.input_type = check_input_type(input_type)
         self.label_map = label_map
         self.max_detections = max_detections
         self.device = torch.device("cpu")
         self.pixel_dtype = pixel_dtype
+        self.output_names = output_names
 
     @classmethod
     def from_export(cls, directory: str | os.PathLike[str], *, use_graph: bool = True,
@@ -271,7 +274,7 @@ class ProgramPredictor(Predictor):
                    input_type=str(signature.get("input_type", "image_tensor")),
                    label_map=load_label_map(label_map_path) if label_map_path.is_file() else None,
                    pixel_dtype=torch.float32 if pixels == "float32" else torch.uint8,
-                   max_detections=max_detections)
+                   max_detections=max_detections, output_names=tuple(program["outputs"]))
 
     def predict_pixels(self, image: Tensor) -> Detections:
         """``uint8 [3, H, W]`` RGB (or float 0..255) -> all detections (up to ``max_detections``)."""
@@ -290,7 +293,11 @@ class ProgramPredictor(Predictor):
             raise ObjdetError(f"images: expected {self.pixel_dtype} [B, H, W, 3], got "
                               f"{pixels.dtype} {list(pixels.shape)}")
         outputs = [output.numpy() for output in self.program(pixels)]
-        return batch_detections(*outputs, image_size=(int(pixels.shape[1]), int(pixels.shape[2])))
+        if len(outputs) != len(self.output_names):
+            raise ObjdetError(f"{self.program_path}: the program gave {len(outputs)} outputs, its "
+                              f"signature names {len(self.output_names)} ({', '.join(self.output_names)})")
+        return detections_from_outputs(dict(zip(self.output_names, outputs, strict=True)),
+                                       image_size=(int(pixels.shape[1]), int(pixels.shape[2])))
 
 
 def _box_masks(model: DetectionModel, raw: dict[str, Tensor], detection: dict[str, Tensor],
