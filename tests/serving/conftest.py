@@ -65,8 +65,20 @@ model_config_list {{
 
 @pytest.fixture(scope="session")
 def server(model_root: Path) -> Iterator[ServerProcess]:
+    """Also started with TF Serving flags the tests check (CORS, a monitoring config at TF
+    Serving's default path, a gRPC UNIX socket, thread counts) and ones that must merely be
+    accepted (ignored on a CPU, or given TF Serving's default)."""
+    (model_root / "monitoring.config").write_text("prometheus_config { enable: true }\n")
     process = ServerProcess(["--model_config_file", str(model_root / "models.config"),
-                             "--max_request_bytes", str(MAX_REQUEST_BYTES)],
+                             "--max_request_bytes", str(MAX_REQUEST_BYTES),
+                             "--rest_api_enable_cors_support",
+                             "--monitoring_config_file", str(model_root / "monitoring.config"),
+                             f"--grpc_socket_path={model_root / 'grpc.sock'}",
+                             "--grpc_max_threads=8", "--rest_api_num_threads=8",
+                             "--grpc_channel_arguments=grpc.max_connection_age_ms=600000",
+                             "--tensorflow_intra_op_parallelism=1",
+                             "--per_process_gpu_memory_fraction=0.5", "--enable_profiler=true",
+                             "--saved_model_tags=serve"],
                             model_root / "server.log")
     yield process
     code = process.stop()

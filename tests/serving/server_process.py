@@ -15,8 +15,10 @@ class ServerProcess(ObjdetProcess):
 
     def __init__(self, args: list[str], log_path: Path, start_timeout: float = 60.0) -> None:
         self.grpc_port, self.rest_port = free_port(), free_port()
+        # no REST deadline (TF Serving's is 30 s): a loaded CI machine must not turn a slow
+        # prediction into a 504; the deadline has its own test (test_serve_flags.py)
         command = ["serve", "--host", "127.0.0.1", "--port", str(self.grpc_port),
-                   "--rest_api_port", str(self.rest_port), *args]
+                   "--rest_api_port", str(self.rest_port), "--rest_api_timeout_in_ms=0", *args]
         super().__init__(command, log_path, lambda: self.request("GET", "/v1/health")[0] == 200,
                          start_timeout)
 

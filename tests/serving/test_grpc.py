@@ -162,3 +162,12 @@ def test_oversized_message_is_resource_exhausted(channel) -> None:  # type: igno
     status = prediction_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(
         get_model_status_pb2.GetModelStatusRequest(model_spec=model_pb2.ModelSpec(name="detector")))
     assert status.model_version_status[0].state == get_model_status_pb2.ModelVersionStatus.AVAILABLE
+
+
+def test_grpc_on_the_unix_socket(server, model_root) -> None:  # type: ignore[no-untyped-def]
+    """--grpc_socket_path: the same services on a UNIX socket."""
+    with grpc.insecure_channel(f"unix:{model_root / 'grpc.sock'}") as channel:
+        stub = prediction_service_pb2_grpc.ModelServiceStub(channel)
+        response = stub.GetModelStatus(get_model_status_pb2.GetModelStatusRequest(
+            model_spec=model_pb2.ModelSpec(name="detector")), timeout=60)
+    assert [status.version for status in response.model_version_status] == [1]

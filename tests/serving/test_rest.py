@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import http.client
 
 import numpy as np
 import pytest
@@ -163,3 +164,23 @@ def test_readiness_and_prometheus_metrics(server) -> None:  # type: ignore[no-un
     assert ':tensorflow:serving:request_count{model_name="nope",status="NOT_FOUND"}' in text
     assert ('request_latency_bucket{API="predict",entrypoint="REST",model_name="detector",'
             'le="+Inf"}') in text
+
+
+def test_cors_support_and_ignored_flags_logged(server) -> None:  # type: ignore[no-untyped-def]
+    """--rest_api_enable_cors_support: preflights answered, headers on every response."""
+    status, _ = server.request("OPTIONS", "/v1/models/detector:predict",
+                               headers={"Origin": "http://app.example",
+                                        "Access-Control-Request-Method": "POST"})
+    assert status == 204
+    connection = http.client.HTTPConnection("127.0.0.1", server.rest_port, timeout=60)
+    try:
+        connection.request("GET", "/v1/models/nope")
+        response = connection.getresponse()
+        response.read()
+    finally:
+        connection.close()
+    assert response.status == 404  # errors carry them too
+    assert response.getheader("Access-Control-Allow-Origin") == "*"
+    assert response.getheader("Access-Control-Allow-Methods") == "POST, GET"
+    assert response.getheader("Access-Control-Allow-Headers") == "Content-Type"
+    assert "--per_process_gpu_memory_fraction=0.5 ignored" in server.log()

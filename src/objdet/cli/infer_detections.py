@@ -7,7 +7,9 @@ objdet infer-detections --input_tfrecord_paths val-00000-of-00002,val-00001-of-0
 Split over processes with ``--shard i --num_shards n`` (or under torchrun, which sets
 RANK/WORLD_SIZE): each writes ``OUT-0000i-of-0000n``. A killed run restarted with the same
 command continues from its last commit (every ``--commit_every`` records) and writes the same
-bytes as an uninterrupted run (see ``objdet.inference.tfrecords``).
+bytes as an uninterrupted run (see ``objdet.inference.tfrecords``). A Mask R-CNN export's
+masks are written as ``image/detection/mask`` PNGs (``eval-offline`` reads them for
+coco_mask_metrics), a keypoint CenterNet's as ``image/detection/keypoint/{y,x,score}``.
 """
 
 from __future__ import annotations

@@ -20,7 +20,9 @@ Deliberate differences from the OD API script:
 * a repeated ``image/source_id`` is an error naming both records (it kept the first);
 * boxes are evaluated in pixels of ``image/height`` x ``image/width`` (it fed normalized
   boxes: the same PASCAL VOC / Open Images metrics, but its COCO area ranges then see every
-  box as small); masks are read when a metrics set evaluates them (its parser read none).
+  box as small); masks are read when a metrics set evaluates them (its parser read none):
+  ground truth ``image/object/mask``, detections ``image/detection/mask`` (one PNG per
+  detection, as ``objdet infer-detections`` writes them for a Mask R-CNN export).
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ import logging
 import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 from google.protobuf.message import DecodeError
 
 from objdet.errors import ConfigError, DataError
@@ -43,6 +46,7 @@ from objdet.structures.detections import Detections
 logger = logging.getLogger(__name__)
 
 _BOX_COORDINATES = ("ymin", "xmin", "ymax", "xmax")
+DETECTION_MASK_KEY = "image/detection/mask"  # objdet.inference.tfrecords writes it
 _GROUND_TRUTH_KEYS = {
     **{f"image/object/bbox/{name}": "float_list" for name in _BOX_COORDINATES},
     "image/object/class/label": "int64_list",
@@ -121,17 +125,19 @@ def evaluate_records(
     from objdet.evaluation.open_images import OpenImagesChallengeEvaluator
 
     # No label map: class ids come from class/label only, as in the OD API's parser.
+    with_masks = any(_evaluates_masks(evaluator) for evaluator in evaluators)
     decoder = ExampleDecoder(
         None,
         decode_image=False,
-        with_masks=any(getattr(e, "evaluate_masks", False) for e in evaluators),
+        with_masks=with_masks,
         with_keypoints=False,
         with_image_labels=any(isinstance(e, OpenImagesChallengeEvaluator) for e in evaluators),
     )
     result = OfflineResult()
     first_source: dict[str, str] = {}  # image id -> the record that had it
     for source, record in read_records_with_source(input_paths):
-        reason = skip_reason(_parse_example(record, source).features.feature)
+        features = _parse_example(record, source).features.feature
+        reason = skip_reason(features)
         if reason is not None:
             result.skipped[reason] += 1
             if len(result.skipped_sources) < 3:
@@ -147,6 +153,9 @@ def evaluate_records(
         first_source[image_id] = source
         ground_truth = GroundTruth.from_sample(sample)
         detections = Detections.from_sample(sample)
+        if with_masks:
+            detections = replace(detections, masks=_detection_masks(
+                features, len(detections), (sample.height, sample.width), source))
         for evaluator in evaluators:
             evaluator.add_ground_truth(image_id, ground_truth)
             evaluator.add_detections(image_id, detections)
@@ -167,6 +176,37 @@ def evaluate_records(
     for evaluator in evaluators:
         result.metrics.update(evaluator.evaluate())
     return result
+
+
+def _evaluates_masks(evaluator: DetectionEvaluator) -> bool:
+    """Whether ``evaluator`` needs masks (COCO mask metrics, Open Images segmentation)."""
+    from objdet.evaluation.coco import CocoMaskEvaluator
+
+    return isinstance(evaluator, CocoMaskEvaluator) or bool(
+        getattr(evaluator, "evaluate_masks", False))
+
+
+def _detection_masks(features: Mapping[str, feature_pb2.Feature], count: int,
+                     image_size: tuple[int, int], source: str) -> np.ndarray:
+    """``uint8 [count, H, W]`` 0/1 masks from ``image/detection/mask`` (one PNG per detection);
+    ``DataError`` naming the record when they are absent or do not fit the detections."""
+    from objdet.data.image_decode import decode_image_bytes
+
+    key = DETECTION_MASK_KEY
+    if key not in features or features[key].WhichOneof("kind") != "bytes_list":
+        raise DataError(f"{source}: {key} (PNG bytes_list) is absent: mask metrics need the "
+                        "detections' masks (infer-detections writes them for a Mask R-CNN)")
+    pngs = list(features[key].bytes_list.value)
+    if len(pngs) != count:
+        raise DataError(f"{source}: {key} has {len(pngs)} masks for {count} detections")
+    masks = np.zeros((count, *image_size), np.uint8)  # [D, H, W]
+    for index, png in enumerate(pngs):
+        mask = decode_image_bytes(png, f"{source}: {key}[{index}]", gray=True)[0]  # [H, W]
+        if tuple(mask.shape) != image_size:
+            raise DataError(f"{source}: {key}[{index}] is {mask.shape[0]}x{mask.shape[1]}, the "
+                            f"image is {image_size[0]}x{image_size[1]}")
+        masks[index] = (mask > 0).numpy()
+    return masks
 
 
 def _parse_example(record: bytes, source: str) -> example_pb2.Example:

@@ -5,7 +5,17 @@ with its detections added as ``image/detection/bbox/{ymin,xmin,ymax,xmax}`` (nor
 ``image/detection/label`` (label-map ids) and ``image/detection/score``, all of a
 predictor's detections (no score threshold), replacing detections already there. An image
 with no detections gets all six lists present and empty: offline evaluation (as the OD
-API's) counts its ground truth as missed, where absent lists would skip the record. With
+API's) counts its ground truth as missed, where absent lists would skip the record. A model
+with instance outputs adds, in the layouts of the OD API's ``image/object/*`` ground truth:
+
+* masks (Mask R-CNN): ``image/detection/mask``, one PNG per detection of the image's size,
+  0/1 (the box masks pasted into the image and thresholded at 0.5, as the OD API reframes
+  ``detection_masks``): what ``image/object/mask`` holds and objdet's readers decode;
+* keypoints (CenterNet keypoint tasks): ``image/detection/keypoint/y`` and ``/x``
+  (normalized) and ``image/detection/keypoint/score``, ``num_detections * K`` values
+  flattened detection by detection, like ``image/object/keypoint/*``.
+
+These lists, too, are present and empty for an image without detections. With
 ``discard_image_pixels`` ``image/encoded`` is removed (the evaluation tools need only the
 boxes). Records are written in input order.
 
@@ -39,16 +49,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from google.protobuf.internal.containers import MessageMap
 
 from objdet.data.example import DETECTION_KEYS
 from objdet.data.tfrecord import PathSpec
 from objdet.data.tfrecord_index import IndexedTFRecords
 from objdet.errors import ConfigError, DataError
+from objdet.evaluation.offline import DETECTION_MASK_KEY
 from objdet.inference.predictor import OnnxPredictor, Predictor, ProgramPredictor
 from objdet.inference.record_batches import DecodedRecord, decoded_batches
 from objdet.inference.resumable_output import ResumableRecordWriter
 from objdet.inference.sharding import Shard, output_paths, progress_path, split_output_spec
-from objdet.protos import example_pb2
+from objdet.protos import example_pb2, feature_pb2
 from objdet.structures.detections import Detections
 
 __all__ = ["InferenceReport", "add_detections", "infer_detections", "split_output_spec"]
@@ -56,6 +68,10 @@ __all__ = ["InferenceReport", "add_detections", "infer_detections", "split_outpu
 # Test hook: SIGKILL this process right after it wrote this many records (flushed, not
 # committed), as a crash at an arbitrary moment would; tests check the restart.
 KILL_AFTER_ENV = "OBJDET_INFER_DETECTIONS_KILL_AFTER"
+
+# Instance outputs, where the model has them (see the module docstring).
+DETECTION_KEYPOINT_KEYS = ("image/detection/keypoint/y", "image/detection/keypoint/x",
+                           "image/detection/keypoint/score")
 
 WHOLE_RUN = Shard()  # one process handles every record
 Progress = Callable[[int, int], None]  # (records done, records of this shard) after each batch
@@ -157,12 +173,13 @@ def _run_key(
 
 
 def add_detections(example: example_pb2.Example, detections: Detections) -> None:
-    """Set the ``image/detection/*`` features of ``example`` (replacing any already there).
+    """Set the ``image/detection/*`` features of ``example`` (replacing any already there):
+    boxes, labels and scores, and masks / keypoints where ``detections`` has them.
 
     Every list is written, empty ones included (``SetInParent`` marks an empty list present).
     """
     features = example.features.feature
-    for key in DETECTION_KEYS:
+    for key in (*DETECTION_KEYS, DETECTION_MASK_KEY, *DETECTION_KEYPOINT_KEYS):
         if key in features:
             del features[key]
     boxes = detections.normalized_boxes()  # [D, 4] ymin, xmin, ymax, xmax
@@ -175,3 +192,35 @@ def add_detections(example: example_pb2.Example, detections: Detections) -> None
         features[key].float_list.value.extend(values.tolist())
     features["image/detection/label"].int64_list.SetInParent()
     features["image/detection/label"].int64_list.value.extend(detections.labels.tolist())
+    if detections.masks is not None:
+        features[DETECTION_MASK_KEY].bytes_list.SetInParent()
+        features[DETECTION_MASK_KEY].bytes_list.value.extend(_png_masks(detections.masks))
+    if detections.keypoints is not None:
+        _add_keypoints(features, detections)
+
+
+def _png_masks(masks: np.ndarray) -> list[bytes]:
+    """``masks [D, H, W]`` uint8 0/1 -> one grayscale PNG per detection (values 0/1, as the
+    OD API's ``image/object/mask`` PNGs)."""
+    from torchvision.io import encode_png
+
+    pixels = torch.from_numpy(np.ascontiguousarray(masks, np.uint8))  # [D, H, W]
+    return [encode_png(mask[None]).numpy().tobytes() for mask in pixels]
+
+
+def _add_keypoints(features: MessageMap[str, feature_pb2.Feature], detections: Detections,
+                   ) -> None:
+    """``image/detection/keypoint/{y,x,score}``: ``[D * K]`` flattened, y and x normalized."""
+    assert detections.keypoints is not None
+    height, width = detections.image_size or (0, 0)
+    if not height or not width:
+        raise DataError("detections with keypoints need image_size to normalize them")
+    points = detections.keypoints.reshape(-1, 2)  # [D*K, 2] (x, y) pixels
+    count = points.shape[0]
+    scores = (np.ones(count) if detections.keypoint_scores is None
+              else detections.keypoint_scores.reshape(-1))  # [D*K]
+    y_key, x_key, score_key = DETECTION_KEYPOINT_KEYS
+    for key, values in ((y_key, points[:, 1] / height), (x_key, points[:, 0] / width),
+                        (score_key, scores)):
+        features[key].float_list.SetInParent()
+        features[key].float_list.value.extend(values.astype(np.float32).tolist())

@@ -19,6 +19,11 @@ multi_inference_helper.cc, multi_inference.cc):
 4. MultiInference checks its tasks as ``TensorFlowMultiInferenceRunner::Infer`` does (one
    model name, no signature twice, method_name classify or regress) and each signature as 3.
 
+With ``--enable_signature_method_name_check`` (``ServingCore.method_name_check``) step 3
+starts with the signature's method_name: INVALID_ARGUMENT ``Expected classification
+signature method_name to be tensorflow/serving/classify. Was: tensorflow/serving/predict``
+(``regression``/``regress`` for Regress), which is what an objdet export then answers.
+
 The input examples are never read: TF Serving checks the signature before it parses them.
 """
 
@@ -67,7 +72,8 @@ def classify(core: ServingCore, request: classification_pb2.ClassificationReques
             raise invalid_argument("Missing ModelSpec")
         signatures = _signatures(core, request.model_spec)
         check_classification_signature(
-            _named_signature(signatures, request.model_spec.signature_name))
+            _named_signature(signatures, request.model_spec.signature_name),
+            method_name_check=core.method_name_check)
         raise _not_served(CLASSIFY_METHOD)
 
 
@@ -79,7 +85,8 @@ def regress(core: ServingCore, request: regression_pb2.RegressionRequest,
             raise invalid_argument("Missing ModelSpec")
         signatures = _signatures(core, request.model_spec)
         check_regression_signature(
-            _named_signature(signatures, request.model_spec.signature_name))
+            _named_signature(signatures, request.model_spec.signature_name),
+            method_name_check=core.method_name_check)
         raise _not_served(REGRESS_METHOD)
 
 
@@ -106,9 +113,11 @@ def multi_inference(core: ServingCore, request: inference_pb2.MultiInferenceRequ
             if name not in signatures.signature_def:
                 raise invalid_argument(f"Requested signature not found in model graph: {name}")
             if task.method_name == CLASSIFY_METHOD:
-                check_classification_signature(signatures.signature_def[name])
+                check_classification_signature(signatures.signature_def[name],
+                                               method_name_check=core.method_name_check)
             elif task.method_name == REGRESS_METHOD:
-                check_regression_signature(signatures.signature_def[name])
+                check_regression_signature(signatures.signature_def[name],
+                                           method_name_check=core.method_name_check)
             else:
                 raise ServingError(Code.UNIMPLEMENTED,
                                    f"Unsupported signature method_name: {task.method_name}")

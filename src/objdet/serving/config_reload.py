@@ -33,9 +33,14 @@ PLATFORMS = ("tensorflow", "objdet")  # the model_platform values objdet serves 
 
 
 def checked_model_configs(config: ModelServerConfig, current: Mapping[str, ModelConfig],
-                          available: Mapping[str, set[int]]) -> list[ModelConfig]:
+                          available: Mapping[str, set[int]], *,
+                          allow_labels_for_unavailable_versions: bool = False,
+                          ) -> list[ModelConfig]:
     """The models of ``config`` if TF Serving would take it while serving ``current`` (name
-    -> config) with ``available`` (name -> versions serving); ``ServingError`` otherwise."""
+    -> config) with ``available`` (name -> versions serving); ``ServingError`` otherwise.
+    ``allow_labels_for_unavailable_versions`` (--allow_version_labels_for_unavailable_models)
+    lets a label the model does not have yet name a version that is not available; a label
+    it has must still move to an available version (clients use it)."""
     if config.WhichOneof("config") != "model_config_list":
         raise invalid_argument("ServerModelConfig type not supported by "
                                "HandleReloadConfigRequest. Only ModelConfigList is currently "
@@ -60,7 +65,10 @@ def checked_model_configs(config: ModelServerConfig, current: Mapping[str, Model
                     f"Illegal to change a model's platform. For model {model.name} platform was "
                     f"{old_platform} and new platform requested is {new_platform}")
     for model in models:
-        for version in model.version_labels.values():
+        existing = current[model.name].version_labels if model.name in current else {}
+        for label, version in model.version_labels.items():
+            if allow_labels_for_unavailable_versions and label not in existing:
+                continue
             if version not in available.get(model.name, set()):
                 raise ServingError(Code.FAILED_PRECONDITION,
                                    f"Request to assign label to version {version} of model "

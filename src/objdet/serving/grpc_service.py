@@ -112,21 +112,31 @@ class ModelServicer(prediction_service_pb2_grpc.ModelServiceServicer):
 
 
 def build_grpc_server(core: ServingCore, port: int, *, host: str = "0.0.0.0",
-                      max_request_bytes: int, max_threads: int = 32) -> grpc.Server:
-    """A started-later gRPC server on ``host:port`` (``ObjdetError`` if the port is taken)."""
+                      max_request_bytes: int, max_threads: int = 32, socket_path: str = "",
+                      channel_arguments: tuple[tuple[str, int | str], ...] = (),
+                      ) -> grpc.Server:
+    """A started-later gRPC server on ``host:port`` (port 0: none) and the UNIX socket
+    ``socket_path`` (if given), ``max_threads`` answering, with ``channel_arguments`` (TF
+    Serving's --grpc_channel_arguments) after objdet's own; ``ObjdetError`` if the port is
+    taken."""
     from objdet.errors import ObjdetError
 
-    options = [("grpc.max_receive_message_length", max_request_bytes),
-               ("grpc.max_send_message_length", -1), ("grpc.so_reuseport", 0)]
+    options: list[tuple[str, int | str]] = [
+        ("grpc.max_receive_message_length", max_request_bytes),
+        ("grpc.max_send_message_length", -1), ("grpc.so_reuseport", 0), *channel_arguments]
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_threads,
                                                     thread_name_prefix="grpc"), options=options)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         PredictionServicer(core), server)
     prediction_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(core), server)
-    try:
-        server.add_insecure_port(f"{host}:{port}")
-    except RuntimeError as error:
-        raise ObjdetError(f"--port {port}: cannot listen on {host}:{port}: {error}") from None
+    for flag, address in (("--port", f"{host}:{port}" if port else ""),
+                          ("--grpc_socket_path", f"unix:{socket_path}" if socket_path else "")):
+        if not address:
+            continue
+        try:
+            server.add_insecure_port(address)
+        except RuntimeError as error:
+            raise ObjdetError(f"{flag}: cannot listen on {address}: {error}") from None
     return server
 
 

@@ -76,10 +76,18 @@ class ModelManager:
     def __init__(self, configs: list[ModelConfig], *, poll_seconds: float = 1.0,
                  batching: BatchingOptions | None = None,
                  loader: Callable[[Path, int], Servable] = load_servable,
-                 on_batch: Callable[[str, int], None] | None = None) -> None:
-        """``on_batch(model name, images)`` is called after each batched model call."""
+                 on_batch: Callable[[str, int], None] | None = None,
+                 max_load_retries: int = 0, load_retry_seconds: float = 60.0,
+                 allow_labels_for_unavailable_versions: bool = False) -> None:
+        """``on_batch(model name, images)`` is called after each batched model call; a
+        version that fails to load is tried again ``max_load_retries`` times,
+        ``load_retry_seconds`` apart (TF Serving's --max_num_load_retries and
+        --load_retry_interval_micros); ``poll_seconds`` 0 polls once, at ``start``."""
         self._models = {config.name: _Model(config) for config in configs}
         self.poll_seconds = poll_seconds
+        self.max_load_retries = max_load_retries
+        self.load_retry_seconds = load_retry_seconds
+        self.allow_labels_for_unavailable_versions = allow_labels_for_unavailable_versions
         self.batching = batching
         self._loader = loader
         self._on_batch = on_batch
@@ -144,6 +152,8 @@ class ModelManager:
     def start(self) -> None:
         """Load what is on disk now (returns when done), then poll in a daemon thread."""
         self.poll_once()
+        if self.poll_seconds <= 0:
+            return
         self._thread = threading.Thread(target=self._poll_loop, name="version-poller", daemon=True)
         self._thread.start()
 
@@ -185,7 +195,8 @@ class ModelManager:
             with self._lock:
                 available = {name: set(model.loaded) for name, model in current.items()}
             configs = checked_model_configs(
-                config, {name: model.config for name, model in current.items()}, available)
+                config, {name: model.config for name, model in current.items()}, available,
+                allow_labels_for_unavailable_versions=self.allow_labels_for_unavailable_versions)
             models = {}
             for model_config in configs:
                 model = current.get(model_config.name) or _Model(model_config)
@@ -239,15 +250,21 @@ class ModelManager:
         status = VersionStatus(version, "LOADING", fingerprint=fingerprint)
         with self._lock:
             model.statuses[version] = status
-        try:
-            servable = self._loader(directory, version)
-        except (ObjdetError, OSError, RuntimeError, ValueError) as error:
-            message = str(error).splitlines()[0] if str(error) else type(error).__name__
-            logger.error("%s version %d failed to load: %s", model.config.name, version, message)
-            with self._lock:
-                model.statuses[version] = VersionStatus(version, "END", Code.UNKNOWN, message,
-                                                        fingerprint)
-            return
+        for attempt in range(self.max_load_retries + 1):
+            try:
+                servable = self._loader(directory, version)
+                break
+            except (ObjdetError, OSError, RuntimeError, ValueError) as error:
+                message = str(error).splitlines()[0] if str(error) else type(error).__name__
+                logger.error("%s version %d failed to load: %s", model.config.name, version,
+                             message)
+                if attempt < self.max_load_retries and not self._stop.wait(self.load_retry_seconds):
+                    fingerprint = _fingerprint(directory)  # the files the retry reads
+                    continue
+                with self._lock:
+                    model.statuses[version] = VersionStatus(version, "END", Code.UNKNOWN,
+                                                            message, fingerprint)
+                return
         batcher = None
         if self.batching is not None and servable.batched:
             on_batch = self._on_batch

@@ -45,7 +45,7 @@ def read_model_config_file(path: str | os.PathLike[str]) -> list[ModelConfig]:
     """The models of a ``ModelServerConfig`` text file; ``ConfigError`` naming the file and
     field when it does not parse or a model lacks a name/base_path or repeats a name."""
     message = config_pb2.ModelServerConfig()
-    _parse_text(path, message)
+    parse_text_file(path, message)
     if message.WhichOneof("config") != "model_config_list":
         raise ConfigError(f"{path}: expected model_config_list {{ config {{ ... }} }}")
     names: set[str] = set()
@@ -107,7 +107,7 @@ def read_batching_parameters(path: str | os.PathLike[str] | None) -> BatchingOpt
     if path is None:
         return BatchingOptions()
     message = config_pb2.BatchingParameters()
-    _parse_text(path, message)
+    parse_text_file(path, message)
     defaults = BatchingOptions()
     values = {}
     for name in ("max_batch_size", "batch_timeout_micros", "num_batch_threads",
@@ -131,7 +131,8 @@ def read_batching_parameters(path: str | os.PathLike[str] | None) -> BatchingOpt
     return BatchingOptions(**values, allowed_batch_sizes=allowed)
 
 
-def _parse_text(path: str | os.PathLike[str], message: object) -> None:
+def parse_text_file(path: str | os.PathLike[str], message: object) -> None:
+    """Parse the text-format proto file ``path`` into ``message`` (``ConfigError`` naming it)."""
     try:
         text = Path(path).read_text()
     except OSError as error:
@@ -140,3 +141,42 @@ def _parse_text(path: str | os.PathLike[str], message: object) -> None:
         text_format.Parse(text, message)  # type: ignore[arg-type]
     except text_format.ParseError as error:
         raise ConfigError(f"{path}:{error}") from None
+
+
+DEFAULT_PROMETHEUS_PATH = "/monitoring/prometheus/metrics"  # TF Serving's kPrometheusPath
+
+
+def read_monitoring_config(path: str | os.PathLike[str]) -> str | None:
+    """The Prometheus path of a ``--monitoring_config_file`` (TF Serving's MonitoringConfig,
+    ``prometheus_config { enable: true path: "/metrics" }``): None when not enabled (no
+    metrics page, as TF Serving), TF Serving's default path when ``path`` is empty."""
+    message = _monitoring_config_class()()
+    parse_text_file(path, message)
+    prometheus = message.prometheus_config  # type: ignore[attr-defined]
+    if not prometheus.enable:
+        return None
+    metrics_path = str(prometheus.path) or DEFAULT_PROMETHEUS_PATH
+    if not metrics_path.startswith("/"):
+        raise ConfigError(f"{path}: prometheus_config.path must start with /, got {metrics_path!r}")
+    return metrics_path
+
+
+def _monitoring_config_class() -> type:
+    """``tensorflow.serving.MonitoringConfig`` (monitoring_config.proto: two messages, built
+    here from their descriptor rather than generated)."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    pool = descriptor_pool.DescriptorPool()
+    proto = descriptor_pb2.FileDescriptorProto(
+        name="monitoring_config.proto", package="tensorflow.serving", syntax="proto3")
+    Field = descriptor_pb2.FieldDescriptorProto
+    prometheus = proto.message_type.add(name="PrometheusConfig")
+    prometheus.field.add(name="enable", number=1, type=Field.TYPE_BOOL, label=Field.LABEL_OPTIONAL)
+    prometheus.field.add(name="path", number=2, type=Field.TYPE_STRING, label=Field.LABEL_OPTIONAL)
+    monitoring = proto.message_type.add(name="MonitoringConfig")
+    monitoring.field.add(name="prometheus_config", number=1, type=Field.TYPE_MESSAGE,
+                         label=Field.LABEL_OPTIONAL,
+                         type_name=".tensorflow.serving.PrometheusConfig")
+    pool.Add(proto)
+    return message_factory.GetMessageClass(
+        pool.FindMessageTypeByName("tensorflow.serving.MonitoringConfig"))

@@ -14,13 +14,17 @@ body over ``max_request_bytes`` is refused with 413 before it is read whole.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import re
-from typing import NoReturn
+from collections.abc import Awaitable, Callable
+from typing import NoReturn, TypeVar
 
+import anyio
+import anyio.to_thread
 import orjson
 import torch
 from fastapi import FastAPI, Request, Response
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from objdet.serving.classify_regress import classify, regress
@@ -38,19 +42,40 @@ _MODEL_URL = re.compile(
     r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
     r"(?:(?P<metadata>/metadata)|:(?P<method>[a-z]+))?$")
 JSON = "application/json"
+# TF Serving's --rest_api_enable_cors_support headers
+CORS_HEADERS = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": "POST, GET",
+                "Access-Control-Allow-Headers": "Content-Type"}
+T = TypeVar("T")
 
 
-def build_app(core: ServingCore, max_request_bytes: int) -> FastAPI:
+def build_app(core: ServingCore, max_request_bytes: int, *, threads: int = 32,
+              timeout_seconds: float = 0.0, cors: bool = False,
+              prometheus_path: str | None = "/monitoring/prometheus/metrics") -> FastAPI:
+    """The REST app: at most ``threads`` requests run model work at once (TF Serving's
+    --rest_api_num_threads); a predict/classify/regress taking over ``timeout_seconds`` (> 0)
+    is answered DEADLINE_EXCEEDED (--rest_api_timeout_in_ms); ``cors`` adds TF Serving's
+    CORS headers and answers preflights; metrics at ``prometheus_path`` (None: none)."""
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    workers = _Workers(threads, timeout_seconds)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> Response:
         message = f"Malformed request: {request.method} {request.url.path}"
         return _error(ServingError(Code.NOT_FOUND, message), error.status_code)
 
-    @app.get("/monitoring/prometheus/metrics")
-    async def metrics() -> Response:
-        return Response(core.metrics.render(), media_type="text/plain; version=0.0.4")
+    if cors:
+        @app.middleware("http")
+        async def cors_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]],
+                               ) -> Response:
+            response = (Response(status_code=204) if request.method == "OPTIONS"
+                        else await call_next(request))
+            response.headers.update(CORS_HEADERS)
+            return response
+
+    if prometheus_path is not None:
+        @app.get(prometheus_path)
+        async def metrics() -> Response:
+            return Response(core.metrics.render(), media_type="text/plain; version=0.0.4")
 
     @app.get("/v1/health")
     async def health() -> Response:
@@ -66,14 +91,38 @@ def build_app(core: ServingCore, max_request_bytes: int) -> FastAPI:
     @app.api_route("/v1/models/{path:path}", methods=["GET", "POST"])
     async def models(request: Request) -> Response:
         try:
-            return await _handle(core, request, max_request_bytes)
+            return await _handle(core, request, max_request_bytes, workers)
         except ServingError as error:
             return _error(error)
 
     return app
 
 
-async def _handle(core: ServingCore, request: Request, max_request_bytes: int) -> Response:
+class _Workers:
+    """Runs request work in threads, ``threads`` at a time, predictions under a deadline."""
+
+    def __init__(self, threads: int, timeout_seconds: float) -> None:
+        self.threads = threads
+        self.timeout_seconds = timeout_seconds
+        self._limiter: anyio.CapacityLimiter | None = None  # made in the event loop
+
+    async def run(self, function: Callable[..., T], *args: object, deadline: bool = False) -> T:
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self.threads)
+        work = anyio.to_thread.run_sync(functools.partial(function, *args),
+                                        limiter=self._limiter, abandon_on_cancel=True)
+        if not deadline or self.timeout_seconds <= 0:
+            return await work
+        try:
+            return await asyncio.wait_for(work, self.timeout_seconds)
+        except TimeoutError:  # the thread runs to its end; its answer is dropped
+            raise ServingError(Code.DEADLINE_EXCEEDED, "Deadline Exceeded: the request ran "
+                               f"over --rest_api_timeout_in_ms "
+                               f"{round(self.timeout_seconds * 1000)}") from None
+
+
+async def _handle(core: ServingCore, request: Request, max_request_bytes: int,
+                  workers: _Workers) -> Response:
     match = _MODEL_URL.match(request.url.path)
     if match is None:
         raise ServingError(Code.NOT_FOUND, f"Malformed request: {request.method} {request.url.path}")
@@ -83,15 +132,16 @@ async def _handle(core: ServingCore, request: Request, max_request_bytes: int) -
         if match["method"]:
             raise ServingError(Code.NOT_FOUND, f"Malformed request: GET {request.url.path}")
         if match["metadata"]:
-            response = await run_in_threadpool(core.metadata, target, "REST")
+            response = await workers.run(core.metadata, target, "REST")
             return _json(metadata_json(response))
-        status = await run_in_threadpool(core.status, target, "REST")
+        status = await workers.run(core.status, target, "REST")
         return _json(to_json(status))
     if match["metadata"] or match["method"] is None:
         raise ServingError(Code.NOT_FOUND, f"Malformed request: POST {request.url.path}")
     if match["method"] in ("classify", "regress"):
         body = await _read_body(request, max_request_bytes)
-        await run_in_threadpool(_classify_or_regress, core, target, match["method"], body)
+        await workers.run(_classify_or_regress, core, target, match["method"], body,
+                          deadline=True)
     if match["method"] != "predict":
         raise ServingError(Code.NOT_FOUND, f"Malformed request: POST {request.url.path}")
     body = await _read_body(request, max_request_bytes)
@@ -112,7 +162,7 @@ async def _handle(core: ServingCore, request: Request, max_request_bytes: int) -
                    if not parsed[0].output_filter or name in parsed[0].output_filter}
         return predict_response(outputs, parsed[0].row_format)
 
-    return Response(await run_in_threadpool(run), media_type=JSON)
+    return Response(await workers.run(run, deadline=True), media_type=JSON)
 
 
 def _classify_or_regress(core: ServingCore, target: Target, method: str, body: bytes) -> NoReturn:

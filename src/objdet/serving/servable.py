@@ -89,9 +89,12 @@ class Servable:
         return [detections for detections in results if detections is not None]
 
 
-def load_servable(directory: str | os.PathLike[str], version: int) -> Servable:
+def load_servable(directory: str | os.PathLike[str], version: int, *,
+                  warmup_iterations: int = 1) -> Servable:
     """Load, warm up and verify the export in ``directory``; ``ObjdetError`` saying what is
-    missing or broken otherwise."""
+    missing or broken otherwise. ``warmup_iterations`` predictions verify it (TF Serving's
+    --num_request_iterations_for_warmup); 0 (--enable_model_warmup=false) serves it
+    unverified, its first request paying for the lazy initializations."""
     directory = Path(directory)
     metadata = _read_json(directory / METADATA_FILE)
     formats = metadata.get("formats", ["pt2"])
@@ -117,7 +120,8 @@ def load_servable(directory: str | os.PathLike[str], version: int) -> Servable:
                               instance_outputs=_instance_outputs(directory, signature_json))
     servable = Servable(version=version, directory=directory, predictor=predictor,
                         signature=signature)
-    _warm_up(servable)
+    for _ in range(warmup_iterations):
+        _warm_up(servable)
     return servable
 
 

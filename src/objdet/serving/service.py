@@ -8,6 +8,7 @@ INTERNAL with its one-line message (the server keeps serving).
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -18,9 +19,15 @@ import numpy as np
 import torch
 
 from objdet.errors import ObjdetError
+from objdet.export.signature import SIGNATURE_NAME
 from objdet.serving.errors import Code, ServingError, invalid_argument, unavailable
 from objdet.serving.manager import ModelManager
-from objdet.serving.messages import metadata_response, status_response
+from objdet.serving.messages import (
+    PREDICT_METHOD,
+    metadata_response,
+    signature_def_map,
+    status_response,
+)
 from objdet.serving.metrics import Metrics
 from objdet.serving.protos import get_model_metadata_pb2, get_model_status_pb2
 from objdet.serving.rest_codec import batched_outputs
@@ -45,9 +52,12 @@ class Prediction:
 
 
 class ServingCore:
-    def __init__(self, manager: ModelManager, metrics: Metrics) -> None:
+    def __init__(self, manager: ModelManager, metrics: Metrics, *,
+                 method_name_check: bool = False) -> None:
+        """``method_name_check``: TF Serving's --enable_signature_method_name_check."""
         self.manager = manager
         self.metrics = metrics
+        self.method_name_check = method_name_check
         self.draining = False
 
     def signature(self, target: Target) -> SignatureInfo:
@@ -62,6 +72,8 @@ class ServingCore:
         with self._counted(target, "predict", entrypoint):
             loaded = self.manager.resolve(target.name, target.version, target.label)
             signature = loaded.servable.signature
+            if self.method_name_check:
+                check_prediction_method(_signature_method(signature))
             images = decode(signature)
             if not images:
                 raise invalid_argument("the request holds no image")
@@ -107,3 +119,21 @@ class ServingCore:
         except Exception as error:
             logger.exception("request failed")
             raise ServingError(Code.INTERNAL, f"{type(error).__name__}: {error}") from None
+
+
+PREDICTION_METHODS = (PREDICT_METHOD, "tensorflow/serving/classify", "tensorflow/serving/regress")
+
+
+@functools.lru_cache(maxsize=64)
+def _signature_method(signature: SignatureInfo) -> str:
+    """The method_name of ``signature``'s serving_default (built once per signature)."""
+    return str(signature_def_map(signature).signature_def[SIGNATURE_NAME].method_name)
+
+
+def check_prediction_method(method: str) -> None:
+    """TF Serving's Predict with --enable_signature_method_name_check (predict_util.cc
+    ``VerifySignature``): INTERNAL unless the signature's ``method`` is predict, classify or
+    regress (an objdet export's is always predict)."""
+    if method not in PREDICTION_METHODS:
+        raise ServingError(Code.INTERNAL, "Expected prediction signature method_name to be one "
+                           f"of {{{', '.join(PREDICTION_METHODS)}}}. Was: {method}")
