@@ -4,16 +4,32 @@ project's labels, until the trainer's first version replaces it."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 import sqlite3
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from annotate_server import LABEL_MAP, AnnotateServer, ProjectFiles, make_project
+from annotate_server import LABEL_MAP, TEST_RECORD, AnnotateServer, ProjectFiles, make_project
 
-from objdet.annotate.initial_model import InitialModel, class_mapping, load_initial_model
+import objdet.config
+from objdet.annotate.initial_model import (
+    InitialModel,
+    class_mapping,
+    initial_weights,
+    load_initial_model,
+)
+from objdet.annotate.trainer import (
+    StartingPoint,
+    TrainerSettings,
+    announce_start,
+    starting_point,
+    train_round,
+    training_config,
+)
 from objdet.errors import ConfigError
 from objdet.structures.label_map import LabelMap, load_label_map
 
@@ -115,3 +131,64 @@ def test_the_initial_model_suggests_until_the_first_version(tiny: tuple[Path, Pa
         assert {box["label"] for box in task["boxes"]} == {"raccoon", "fox"}  # its own classes now
     finally:
         assert server.stop() == 0, server.log()
+
+
+def test_the_first_round_fine_tunes_from_the_initial_models_weights(tiny: tuple[Path, Path], tmp_path: Path) -> None:
+    import torch
+
+    export, _ = tiny
+    files = make_project(tmp_path, num_images=1)  # raccoon only: the tiny model's 2-class head does not fit
+    settings = TrainerSettings(database="", images=str(files.images), label_map_path=str(files.label_map),
+                               pipeline_config_path=str(files.config), model_dir=str(files.model_dir),
+                               steps_per_round=1, initial_model=str(export))
+    result, start = train_round(settings, TEST_RECORD)  # a round's training, without its export
+    assert result.step == 1
+    assert start == StartingPoint("initial_model", str(export / "weights.pt"))
+    initial = torch.load(export / "weights.pt", weights_only=True)
+    trained = torch.load(files.model_dir / "ckpt-1.pt", weights_only=False)["model"]
+    backbone = [key for key, value in trained.items()  # its parameters (batch-norm statistics move more)
+                if key.startswith("feature_extractor.") and value.is_floating_point() and "running_" not in key]
+    assert len(backbone) > 100
+    for key in backbone:  # one Adam step (learning rate 0.001) away from the initial weights
+        assert torch.allclose(trained[key], initial[key], atol=0.0015), key
+    assert any(key not in initial or value.shape != initial[key].shape  # 2 classes -> 1: a fresh class head
+               for key, value in trained.items() if "class_heads" in key)
+    config = training_config(settings, TEST_RECORD)
+    assert starting_point(settings, config) == StartingPoint("checkpoint", str(files.model_dir / "ckpt-1.pt"))
+
+
+def test_an_initial_model_of_another_architecture_is_named_and_not_trained_from(
+        tiny: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    _, model_dir = tiny
+    files = make_project(tmp_path, num_images=1)
+    settings = TrainerSettings(database="", images=str(files.images), label_map_path=str(files.label_map),
+                               pipeline_config_path=str(files.config), model_dir=str(files.model_dir),
+                               initial_model=str(model_dir))
+    config = training_config(settings, tmp_path / "train.record")
+    assert starting_point(settings, config) == StartingPoint("initial_model", str(model_dir / "ckpt-7.pt"))
+    monkeypatch.setenv("OBJDET_HOME", str(tmp_path))
+    shutil.copytree(model_dir, tmp_path / "zoo" / ZOO_NAME / "objdet")
+    assert initial_weights(f"zoo:{ZOO_NAME}").weights_path == tmp_path / "zoo" / ZOO_NAME / "objdet" / "ckpt-7.pt"
+
+    config.model.ssd.feature_extractor.type = "ssd_mobilenet_v1"
+    config.train_config.fine_tune_checkpoint = "backbone.pt"
+    start = starting_point(settings, config)
+    assert start == StartingPoint("fine_tune_checkpoint", "backbone.pt", note=(
+        f"--initial_model {model_dir} is ssd/ssd_mobilenet_v2, --pipeline_config_path {files.config} is "
+        "ssd/ssd_mobilenet_v1: the first round starts from fine tune checkpoint backbone.pt"))
+    config_path = tmp_path / "mobilenet_v1.config"
+    objdet.config.save(config, config_path)
+    status: dict[str, object] = {}
+    with caplog.at_level(logging.INFO, logger="objdet.annotate.trainer"):
+        announce_start(replace(settings, pipeline_config_path=str(config_path)), status)
+    note = str(start.note).replace(str(files.config), str(config_path))
+    assert [record.getMessage() for record in caplog.records] == [note]  # said once, at start
+    assert status["started_from"] == {"source": "fine_tune_checkpoint", "checkpoint": "backbone.pt", "note": note}
+    untrained = tmp_path / "untrained"  # a model directory without a checkpoint
+    untrained.mkdir()
+    shutil.copyfile(model_dir / "pipeline.config", untrained / "pipeline.config")
+    settings.initial_model = str(untrained)
+    assert starting_point(settings, config).note == (
+        f"--initial_model {untrained}: {untrained}: no checkpoint found (expected ckpt-<step>.pt files); "
+        "the first round starts from fine tune checkpoint backbone.pt")

@@ -13,7 +13,9 @@ API (pixel boxes ``[x1, y1, x2, y2]``, label names from the label map)::
                       "boxes": [{"box_xyxy", "label", ["source"]}], ["rejected": [box_xyxy]]}
          -> 200 {"answer_id", ...} once the row is committed
     GET  /api/status[?session=NAME]       -> progress, model version, trainer state, labels
-                                             (with a session: renews that session's lease)
+                                             (with a session: renews that session's lease;
+                                             trainer.started_from: where its training started,
+                                             e.g. {"source": "initial_model", "checkpoint"})
     GET  /api/export?format=jsonl|coco|tfrecord|voc|yolo -> the accepted annotations
 
 POST bodies must be ``application/json``; on loopback only requests addressed to a loopback

@@ -15,6 +15,12 @@ name or display name), or as ``--initial_labels`` says (``bear=raccoon,dog=racco
 maps every class to ``L``, ``3=L`` maps class id 3). Detections of classes that map to no
 label are dropped; classes merged onto one label go through NMS again so one object gets one
 box. Its suggestions are version 0; the first version the trainer exports replaces it.
+
+Its weights (``initial_weights``: a model directory's latest checkpoint, an export's
+``weights.pt``) are also where the trainer's first round starts, when its architecture is the
+pipeline config's (``model_architecture``): a ``detection`` fine-tune, as the OD API's, so
+every tensor whose name and shape match is restored and a class head of another class
+count starts fresh (``objdet.annotate.trainer.starting_point``).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ if TYPE_CHECKING:
     from torch import Tensor
 
     from objdet.inference.predictor import Predictor
+    from objdet.protos.model_pb2 import DetectionModel
     from objdet.structures.detections import Detections
 
 MERGED_NMS_IOU = 0.5  # classes merged onto one label: boxes overlapping more are one object
@@ -86,13 +93,65 @@ def _load_predictor(spec: str) -> Predictor:
         path = Path(spec)
         if not path.is_dir():
             raise ConfigError(f"--initial_model {spec}: neither a directory nor zoo:NAME")
-        if (path / "pipeline.config").is_file() and not (path / "signature.json").is_file():
+        if _is_model_dir(path):
             return Predictor.from_checkpoint(path / "pipeline.config", path)
         return Predictor.from_export(path, use_graph=False)
     except ConfigError:
         raise
     except ObjdetError as error:
         raise ConfigError(f"--initial_model {spec}: {error}") from None
+
+
+def _is_model_dir(path: Path) -> bool:
+    """A training model directory (pipeline.config + checkpoints), not an export."""
+    return (path / "pipeline.config").is_file() and not (path / "signature.json").is_file()
+
+
+@dataclass(frozen=True)
+class InitialWeights:
+    """The weights of an ``--initial_model`` and the architecture they belong to."""
+
+    weights_path: Path  # a model directory's latest ckpt-N.pt, or an export's weights.pt
+    architecture: str  # model_architecture() of its pipeline.config
+
+
+def initial_weights(spec: str) -> InitialWeights:
+    """The weights file of the detector ``spec`` names (see the module docstring), which
+    ``objdet.engine.fine_tune`` reads; ``ConfigError`` (one line) when there is none."""
+    import objdet.config
+    from objdet.engine.restore import resolve_checkpoint
+    from objdet.export.exporter import CONFIG_FILE, WEIGHTS_FILE
+    from objdet.inference.predictor import resolve_export_directory
+
+    try:
+        if spec.startswith("zoo:"):
+            directory = cached_zoo_model(spec.removeprefix("zoo:"))
+            weights = resolve_checkpoint(directory)
+        elif not Path(spec).is_dir():
+            raise ConfigError(f"--initial_model {spec}: neither a directory nor zoo:NAME")
+        elif _is_model_dir(Path(spec)):
+            directory = Path(spec)
+            weights = resolve_checkpoint(directory)
+        else:
+            directory = resolve_export_directory(spec)
+            weights = directory / WEIGHTS_FILE
+            if not weights.is_file():
+                raise ConfigError(f"--initial_model {spec}: {directory} keeps no {WEIGHTS_FILE} to train from")
+        config = objdet.config.read_config(directory / CONFIG_FILE)
+    except ConfigError:
+        raise
+    except ObjdetError as error:
+        raise ConfigError(f"--initial_model {spec}: {error}") from None
+    return InitialWeights(weights, model_architecture(config.model))
+
+
+def model_architecture(model: DetectionModel) -> str:
+    """``meta_architecture/feature_extractor`` (e.g. ``ssd/ssd_mobilenet_v2``): models whose
+    weights can be restored into each other's, up to tensors of other shapes."""
+    meta = model.WhichOneof("model") or "none"
+    if meta == "experimental_model":
+        return f"{meta}/{model.experimental_model.name}"
+    return f"{meta}/{getattr(model, meta).feature_extractor.type}" if meta != "none" else meta
 
 
 def cached_zoo_model(name: str) -> Path:

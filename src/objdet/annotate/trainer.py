@@ -8,15 +8,20 @@ a *round*:
    ``train_on="last_batch"`` only those since the previous round, the Prodigy recipe's way)
    to ``<model_dir>/annotate/train.record`` as ``objdet convert`` would;
 2. trains ``steps_per_round`` more steps with ``objdet.engine.training.train`` on the
-   pipeline config, its input pointed at that record: the first round starts from the
-   config's ``fine_tune_checkpoint`` (a zoo or imported checkpoint) or from scratch, later
-   ones resume from the latest checkpoint of ``model_dir``; the config's augmentations apply;
-   rejected and ignored images are not used, and a rejected suggestion is never a positive;
+   pipeline config, its input pointed at that record, from ``starting_point``: the first
+   round fine-tunes from the ``--initial_model``'s weights (type ``detection``: every tensor
+   whose name and shape match; a class head of another class count starts fresh) when its
+   architecture is the config's, else from the config's ``fine_tune_checkpoint`` (a zoo or
+   imported checkpoint) or from scratch; later ones resume from the latest checkpoint of
+   ``model_dir``; the config's augmentations apply; rejected and ignored images are not
+   used, and a rejected suggestion is never a positive;
 3. evaluates on ``eval_input`` when given (AP@0.5);
 4. exports the checkpoint as ``<model_dir>/export/<next version>/``, which the app's
    ``Suggester`` picks up without a restart.
 
-Its state goes to the store's ``meta`` table under ``"trainer"`` (read by ``/api/status``).
+Its state goes to the store's ``meta`` table under ``"trainer"`` (read by ``/api/status``),
+``started_from`` saying where the model's training started (the first round's
+``StartingPoint``; announced before it, in one line, when the trainer starts).
 """
 
 from __future__ import annotations
@@ -25,14 +30,17 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from objdet.annotate.sources import ImageSource
 from objdet.annotate.store import Answer, AnswerStore
 from objdet.annotate.suggestions import EXPORT_FOLDER
 from objdet.errors import ObjdetError
+
+if TYPE_CHECKING:
+    from objdet.engine.training import TrainResult
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +65,19 @@ class TrainerSettings:
     threads: int | None = None  # torch threads; None: all cores but one
     seed: int = 0
     device: str | None = None
+    initial_model: str | None = None  # the app's --initial_model: the first round starts from it
+
+
+@dataclass(frozen=True)
+class StartingPoint:
+    """Where a round's training starts."""
+
+    source: str  # "checkpoint" (model_dir's latest), "initial_model", "fine_tune_checkpoint", "scratch"
+    checkpoint: str | None = None
+    note: str | None = None  # why the --initial_model's weights are not the start (one line)
+
+    def describe(self) -> str:
+        return self.source.replace("_", " ") + (f" {self.checkpoint}" if self.checkpoint else "")
 
 
 @dataclass
@@ -68,6 +89,7 @@ class RoundResult:
     trained_on: int
     last_answer_id: int
     seconds: float
+    started_from: dict[str, str | None]  # asdict(StartingPoint) of this round
 
 
 class _LossHook:
@@ -121,6 +143,41 @@ def latest_step(model_dir: Path) -> int:
     return int(latest.stem.split("-")[-1])
 
 
+def starting_point(settings: TrainerSettings, config: Any) -> StartingPoint:
+    """Where the next round of ``settings.model_dir`` starts training ``config`` (see the
+    module docstring); a ``note`` says why the ``--initial_model`` is not where it starts."""
+    from objdet.annotate.initial_model import initial_weights, model_architecture
+    from objdet.engine.checkpoint import CheckpointManager
+    from objdet.engine.train_config import build_train_settings
+
+    latest = CheckpointManager(settings.model_dir).latest_path()
+    if latest is not None:
+        return StartingPoint("checkpoint", os.fspath(latest))
+    fine_tune = build_train_settings(config.train_config).fine_tune
+    own = StartingPoint("fine_tune_checkpoint", fine_tune.checkpoint) if fine_tune else StartingPoint("scratch")
+    if settings.initial_model is None:
+        return own
+    try:
+        initial = initial_weights(settings.initial_model)
+    except ObjdetError as error:
+        return replace(own, note=f"{error}; the first round starts from {own.describe()}")
+    architecture = model_architecture(config.model)
+    if initial.architecture != architecture:
+        return replace(own, note=f"--initial_model {settings.initial_model} is {initial.architecture}, "
+                                 f"--pipeline_config_path {settings.pipeline_config_path} is {architecture}: "
+                                 f"the first round starts from {own.describe()}")
+    return StartingPoint("initial_model", os.fspath(initial.weights_path))
+
+
+def start_from(config: Any, start: StartingPoint) -> Any:
+    """``config`` fine-tuning from the ``--initial_model``'s weights when ``start`` says so,
+    through the engine's own ``fine_tune_checkpoint`` (type ``detection``); else as it is."""
+    if start.source == "initial_model" and start.checkpoint:
+        config.train_config.fine_tune_checkpoint = start.checkpoint
+        config.train_config.fine_tune_checkpoint_type = "detection"
+    return config
+
+
 def answers_for_round(accepted: list[Answer], train_on: str, since_answer_id: int) -> list[Answer]:
     """The accepted answers a round trains on: all (``train_on="all"``), or those newer than
     ``since_answer_id`` (``"last_batch"``; the newest one when none is)."""
@@ -136,11 +193,10 @@ def run_round(settings: TrainerSettings, store: AnswerStore, source: ImageSource
     """One training round (see the module docstring); None when there is nothing to train on."""
     from objdet.annotate.exports import accepted_samples
     from objdet.data.formats import convert_to_tfrecord
-    from objdet.engine.training import TrainOptions, train
     from objdet.export.exporter import export_inference_graph, export_versions
     from objdet.structures.label_map import load_label_map
 
-    start = time.perf_counter()
+    start_time = time.perf_counter()
     model_dir = Path(settings.model_dir)
     label_map = load_label_map(settings.label_map_path)
     answers = store.answers(answer="accept")
@@ -155,12 +211,7 @@ def run_round(settings: TrainerSettings, store: AnswerStore, source: ImageSource
     record.parent.mkdir(parents=True, exist_ok=True)
     convert_to_tfrecord(accepted.samples, record, num_shards=1)
     hook = _LossHook(parent_pid)
-    steps = latest_step(model_dir) + settings.steps_per_round
-    result = train(training_config(settings, record), model_dir, TrainOptions(
-        num_train_steps=steps, checkpoint_every_n=settings.steps_per_round, keep_checkpoints=2,
-        num_workers=0, show_progress=False, seed=settings.seed + steps, device=settings.device,
-        extra_hooks=[hook],  # type: ignore[list-item]
-    ), config_source=settings.pipeline_config_path)
+    result, start = train_round(settings, record, hook)
     ap50 = _ap50(result.eval_history[-1][1]) if result.eval_history else None
     export_base = model_dir / EXPORT_FOLDER
     exported = export_inference_graph(pipeline_config_path=model_dir / "pipeline.config",
@@ -171,7 +222,23 @@ def run_round(settings: TrainerSettings, store: AnswerStore, source: ImageSource
         shutil.rmtree(export_base / str(old), ignore_errors=True)
     return RoundResult(version=version, step=result.step, loss=hook.loss, ap50=ap50,
                        trained_on=len(accepted.samples), last_answer_id=last_answer_id,
-                       seconds=time.perf_counter() - start)
+                       seconds=time.perf_counter() - start_time, started_from=asdict(start))
+
+
+def train_round(settings: TrainerSettings, record: Path, hook: _LossHook | None = None,
+                ) -> tuple[TrainResult, StartingPoint]:
+    """Train ``settings.steps_per_round`` more steps on ``record`` from ``starting_point``."""
+    from objdet.engine.training import TrainOptions, train
+
+    steps = latest_step(Path(settings.model_dir)) + settings.steps_per_round
+    config = training_config(settings, record)
+    start = starting_point(settings, config)
+    result = train(start_from(config, start), settings.model_dir, TrainOptions(
+        num_train_steps=steps, checkpoint_every_n=settings.steps_per_round, keep_checkpoints=2,
+        num_workers=0, show_progress=False, seed=settings.seed + steps, device=settings.device,
+        extra_hooks=[hook] if hook is not None else [],  # type: ignore[list-item]
+    ), config_source=settings.pipeline_config_path)
+    return result, start
 
 
 def _ap50(metrics: dict[str, float]) -> float | None:
@@ -247,6 +314,10 @@ def trainer_main(settings: TrainerSettings, stop: Any = None, parent_pid: int | 
     status.update(state="starting", error=None, train_on=settings.train_on, pid=os.getpid())
     store.set_meta(STATUS_KEY, status)
     try:
+        announce_start(settings, status)
+    except ObjdetError as error:
+        status.update(error=f"the starting point: {error}")
+    try:
         version = export_initial_model(settings)
         if version is not None:
             status["version"] = version
@@ -277,9 +348,26 @@ def trainer_main(settings: TrainerSettings, stop: Any = None, parent_pid: int | 
             continue
         last_round_time = time.monotonic()
         if result is not None:
-            status.update(asdict(result), rounds=int(status.get("rounds", 0)) + 1)
+            round_status = asdict(result)
+            if result.started_from["source"] == "checkpoint":  # a later round: the origin stays
+                del round_status["started_from"]
+            status.update(round_status, rounds=int(status.get("rounds", 0)) + 1)
         status.update(state="idle", error=None, finished_at=time.time())
         store.set_meta(STATUS_KEY, status)
+
+
+def announce_start(settings: TrainerSettings, status: dict[str, Any]) -> None:
+    """Before the first round: say in one line where it starts, and record it in ``status``."""
+    config = training_config(settings, Path(settings.model_dir) / "annotate" / "train.record")
+    start = starting_point(settings, config)
+    if start.source == "checkpoint":
+        status.setdefault("started_from", asdict(start))
+        return
+    status["started_from"] = asdict(start)
+    if start.note:
+        logger.warning("%s", start.note)
+    else:
+        logger.info("the first round starts from %s", start.describe())
 
 
 def start_trainer_process(settings: TrainerSettings) -> tuple[Any, Any]:
