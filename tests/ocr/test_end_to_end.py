@@ -64,7 +64,8 @@ def test_cli_read_formats(trained: dict[str, Path], capsys: pytest.CaptureFixtur
     assert set(text) <= set(GLYPHS) | {" ", "\n"} and text.strip()
     assert main([*base, "--format", "json"]) == 0
     page_json = json.loads(capsys.readouterr().out)
-    glyphs = [g for line in page_json["lines"] for w in line["words"] for g in w["glyphs"]]
+    glyphs = [g for block in page_json["blocks"] for line in block["lines"]
+              for w in line["words"] for g in w["glyphs"]]
     assert glyphs and all(len(g["box"]) == 4 and 0 < g["score"] <= 1 for g in glyphs)
     assert page_json["text"] == text.rstrip("\n")
     out = trained["root"] / "page.hocr"

@@ -4,8 +4,9 @@ lines of text (``objdet ocr synth | train | read | eval``).
 The modules, in the order the data flows: ``samples`` (glyph sources: CSV, VOC page, font),
 ``synth`` (page renderer, TFRecords), ``training`` (the shipped config, time budget, CER
 while training), ``reading`` (pages -> glyph detections, tiled at the training scale that
-``page_scale`` measures), ``lines`` (detections -> lines -> words -> text), ``hocr`` (text,
-JSON and hOCR output), ``metrics`` and ``evaluation`` (CER/WER over pages).
+``page_scale`` measures), ``lines`` (detections -> lines -> words -> text), ``layout``
+(columns: lines -> blocks in reading order), ``hocr`` (text, JSON and hOCR output),
+``metrics`` and ``evaluation`` (CER/WER over pages).
 
     from objdet.ocr.samples import load_csv_samples
     from objdet.ocr.synth import synthesize

@@ -1,6 +1,6 @@
 """Glyph detections -> lines -> reading order -> words -> text.
 
-``assemble_lines(glyphs)`` does it in five steps, each robust to what scans do to text:
+``assemble_blocks(glyphs)`` does it in six steps, each robust to what scans do to text:
 
 1. Duplicates: a glyph found twice (two classes at one spot, or a part of a ligature inside
    the ligature's box) keeps its best-scoring reading.
@@ -11,7 +11,10 @@
    overlap most, so an uneven baseline is followed; a glyph far from every line (> 4 h to
    the right, e.g. the next column) starts a new one. Lines are read top to bottom, then
    left to right.
-5. Words: a gap wider than the page's space threshold is a space. The threshold splits the
+5. Blocks: the lines are cut at the gutters between text columns and read block by block,
+   each top to bottom (``objdet.ocr.layout``), so that columns are not interleaved; pieces
+   of lines side by side in one block (a line split by a wide gap) are one line again.
+6. Words: a gap wider than the page's space threshold is a space. The threshold splits the
    page's gaps into letter gaps and word gaps (Otsu) when they fall in two groups, else it
    is ``DEFAULT_SPACE`` glyph heights.
 
@@ -22,10 +25,13 @@ from __future__ import annotations
 
 import itertools
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from objdet.ocr.layout import find_blocks
 
 DEFAULT_SPACE = 0.4  # x median glyph height: the space threshold when gaps do not split
 CONTAINED = 0.75  # a glyph this much inside a better one is a duplicate reading of it
@@ -84,6 +90,21 @@ class Line:
     @property
     def box(self) -> tuple[float, float, float, float]:
         return _union(g.box for g in self.glyphs)
+
+
+@dataclass
+class Block:
+    """A block of text (one column, or a heading above columns): its lines, top to bottom."""
+
+    lines: list[Line] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return lines_text(self.lines)
+
+    @property
+    def box(self) -> tuple[float, float, float, float]:
+        return _union(line.box for line in self.lines)
 
 
 def _union(boxes: object) -> tuple[float, float, float, float]:
@@ -151,8 +172,9 @@ def group_lines(glyphs: Sequence[Glyph], unit: float, slope: float) -> list[list
             if glyph.box[0] - lines[index][-1].box[2] > MAX_LINE_GAP * unit:
                 continue
             recent = band[-BAND_GLYPHS:]
-            band_top = float(np.median([t for t, _ in recent]))
-            band_bottom = float(np.median([b for _, b in recent]))
+            # statistics.median: numpy's costs ~50x more on a few values, and this runs per glyph x line
+            band_top = statistics.median([t for t, _ in recent])
+            band_bottom = statistics.median([b for _, b in recent])
             overlap = min(bottom, band_bottom) - max(top, band_top)
             smaller = max(min(bottom - top, band_bottom - band_top), 1e-6)
             if overlap / smaller > max(best_overlap, MIN_LINE_OVERLAP):
@@ -164,7 +186,7 @@ def group_lines(glyphs: Sequence[Glyph], unit: float, slope: float) -> list[list
             lines[best].append(glyph)
             bands[best].append((top, bottom))
     order = sorted(range(len(lines)), key=lambda i: (
-        round(float(np.median([b for _, b in bands[i]])) / unit), lines[i][0].box[0]))
+        round(statistics.median([b for _, b in bands[i]]) / unit), lines[i][0].box[0]))
     return [lines[i] for i in order]
 
 
@@ -186,29 +208,50 @@ def space_threshold(gaps: Sequence[float], unit: float) -> float:
     return float(best)
 
 
-def assemble_lines(glyphs: Sequence[Glyph], space: float | None = None) -> list[Line]:
-    """Glyph detections of one page -> its lines of words, in reading order. ``space``: the
-    space threshold in glyph heights (None: from the page's gaps)."""
+def assemble_blocks(glyphs: Sequence[Glyph], space: float | None = None) -> list[Block]:
+    """Glyph detections of one page -> its blocks of lines of words, in reading order.
+    ``space``: the space threshold in glyph heights (None: from the page's gaps)."""
     glyphs = drop_duplicates(glyphs)
     if not glyphs:
         return []
     unit = float(np.median([g.height for g in glyphs]))
     slope = estimate_skew(glyphs, unit)
     grouped = group_lines(glyphs, unit, slope)
-    gaps = [b.box[0] - a.box[2] for line in grouped for a, b in itertools.pairwise(line)]
+    layout = find_blocks([np.asarray([g.box for g in line], np.float64) for line in grouped], unit, slope)
+    blocks = [[_joined(grouped, spans) for spans in block] for block in layout]
+    gaps = [b.box[0] - a.box[2] for block in blocks for line in block for a, b in itertools.pairwise(line)]
     threshold = space * unit if space is not None else space_threshold(gaps, unit)
-    lines = []
-    for members in grouped:
-        words = [Word([members[0]])]
-        for previous, glyph in itertools.pairwise(members):
-            if glyph.box[0] - previous.box[2] > threshold:
-                words.append(Word([glyph]))
-            else:
-                words[-1].glyphs.append(glyph)
-        lines.append(Line(words))
-    return lines
+    return [Block([_words(line, threshold) for line in block]) for block in blocks]
+
+
+def _joined(grouped: Sequence[Sequence[Glyph]], spans: Sequence[tuple[int, int, int]]) -> list[Glyph]:
+    """The glyphs, left to right, of a line made of the pieces ``spans`` (line index, first,
+    end) of the grouped lines (``objdet.ocr.layout.find_blocks``)."""
+    glyphs = [g for line, start, stop in spans for g in grouped[line][start:stop]]
+    return glyphs if len(spans) == 1 else sorted(glyphs, key=lambda g: g.center_x)
+
+
+def _words(members: Sequence[Glyph], threshold: float) -> Line:
+    """A line's glyphs (left to right) -> its words: a gap above ``threshold`` is a space."""
+    words = [Word([members[0]])]
+    for previous, glyph in itertools.pairwise(members):
+        if glyph.box[0] - previous.box[2] > threshold:
+            words.append(Word([glyph]))
+        else:
+            words[-1].glyphs.append(glyph)
+    return Line(words)
+
+
+def assemble_lines(glyphs: Sequence[Glyph], space: float | None = None) -> list[Line]:
+    """The lines of ``assemble_blocks``, block after block."""
+    return [line for block in assemble_blocks(glyphs, space) for line in block.lines]
 
 
 def lines_text(lines: Sequence[Line]) -> str:
-    """The page's text: its lines joined by newlines."""
+    """The lines' text, joined by newlines."""
     return "\n".join(line.text for line in lines)
+
+
+def blocks_text(blocks: Sequence[Block]) -> str:
+    """The page's text: its blocks separated by a blank line."""
+    return "\n\n".join(block.text for block in blocks)

@@ -9,7 +9,7 @@ is wide enough that a glyph whose centre is in a core is whole in that tile).
 
     reader = PageReader.from_model_dir("runs/ocr")       # latest checkpoint
     reader = PageReader.from_export("runs/ocr/export")   # an export with ocr.json beside it
-    page = reader.read(gray)                             # PageResult: lines, text
+    page = reader.read(gray)                             # PageResult: blocks, lines, text
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 
 from objdet.errors import DataError, ObjdetError
-from objdet.ocr.lines import Glyph, Line, assemble_lines, lines_text
+from objdet.ocr.lines import Block, Glyph, Line, assemble_blocks, blocks_text
 from objdet.ocr.page_scale import median_line_height
 
 OCR_FILE = "ocr.json"  # in a model_dir / export: glyph texts and the training line height
@@ -36,13 +36,19 @@ DetectFn = Callable[[torch.Tensor], tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 @dataclass
 class PageResult:
-    lines: list[Line]
+    blocks: list[Block]  # text columns (objdet.ocr.layout), in reading order
     scale: float  # the page was read at this scale (tile pixels per page pixel)
     size: tuple[int, int]  # page (height, width)
 
     @property
+    def lines(self) -> list[Line]:
+        """All lines in reading order: block after block."""
+        return [line for block in self.blocks for line in block.lines]
+
+    @property
     def text(self) -> str:
-        return lines_text(self.lines)
+        """Blocks separated by a blank line, their lines by newlines."""
+        return blocks_text(self.blocks)
 
 
 def read_ocr_info(directory: Path) -> dict[str, object]:
@@ -111,13 +117,13 @@ class PageReader:
         return float(np.clip(self.line_height / height, 0.05, 8.0)) if height and self.line_height else 1.0
 
     def read(self, gray: np.ndarray, scale: float | None = None) -> PageResult:
-        """``[H, W]`` uint8 gray page -> its lines; ``scale``: as page_scale (None: measured)."""
+        """``[H, W]`` uint8 gray page -> its blocks of lines; ``scale``: as page_scale (None: measured)."""
         if gray.ndim != 2 or gray.size == 0:
             raise DataError(f"page: expected a [H, W] gray image, got shape {list(gray.shape)}")
         scale = scale or self.page_scale(gray)
         glyphs = [Glyph(tuple(float(v) / scale for v in box), text, score)  # type: ignore[arg-type]
                   for box, text, score in self.detect_glyphs(_rescaled(gray, scale))]
-        return PageResult(assemble_lines(glyphs), scale, (int(gray.shape[0]), int(gray.shape[1])))
+        return PageResult(assemble_blocks(glyphs), scale, (int(gray.shape[0]), int(gray.shape[1])))
 
     def detect_glyphs(self, gray: np.ndarray) -> list[tuple[np.ndarray, str, float]]:
         """Glyphs (box x1y1x2y2, text, score) of a page already at the training scale."""
