@@ -5,14 +5,12 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from annotate_server import REPO_ROOT, AnnotateServer, ProjectFiles, make_project
+from annotate_server import AnnotateServer, ProjectFiles, make_project
 
 
 @pytest.fixture(scope="module")
@@ -139,15 +137,16 @@ def test_resume_after_sigkill_loses_no_committed_answer(tmp_path: Path) -> None:
         assert restarted.stop() == 0, restarted.log()
 
 
-def test_listening_beyond_loopback_requires_a_token(tmp_path: Path) -> None:
+def test_listening_beyond_loopback_requires_a_token(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from objdet.cli.main import main
+
     project = make_project(tmp_path, num_images=1)
-    command = [sys.executable, "-m", "objdet", "annotate", "--images", str(project.images),
-               "--label_map_path", str(project.label_map), "--pipeline_config_path", str(project.config),
-               "--model_dir", str(project.model_dir), "--host", "0.0.0.0", "--no_train"]
-    env = {"PYTHONPATH": str(REPO_ROOT / "src"), "PATH": "/usr/bin:/bin"}
-    result = subprocess.run(command, check=False, capture_output=True, text=True, env=env, timeout=180)
-    assert result.returncode == 2
-    assert "needs --token" in result.stderr and "Traceback" not in result.stderr
+    # refused before anything listens: the CLI's entry point in this process
+    assert main(["annotate", "--images", str(project.images), "--label_map_path", str(project.label_map),
+                 "--pipeline_config_path", str(project.config), "--model_dir", str(project.model_dir),
+                 "--host", "0.0.0.0", "--no_train"]) == 2
+    stderr = capsys.readouterr().err
+    assert "needs --token" in stderr and "Traceback" not in stderr
 
     server = AnnotateServer(project, "--no_train", "--token", "s3cret", token="s3cret")
     try:

@@ -120,7 +120,19 @@ def test_read_only_export_output_folder(config_path: Path, trained_dir: Path, re
     assert list(read_only_folder.iterdir()) == []
 
 
-def test_a_flipped_byte_in_a_checkpoint(config_path: Path, trained_dir: Path, tmp_path: Path) -> None:
+def in_process(argv: list[str], capsys: pytest.CaptureFixture[str]) -> subprocess.CompletedProcess[str]:
+    """The CLI's own entry point in this process: stderr and the exit code as a user sees them
+    (for faults that need no crash isolation; an interpreter start costs ~5-10 s of the suite)."""
+    from objdet.cli.main import main
+
+    capsys.readouterr()
+    code = main(argv)
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(argv, code, captured.out, captured.err)
+
+
+def test_a_flipped_byte_in_a_checkpoint(config_path: Path, trained_dir: Path, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
     model_dir = tmp_path / "model"
     shutil.copytree(trained_dir, model_dir)
     checkpoint = model_dir / "ckpt-2.pt"
@@ -134,12 +146,13 @@ def test_a_flipped_byte_in_a_checkpoint(config_path: Path, trained_dir: Path, tm
     assert torch.load(checkpoint, weights_only=False)["step"] == 2  # torch alone notices nothing
 
     common = ["--pipeline_config_path", str(config_path)]
+    # train as a real subprocess; eval and export share its checkpoint loading, in-process.
     runs = {
         "train": objdet("train", *common, "--model_dir", str(model_dir), "--num_train_steps", "4",
                         "--num_workers", "0", "--no_progress", cwd=tmp_path),
-        "eval": objdet("eval", *common, "--checkpoint_dir", str(model_dir), "--run_once", cwd=tmp_path),
-        "export": objdet("export", *common, "--trained_checkpoint_dir", str(model_dir),
-                         "--output_directory", str(tmp_path / "exported"), cwd=tmp_path),
+        "eval": in_process(["eval", *common, "--checkpoint_dir", str(model_dir), "--run_once"], capsys),
+        "export": in_process(["export", *common, "--trained_checkpoint_dir", str(model_dir),
+                              "--output_directory", str(tmp_path / "exported")], capsys),
     }
     for command, result in runs.items():
         assert_one_line_error(result, command, f"{checkpoint}: checksum mismatch")
@@ -158,18 +171,12 @@ def test_a_flipped_byte_in_a_checkpoint(config_path: Path, trained_dir: Path, tm
 def test_bad_settings_fail_before_training(config_path: Path, tmp_path: Path, flags: list[str], message: str,
                                           capsys: pytest.CaptureFixture[str],
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    """The CLI's own entry point in this process (a settings error needs no crash isolation,
-    and four interpreter starts cost ~30 s of the suite); stderr and the exit code as a user
-    sees them."""
-    from objdet.cli.main import main
-
+    """In-process (a settings error needs no crash isolation)."""
     monkeypatch.chdir(tmp_path)
     model_dir = tmp_path / "model"
     argv = ["train", "--pipeline_config_path", str(config_path), "--model_dir", str(model_dir),
             "--num_workers", "0", "--no_progress", *flags]
-    code = main(argv)
-    captured = capsys.readouterr()
-    assert_one_line_error(subprocess.CompletedProcess(argv, code, captured.out, captured.err), "train", message)
+    assert_one_line_error(in_process(argv, capsys), "train", message)
     assert not model_dir.exists()
 
 

@@ -12,6 +12,7 @@ from tiny_detector import STEP, TinyTraining
 
 from objdet import config as cfg
 from objdet.cli.main import main
+from objdet.export.exporter import version_directory
 
 MAX_DETECTIONS_OVERRIDE = 5
 NMS_FIELD = "model.ssd.post_processing.batch_non_max_suppression"
@@ -77,14 +78,17 @@ def test_export_versions_are_numbered_and_never_overwritten(
     flags = ["export", "--pipeline_config_path", str(tiny_training.config_path),
              "--trained_checkpoint_dir", str(tiny_training.checkpoint_dir),
              "--output_directory", str(base), "--formats", "pt2"]
-    assert main(flags) == 0 and main(flags) == 0 and main([*flags, "--version", "7"]) == 0
-    assert sorted(p.name for p in base.iterdir()) == ["1", "2", "7"]
+    assert main(flags) == 0 and main([*flags, "--version", "7"]) == 0
+    assert sorted(p.name for p in base.iterdir()) == ["1", "7"]
     assert str(base / "7") in capsys.readouterr().out.splitlines()[-1]
+    # "next" (the default) is one past the highest version; other names are not versions
+    (base / ".7.tmp-export").mkdir()
+    assert version_directory(base, "next") == base / "8"
     # the base path resolves to its highest version
     assert resolve_export_directory(base) == base / "7"
     assert Predictor.from_export(base).label_map is not None
-    assert main([*flags, "--version", "2"]) == 2
-    assert "version 2 already exists" in capsys.readouterr().err
+    assert main([*flags, "--version", "1"]) == 2
+    assert "version 1 already exists" in capsys.readouterr().err
     assert main([*flags, "--version", "x"]) == 2
     assert "expected a positive integer or 'next'" in capsys.readouterr().err
     flat = tmp_path / "flat"

@@ -63,6 +63,24 @@ def test_every_meta_architecture_has_a_contract_test() -> None:
 # ran at full size.
 SCALED_UP_ONLY = frozenset(f"ssd_efficientnet-b{n}_bifpn_keras" for n in (4, 5, 6, 7))
 
+# Extractors whose export runs no line that another case's export does not: the same builder
+# under a second name, or a deeper/wider instance of the same code. They keep the build, train
+# and eval checks; the export check (torch.export, ~5-9 s each) runs on the extractor named.
+EXPORT_COVERED_BY = {
+    "ssd_mobilenet_v3_large_keras": "ssd_mobilenet_v3_large",  # one builder, two names
+    "ssd_mobilenet_v3_small_keras": "ssd_mobilenet_v3_small",
+    "ssd_resnet101_v1_fpn": "ssd_resnet50_v1_fpn",  # block counts 3-4-23-3 instead of 3-4-6-3
+    "ssd_resnet152_v1_fpn": "ssd_resnet50_v1_fpn",
+    "ssd_resnet101_v1_fpn_keras": "ssd_resnet50_v1_fpn_keras",
+    "ssd_resnet152_v1_fpn_keras": "ssd_resnet50_v1_fpn_keras",
+    **{f"ssd_efficientnet-b{n}_bifpn_keras": "ssd_efficientnet-b0_bifpn_keras" for n in (1, 2, 3)},
+}
+
+
+def test_export_coverage_names_registered_extractors() -> None:
+    assert set(EXPORT_COVERED_BY) | set(EXPORT_COVERED_BY.values()) <= set(SSD_FEATURE_EXTRACTORS)
+    assert not set(EXPORT_COVERED_BY.values()) & set(EXPORT_COVERED_BY)  # each base is exported
+
 
 @pytest.mark.parametrize("extractor", sorted(set(SSD_FEATURE_EXTRACTORS) - SCALED_UP_ONLY))
 def test_every_ssd_extractor_keeps_the_contract(extractor: str) -> None:
@@ -93,7 +111,8 @@ def test_every_ssd_extractor_keeps_the_contract(extractor: str) -> None:
         assert (detection["scores"][:-1] >= detection["scores"][1:]).all()
         assert ((detection["labels"] >= 1) & (detection["labels"] <= 2)).all()
 
-    _check_export_equals_eval(model, detector, images[0])
+    if extractor not in EXPORT_COVERED_BY:
+        _check_export_equals_eval(model, detector, images[0])
 
 
 def _check_export_equals_eval(model: nn.Module, detector: DetectionModel,
