@@ -11,7 +11,7 @@ import base64
 import io
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -148,6 +148,22 @@ def test_keypoint_program_equals_the_eager_predictor(keypoint_export: Path) -> N
             assert error <= 1e-4, (name, error)
 
 
+def _assert_box_masks_equal(found: dict[str, np.ndarray], expected: dict[str, np.ndarray],
+                            mask_error: Callable[[np.ndarray], np.floating]) -> int:
+    """One image's outputs against the eager Predictor's: its detections, and its
+    ``detection_masks`` (``mask_error`` of the difference <= 1e-4, zero rows past the count);
+    returns the number of detections."""
+    count = int(expected["num_detections"][0])
+    assert count > 0 and int(found["num_detections"][0]) == count
+    masks = found["detection_masks"]  # [1, max, 14, 12] probabilities over each box
+    assert masks.shape == expected["detection_masks"].shape == (1, 16, 14, 12)
+    assert float(mask_error(np.abs(masks - expected["detection_masks"]))) <= 1e-4
+    assert (masks[0, count:] == 0).all() and masks[0, :count].std() > 0.1
+    for name in BOX_OUTPUTS:
+        assert float(np.abs(found[name] - expected[name]).max()) <= 1e-4, name
+    return count
+
+
 def test_mask_rcnn_onnx_equals_the_eager_predictor(mask_rcnn: tuple[FasterRCNN, bytes],
                                                    tmp_path: Path) -> None:
     model, onnx_bytes = mask_rcnn
@@ -157,14 +173,7 @@ def test_mask_rcnn_onnx_equals_the_eager_predictor(mask_rcnn: tuple[FasterRCNN, 
     found = _onnx_outputs(onnx_predictor, image)
     predictor = Predictor(model=model, network=model.predict)  # eager
     expected = predictor(image)
-    count = int(expected["num_detections"][0])
-    assert count > 0 and int(found["num_detections"][0]) == count
-    masks = found["detection_masks"]  # [1, max, 14, 12] probabilities over each box
-    assert masks.shape == expected["detection_masks"].shape == (1, 16, 14, 12)
-    assert float(np.abs(masks - expected["detection_masks"]).mean()) <= 1e-4
-    assert (masks[0, count:] == 0).all() and masks[0, :count].std() > 0.1
-    for name in BOX_OUTPUTS:
-        assert float(np.abs(found[name] - expected[name]).max()) <= 1e-4, name
+    count = _assert_box_masks_equal(found, expected, mask_error=np.mean)
     # masks pasted into the image as the eager model pastes them
     pixels = torch.from_numpy(image).permute(2, 0, 1)
     eager = predictor.predict_pixels(pixels)
@@ -194,15 +203,7 @@ def test_mask_rcnn_program_equals_the_eager_predictor(mask_rcnn: tuple[FasterRCN
     predictor = Predictor(model=model, network=model.predict)  # eager
     for image, detections in zip(images, mask_rcnn_program.predict_batch(images), strict=True):
         found = detections.to_outputs(mask_rcnn_program.max_detections)
-        expected = predictor(image)
-        count = int(expected["num_detections"][0])
-        assert count > 0 and int(found["num_detections"][0]) == count
-        masks = found["detection_masks"]  # [1, max, 14, 12] probabilities over each box
-        assert masks.shape == expected["detection_masks"].shape == (1, 16, 14, 12)
-        assert float(np.abs(masks - expected["detection_masks"]).max()) <= 1e-4
-        assert (masks[0, count:] == 0).all() and masks[0, :count].std() > 0.1
-        for name in BOX_OUTPUTS:
-            assert float(np.abs(found[name] - expected[name]).max()) <= 1e-4, name
+        _assert_box_masks_equal(found, expected=predictor(image), mask_error=np.max)
         eager = predictor.predict_pixels(torch.from_numpy(image).permute(2, 0, 1))
         assert eager.masks is not None and detections.masks is not None
         assert float((eager.masks != detections.masks).mean()) < 1e-3

@@ -102,12 +102,18 @@ def test_postprocessing_graph_equals_batch_non_max_suppression(seed: int) -> Non
     found = _postprocess_session(nms).run(None, {
         "decoded_boxes": boxes, "class_scores": scores, RESIZED_SIZE: np.array(window, np.int64)})
     expected = nms(torch.from_numpy(boxes), torch.from_numpy(scores), [window] * batch)
-    assert found[0].shape == (batch, nms.max_total_detections, 4)
+    _assert_graph_detections_equal(found, expected, window, nms.max_total_detections)
+
+
+def _assert_graph_detections_equal(found: list[np.ndarray], expected: list[dict[str, torch.Tensor]],
+                                   window: tuple[int, int], max_total_detections: int) -> None:
+    """The post-processing graph's four outputs (normalized yxyx boxes, scores, classes,
+    counts; zero rows past each count) against ``BatchNonMaxSuppression``'s detections."""
+    assert found[0].shape == (len(expected), max_total_detections, 4)
     for index, detection in enumerate(expected):
         count = len(detection["scores"])
         assert int(found[3][index]) == count
-        height, width = window
-        yxyx = detection["boxes"][:, [1, 0, 3, 2]].numpy() / np.array([height, width, height, width])
+        yxyx = detection["boxes"][:, [1, 0, 3, 2]].numpy() / np.array([*window, *window])
         np.testing.assert_allclose(found[0][index, :count], yxyx, atol=1e-6)
         np.testing.assert_allclose(found[1][index, :count], detection["scores"].numpy(), atol=0)
         np.testing.assert_array_equal(found[2][index, :count], detection["labels"].numpy())
@@ -135,16 +141,7 @@ def test_class_agnostic_postprocessing_graph_equals_batch_non_max_suppression(se
     found = _postprocess_session(nms).run(None, {
         "decoded_boxes": boxes, "class_scores": scores, RESIZED_SIZE: np.array(window, np.int64)})
     expected = nms(torch.from_numpy(boxes), torch.from_numpy(scores), [window] * batch)
-    assert found[0].shape == (batch, nms.max_total_detections, 4)
-    for index, detection in enumerate(expected):
-        count = len(detection["scores"])
-        assert int(found[3][index]) == count
-        yxyx = detection["boxes"][:, [1, 0, 3, 2]].numpy() / np.array([*window, *window])
-        np.testing.assert_allclose(found[0][index, :count], yxyx, atol=1e-6)
-        np.testing.assert_allclose(found[1][index, :count], detection["scores"].numpy(), atol=0)
-        np.testing.assert_array_equal(found[2][index, :count], detection["labels"].numpy())
-        assert not found[0][index, count:].any() and not found[1][index, count:].any()
-        assert not found[2][index, count:].any()
+    _assert_graph_detections_equal(found, expected, window, nms.max_total_detections)
 
 
 def test_class_agnostic_postprocessing_graph_with_no_detections() -> None:
