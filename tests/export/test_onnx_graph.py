@@ -23,12 +23,9 @@ from tiny_detector import TinyTraining, reference_detections, sample_image
 
 from objdet import config as cfg
 from objdet.errors import ConfigError, ObjdetError
-from objdet.export.onnx_graph import (
-    RESIZED_SIZE,
-    _postprocessing,
-    _preprocessing,
-    export_onnx,
-)
+from objdet.export.onnx_builder import RESIZED_SIZE
+from objdet.export.onnx_graph import _preprocessing, export_onnx
+from objdet.export.onnx_nms import postprocessing_graph
 from objdet.export.onnx_trace import OPSET
 from objdet.inference.predictor import OnnxPredictor, Predictor
 from objdet.models import build_model
@@ -77,7 +74,7 @@ def test_preprocessing_graph_equals_resize_batch(resizer, canvas, tiny_config_pa
 
 
 def _postprocess_session(nms: BatchNonMaxSuppression) -> onnxruntime.InferenceSession:
-    part = _postprocessing(nms)
+    part = postprocessing_graph(nms)
     inputs = [helper.make_tensor_value_info("decoded_boxes", TensorProto.FLOAT, [None, None, 4]),
               helper.make_tensor_value_info("class_scores", TensorProto.FLOAT, [None, None, None]),
               helper.make_tensor_value_info(RESIZED_SIZE, TensorProto.INT64, [2])]

@@ -8,7 +8,9 @@
 - ``objdet.export.exporter``: the directory layout and ``export_inference_graph``.
 - ``objdet.export.signature``: inputs and outputs in OD API terms (``signature.json``).
 - ``objdet.export.graph``: the network as a ``torch.export`` program (``model.pt2``).
-- ``objdet.export.onnx_graph``: the whole detector as one ONNX graph (``model.onnx``).
+- ``objdet.export.onnx_graph``: the whole detector as one ONNX graph (``model.onnx``), built
+  in parts (``onnx_builder``): pre-processing, the traced network, NMS and the detection
+  outputs (``onnx_nms``); a Faster R-CNN's two stages in ``onnx_faster_rcnn``.
 - ``objdet.export.program``: the whole detector as a ``torch.export`` program
   (``detector.pt2``).
 

@@ -17,7 +17,7 @@ outputs the graph runs::
     detections (built here)    one batched NonMaxSuppression over (image, class) pairs: the
                                boxes of class c of image b are "batch" b * C + c, rows past
                                num_proposals score below any threshold; then the clip window,
-                               order and caps of ``onnx_graph.write_detections``
+                               order and caps of ``onnx_nms.write_detections``
     masks (torch.onnx; Mask    rpn_features, detection_boxes, detection_classes,
     R-CNN)                     num_detections -> detection_masks [B, max, mask_h, mask_w]:
                                each detection cropped from the map again, the extractor's
@@ -39,15 +39,10 @@ from onnx import helper, numpy_helper
 from torch import Tensor, nn
 
 from objdet.errors import ObjdetError
-from objdet.export.onnx_graph import (
-    NETWORK_TOLERANCE,
-    _Graph,
-    _run,
-    clip_to_window,
-    rank_within_image,
-    write_detections,
-)
-from objdet.export.onnx_trace import trace_to_onnx
+from objdet.export.onnx_builder import GraphPart
+from objdet.export.onnx_graph import NETWORK_TOLERANCE
+from objdet.export.onnx_nms import clip_to_window, rank_within_image, write_detections
+from objdet.export.onnx_trace import run_onnx, trace_to_onnx
 from objdet.models.meta_arch.faster_rcnn import FasterRCNN, true_image_shapes
 from objdet.models.meta_arch.faster_rcnn_masks import select_class_masks
 from objdet.models.postprocessing import convert_scores
@@ -117,7 +112,7 @@ class MaskStage(nn.Module):
         return (masks * valid[:, :, None, None].to(masks),)  # a tuple: one named output
 
 
-def faster_rcnn_graph(model: FasterRCNN, canvas_size: tuple[int, int]) -> tuple[onnx.ModelProto, _Graph]:
+def faster_rcnn_graph(model: FasterRCNN, canvas_size: tuple[int, int]) -> tuple[onnx.ModelProto, GraphPart]:
     """The network part (both stages and the proposal NMS, from ``canvas`` to
     ``second_stage_boxes`` / ``second_stage_scores`` / ``num_proposals``; nodes and
     initializers only) and the detection part (-> the four outputs). Each exported stage is
@@ -173,7 +168,7 @@ def _export(module: nn.Module, example: tuple[Tensor, ...], input_names: list[st
     proto = trace_to_onnx(module, example, input_names, output_names)
     with torch.no_grad():
         expected = module(*example)
-    found = _run(proto, {name: value.numpy() for name, value in zip(input_names, example, strict=True)})
+    found = run_onnx(proto, {name: value.numpy() for name, value in zip(input_names, example, strict=True)})
     for name, want, got in zip(output_names, expected, found, strict=True):
         scale = max(1.0, float(want.abs().max())) if want.numel() else 1.0
         error = float(np.abs(want.numpy() - got).max()) / scale if want.numel() else 0.0
@@ -214,10 +209,10 @@ class _RenameMap(dict[str, str]):
         return name if not name or name in self.keep else f"{self.prefix}/{name}"
 
 
-def _proposal_graph(model: FasterRCNN) -> _Graph:
+def _proposal_graph(model: FasterRCNN) -> GraphPart:
     """``rpn_boxes [B, A, 4]``, ``objectness [B, A]`` and ``resized_size`` -> ``proposals
     [B, P, 4]`` (zero rows after ``num_proposals`` int64 ``[B]``), as ``select_proposals``."""
-    g = _Graph("proposals")
+    g = GraphPart("proposals")
     max_proposals = int(model.first_stage_max_proposals)
     selected = g.op(  # [M, 3] int64: (image, 0, anchor), by image, then score
         "NonMaxSuppression",
@@ -243,10 +238,10 @@ def _proposal_graph(model: FasterRCNN) -> _Graph:
     return g
 
 
-def _detection_graph(model: FasterRCNN) -> _Graph:
+def _detection_graph(model: FasterRCNN) -> GraphPart:
     """``second_stage_boxes``, ``second_stage_scores``, ``num_proposals`` and ``resized_size``
     -> the four detection outputs, as ``SecondStageNonMaxSuppression``."""
-    g = _Graph("postprocess")
+    g = GraphPart("postprocess")
     nms = model.postprocessor
     shape = g.op("Shape", [SCORES])  # (B, P, C)
     batch, rows, classes = (g.op("Slice", [shape, g.const([i], np.int64), g.const([i + 1], np.int64)])
@@ -277,7 +272,7 @@ def _detection_graph(model: FasterRCNN) -> _Graph:
     return g
 
 
-def _column(g: _Graph, values: str) -> str:
+def _column(g: GraphPart, values: str) -> str:
     """``[M]`` -> ``[M, 1]``."""
     return g.op("Unsqueeze", [values, g.const([1], np.int64)])
 

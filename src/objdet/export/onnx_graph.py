@@ -33,18 +33,18 @@ model uses that the graph cannot express yet.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import onnx
 import torch
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 from torch import Tensor, nn
 
 from objdet.errors import ConfigError, ObjdetError
 from objdet.export.graph import canvas_pad_values, instance_outputs
+from objdet.export.onnx_builder import RESIZED_SIZE, GraphPart
+from objdet.export.onnx_nms import postprocessing_graph
 from objdet.export.onnx_trace import run_onnx, trace_to_onnx
 from objdet.export.program import center_net_outputs
 from objdet.export.signature import onnx_input_dtype
@@ -53,10 +53,9 @@ from objdet.models.image_resizers import FixedShapeResizer, KeepAspectRatioResiz
 from objdet.models.meta_arch.center_net import CenterNet
 from objdet.models.meta_arch.faster_rcnn import FasterRCNN
 from objdet.models.meta_arch.ssd import SSD
-from objdet.models.postprocessing import BatchNonMaxSuppression, convert_scores
+from objdet.models.postprocessing import convert_scores
 
 INPUT_NAME = "input_tensor"
-RESIZED_SIZE = "resized_size"  # int64 [2]: (h, w) of the images on the canvas
 OUTPUT_NAMES = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
 # Interpolations the graph resizes with: bilinear and nearest as TF1 (gathers, as
 # image_resizers._legacy_resize), bicubic with ONNX Resize as F.interpolate ("area" has no
@@ -115,14 +114,14 @@ def export_onnx(model: nn.Module, canvas_size: tuple[int, int], input_type: str 
     pre = _preprocessing(detector, canvas_size)
     if isinstance(supported, CenterNet):
         network = _export_center_net(supported, canvas_size)
-        post = _Graph("postprocess")  # inside the exported module
+        post = GraphPart("postprocess")  # inside the exported module
     elif isinstance(supported, FasterRCNN):
         from objdet.export.onnx_faster_rcnn import faster_rcnn_graph
 
         network, post = faster_rcnn_graph(supported, canvas_size)
     else:
         network = _export_network(supported, canvas_size)
-        post = _postprocessing(supported.postprocessor)
+        post = postprocessing_graph(supported.postprocessor)
     graph = helper.make_graph(
         pre.nodes + list(network.graph.node) + post.nodes,
         "objdet_detector",
@@ -169,7 +168,7 @@ def _export_network(model: SSD, canvas_size: tuple[int, int]) -> onnx.ModelProto
     proto = trace_to_onnx(network, (example,), ["canvas"], ["decoded_boxes", "class_scores"])
     with torch.no_grad():
         expected = network(example)
-    found = _run(proto, {"canvas": example.numpy()})
+    found = run_onnx(proto, {"canvas": example.numpy()})
     for name, want, got in zip(("decoded boxes", "class scores"), expected, found, strict=True):
         scale = max(1.0, float(want.abs().max()))
         error = float(np.abs(want.numpy() - got).max()) / scale if want.numel() else 0.0
@@ -191,7 +190,7 @@ def _export_center_net(model: CenterNet, canvas_size: tuple[int, int]) -> onnx.M
                           output_names, batched=(True, False))
     with torch.no_grad():
         expected = network(example, resized)
-    found = _run(proto, {"canvas": example.numpy(), RESIZED_SIZE: resized.numpy()})
+    found = run_onnx(proto, {"canvas": example.numpy(), RESIZED_SIZE: resized.numpy()})
     # Rows whose score ties another's may come in another order (or another of the tied
     # peaks may be kept): boxes and classes are compared on the rows of distinct scores, the
     # scores (sorted in both) and the counts on every row.
@@ -213,10 +212,6 @@ def _export_center_net(model: CenterNet, canvas_size: tuple[int, int]) -> onnx.M
     return proto
 
 
-def _run(proto: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-    return run_onnx(proto, feeds)
-
-
 def _output_info(name: str, max_detections: int,
                  extra_outputs: dict[str, tuple[int, ...]]) -> onnx.ValueInfoProto:
     """A graph output's type: ``[batch, max_detections, ...]`` float (``num_detections``:
@@ -228,41 +223,9 @@ def _output_info(name: str, max_detections: int,
                                          shapes.get(name, ["batch", max_detections]))
 
 
-@dataclass
-class _Graph:
-    """Nodes and constants of one part of the graph, with unique names."""
-
-    prefix: str
-    nodes: list[onnx.NodeProto] = field(default_factory=list)
-    initializers: list[onnx.TensorProto] = field(default_factory=list)
-    _count: int = 0
-
-    def op(self, op_type: str, inputs: Sequence[str], outputs: int = 1, **attributes: Any) -> Any:
-        """Add a node; its output name (or names when ``outputs > 1``)."""
-        self._count += 1
-        names = [f"{self.prefix}/{op_type}_{self._count}" + (f":{i}" if outputs > 1 else "")
-                 for i in range(outputs)]
-        self.nodes.append(helper.make_node(op_type, list(inputs), names,
-                                           name=f"{self.prefix}/{op_type}_{self._count}", **attributes))
-        return names[0] if outputs == 1 else names
-
-    def const(self, value: Any, dtype: Any = np.float32) -> str:
-        self._count += 1
-        name = f"{self.prefix}/const_{self._count}"
-        self.initializers.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
-        return name
-
-    def name(self, op_type: str, inputs: Sequence[str], output: str, **attributes: Any) -> str:
-        """Add a node writing the given ``output`` name (a graph output or a joint)."""
-        self._count += 1
-        self.nodes.append(helper.make_node(op_type, list(inputs), [output],
-                                           name=f"{self.prefix}/{op_type}_{self._count}", **attributes))
-        return output
-
-
-def _preprocessing(model: DetectionModel, canvas_size: tuple[int, int]) -> _Graph:
+def _preprocessing(model: DetectionModel, canvas_size: tuple[int, int]) -> GraphPart:
     """``input_tensor [B, H, W, 3]`` -> ``canvas [B, 3, H_c, W_c]`` in [0, 1] plus padding."""
-    g = _Graph("preprocess")
+    g = GraphPart("preprocess")
     resizer = model.image_resizer
     pixels = g.op("Transpose", [g.op("Cast", [INPUT_NAME], to=TensorProto.FLOAT)], perm=[0, 3, 1, 2])
     images = g.op("Div", [pixels, g.const(255.0)])  # [B, 3, H, W] in [0, 1]
@@ -271,7 +234,7 @@ def _preprocessing(model: DetectionModel, canvas_size: tuple[int, int]) -> _Grap
     height_width = g.op("Slice", [shape, g.const([1], np.int64), g.const([3], np.int64)])
     resized = g.name("Identity", [_resized_size(g, resizer, height_width)], RESIZED_SIZE)
     # an image already at its resized size is not resampled (the eager resize skips it too)
-    branch = _Graph("preprocess/resize")
+    branch = GraphPart("preprocess/resize")
     if resizer.interpolation == "bicubic":
         sizes = branch.op("Concat", [batch, branch.const([3], np.int64), resized], axis=0)
         resampled = branch.op("Resize", [images, "", "", sizes], **_RESIZE_MODES["bicubic"])
@@ -302,7 +265,7 @@ def _subgraph(name: str, nodes: list[onnx.NodeProto], output: str,
         initializer=initializers or [])
 
 
-def _legacy_resize(g: _Graph, images: str, height_width: str, resized: str, interpolation: str) -> str:
+def _legacy_resize(g: GraphPart, images: str, height_width: str, resized: str, interpolation: str) -> str:
     """TF1's ``resize_bilinear`` / ``resize_nearest_neighbor`` as ``image_resizers.
     _legacy_resize`` computes them (the same float32 operations, so the same values): output
     pixel ``i`` samples input position ``i * (in / out)``; rows, then columns."""
@@ -332,7 +295,7 @@ def _legacy_resize(g: _Graph, images: str, height_width: str, resized: str, inte
     return images
 
 
-def _resized_size(g: _Graph, resizer: Any, height_width: str) -> str:
+def _resized_size(g: GraphPart, resizer: Any, height_width: str) -> str:
     """int64 ``[2]`` (height, width) an image of ``height_width`` is resized to."""
     if isinstance(resizer, FixedShapeResizer):
         return g.const([resizer.height, resizer.width], np.int64)
@@ -347,160 +310,3 @@ def _resized_size(g: _Graph, resizer: Any, height_width: str) -> str:
     too_large = g.op("Greater", [g.op("ReduceMax", [first], keepdims=1),
                                  g.const([resizer.max_dimension], np.float64)])
     return g.op("Cast", [g.op("Where", [too_large, second, first])], to=TensorProto.INT64)
-
-
-def _postprocessing(nms: BatchNonMaxSuppression) -> _Graph:
-    """``decoded_boxes [B, A, 4]``, ``class_scores [B, A, C]`` and ``resized_size`` (int64
-    ``[2]``) -> the four detection outputs (see the module docstring), with ``nms``'s
-    thresholds and caps (per class, or class-agnostic; scores already converted)."""
-    if nms.use_class_agnostic_nms:
-        return _class_agnostic_postprocessing(nms)
-    g = _Graph("postprocess")
-    max_total = int(nms.max_total_detections)
-    boxes, scores = "decoded_boxes", "class_scores"
-    scores_by_class = g.op("Transpose", [scores], perm=[0, 2, 1])  # [B, C, A]
-    selected = g.op(  # [M, 3] int64: (image, class, anchor), by image, class, then score
-        "NonMaxSuppression",
-        [boxes, scores_by_class, g.const([nms.max_detections_per_class], np.int64),
-         g.const([nms.iou_threshold]), g.const([nms.score_threshold])],
-        center_point_box=0,
-    )
-    image, class_index, anchor = (
-        g.op("Squeeze", [part, g.const([1], np.int64)])
-        for part in g.op("Split", [selected], outputs=3, axis=1, num_outputs=3)
-    )
-    kept_scores = g.op("GatherND", [scores_by_class, selected])  # [M]
-    image_anchor = g.op("Concat", [g.op("Unsqueeze", [image, g.const([1], np.int64)]),
-                                   g.op("Unsqueeze", [anchor, g.const([1], np.int64)])], axis=1)
-    kept_boxes = g.op("GatherND", [boxes, image_anchor])  # [M, 4] x1, y1, x2, y2
-    batch = g.op("Slice", [g.op("Shape", [boxes]), g.const([0], np.int64), g.const([1], np.int64)])
-    write_detections(g, batch, image, class_index, kept_scores, kept_boxes, max_total)
-    return g
-
-
-def _class_agnostic_postprocessing(nms: BatchNonMaxSuppression) -> _Graph:
-    """:func:`_postprocessing` with use_class_agnostic_nms, as
-    ``BatchNonMaxSuppression._class_agnostic``: one batched ``NonMaxSuppression`` over each
-    row's best score (every survivor kept: the total cap comes after the clip window), each
-    survivor then reporting its ``max_classes_per_detection`` best classes scoring above the
-    threshold."""
-    g = _Graph("postprocess")
-    boxes, scores = "decoded_boxes", "class_scores"
-    shape = g.op("Shape", [scores])  # (B, A, C)
-    batch, anchors, classes = (g.op("Slice", [shape, g.const([i], np.int64), g.const([i + 1], np.int64)])
-                               for i in range(3))
-    best = g.op("ReduceMax", [scores, g.const([2], np.int64)], keepdims=1)  # [B, A, 1]
-    selected = g.op(  # [M, 3] int64: (image, 0, anchor), by image, then best score
-        "NonMaxSuppression",
-        [boxes, g.op("Transpose", [best], perm=[0, 2, 1]), anchors, g.const([nms.iou_threshold]),
-         g.const([nms.score_threshold])],
-        center_point_box=0,
-    )
-    image, _, anchor = (g.op("Squeeze", [part, g.const([1], np.int64)])
-                        for part in g.op("Split", [selected], outputs=3, axis=1, num_outputs=3))
-    image_anchor = g.op("Concat", [g.op("Unsqueeze", [image, g.const([1], np.int64)]),
-                                   g.op("Unsqueeze", [anchor, g.const([1], np.int64)])], axis=1)
-    top = g.op("Min", [g.const([nms.max_classes_per_detection], np.int64), classes])  # [1]: k
-    top_scores, top_classes = g.op("TopK", [g.op("GatherND", [scores, image_anchor]), top],
-                                   outputs=2, axis=1, largest=1, sorted=1)  # [M, k] each
-    pairs = g.op("Shape", [top_scores])  # (M, k): survivor-major, as the eager NMS lists them
-    flat = g.const([-1], np.int64)
-    kept_scores = g.op("Reshape", [top_scores, flat])  # [M * k]
-    class_index = g.op("Reshape", [top_classes, flat])
-    image = g.op("Reshape", [g.op("Expand", [g.op("Unsqueeze", [image, g.const([1], np.int64)]), pairs]),
-                             flat])
-    box_shape = g.op("Concat", [pairs, g.const([4], np.int64)], axis=0)  # (M, k, 4)
-    kept_boxes = g.op("Reshape", [g.op("Expand", [g.op("Unsqueeze", [g.op("GatherND", [boxes, image_anchor]),
-                                                                     g.const([1], np.int64)]),
-                                                  box_shape]),
-                                  g.const([-1, 4], np.int64)])  # [M * k, 4]
-    above = g.op("Greater", [kept_scores, g.const(nms.score_threshold)])
-    image, class_index, kept_scores, kept_boxes = (
-        g.op("Compress", [value, above], axis=0) for value in (image, class_index, kept_scores, kept_boxes))
-    write_detections(g, batch, image, class_index, kept_scores, kept_boxes, int(nms.max_total_detections))
-    return g
-
-
-def write_detections(g: _Graph, batch: str, image: str, class_index: str, kept_scores: str,
-                     kept_boxes: str, max_total: int) -> None:
-    """NMS survivors -> the four detection outputs: each survivor's ``image`` and
-    ``class_index`` (int64 ``[M]``, class 0-based), score ``[M]`` and box ``[M, 4]`` (x1, y1,
-    x2, y2 canvas pixels) are clipped to the resized image (``RESIZED_SIZE``), those without
-    area dropped, ordered by image then score, and the best ``max_total`` of each image
-    written into zero-filled ``[B, max_total, ...]`` rows (``batch``: int64 ``[1]``, B)."""
-    (x1, y1, x2, y2), has_area = clip_to_window(g, kept_boxes)
-    window_height, window_width = _window(g)
-    normalized = g.op("Concat", [g.op("Div", [y1, window_height]), g.op("Div", [x1, window_width]),
-                                 g.op("Div", [y2, window_height]), g.op("Div", [x2, window_width])],
-                      axis=1)  # [M, 4] ymin, xmin, ymax, xmax
-    image, class_index, kept_scores, normalized = (
-        g.op("Compress", [value, has_area], axis=0)
-        for value in (image, class_index, kept_scores, normalized)
-    )
-    # order: by image, then score descending; ties keep NMS order (TopK is stable)
-    count = g.op("Shape", [kept_scores])
-    by_score = g.op("TopK", [kept_scores, count], outputs=2, axis=0, largest=1, sorted=1)[1]
-    image, class_index, kept_scores, normalized = (
-        g.op("Gather", [value, by_score], axis=0)
-        for value in (image, class_index, kept_scores, normalized)
-    )
-    by_image = g.op("TopK", [g.op("Cast", [image], to=TensorProto.FLOAT), count],
-                    outputs=2, axis=0, largest=0, sorted=1)[1]
-    image, class_index, kept_scores, normalized = (
-        g.op("Gather", [value, by_image], axis=0)
-        for value in (image, class_index, kept_scores, normalized)
-    )
-    rank = rank_within_image(g, image, batch)
-    within = g.op("Less", [rank, g.const(max_total, np.int64)])
-    image, rank, class_index, kept_scores, normalized = (
-        g.op("Compress", [value, within], axis=0)
-        for value in (image, rank, class_index, kept_scores, normalized)
-    )
-    slot = g.op("Concat", [g.op("Unsqueeze", [image, g.const([1], np.int64)]),
-                           g.op("Unsqueeze", [rank, g.const([1], np.int64)])], axis=1)  # [K, 2]
-    rows = g.op("Concat", [batch, g.const([max_total], np.int64)], axis=0)
-    zeros = g.op("ConstantOfShape", [rows], value=numpy_helper.from_array(np.zeros(1, np.float32)))
-    zeros4 = g.op("ConstantOfShape", [g.op("Concat", [rows, g.const([4], np.int64)], axis=0)],
-                  value=numpy_helper.from_array(np.zeros(1, np.float32)))
-    g.name("ScatterND", [zeros4, slot, normalized], "detection_boxes")
-    g.name("ScatterND", [zeros, slot, kept_scores], "detection_scores")
-    label = g.op("Add", [g.op("Cast", [class_index], to=TensorProto.FLOAT), g.const(1.0)])
-    g.name("ScatterND", [zeros, slot, label], "detection_classes")
-    none = g.op("ConstantOfShape", [batch], value=numpy_helper.from_array(np.zeros(1, np.float32)))
-    ones = g.op("Expand", [g.const([1.0]), g.op("Shape", [image])])
-    g.name("ScatterElements", [none, image, ones], "num_detections", axis=0, reduction="add")
-
-
-
-
-def _window(g: _Graph) -> tuple[str, str]:
-    """The clip window: (height, width) float ``[1]`` each, of the resized image on the canvas
-    (every image of a batch alike)."""
-    window = g.op("Cast", [RESIZED_SIZE], to=TensorProto.FLOAT)
-    height, width = g.op("Split", [window], outputs=2, axis=0, num_outputs=2)
-    return height, width
-
-
-def clip_to_window(g: _Graph, boxes: str) -> tuple[tuple[str, str, str, str], str]:
-    """Boxes ``[M, 4]`` (x1, y1, x2, y2) clipped to the window -> the four ``[M, 1]`` columns
-    and ``has_area`` bool ``[M]`` (x2 > x1 and y2 > y1 after clipping), as the eager models'
-    clip windows compute them."""
-    window_height, window_width = _window(g)
-    zero = g.const(0.0)
-    x1, y1, x2, y2 = g.op("Split", [boxes], outputs=4, axis=1, num_outputs=4)
-    x1, x2 = (g.op("Min", [g.op("Max", [v, zero]), window_width]) for v in (x1, x2))
-    y1, y2 = (g.op("Min", [g.op("Max", [v, zero]), window_height]) for v in (y1, y2))
-    has_area = g.op("Squeeze", [g.op("And", [g.op("Greater", [x2, x1]), g.op("Greater", [y2, y1])]),
-                                g.const([1], np.int64)])
-    return (x1, y1, x2, y2), has_area
-
-
-def rank_within_image(g: _Graph, image: str, batch: str) -> str:
-    """int64 ``[M]``: each row's position among the rows of its image, for rows grouped by
-    image (``image`` int64 ``[M]`` non-decreasing; ``batch`` int64 ``[1]``): its position
-    minus the first position of its image."""
-    count = g.op("Squeeze", [g.op("Shape", [image]), g.const([0], np.int64)])
-    position = g.op("Range", [g.const(0, np.int64), count, g.const(1, np.int64)])
-    never = g.op("Expand", [g.const([np.iinfo(np.int64).max], np.int64), batch])
-    first = g.op("ScatterElements", [never, image, position], axis=0, reduction="min")
-    return g.op("Sub", [position, g.op("Gather", [first, image], axis=0)])
