@@ -5,8 +5,8 @@ process that cannot import objdet) and compared with the checkpoint model's eval
 detections and with model.onnx, for batches of 1, 3 and 8 images of two sizes; its
 post-processing is compared with ``BatchNonMaxSuppression`` on random inputs (thresholds,
 caps, clip windows, images without detections), per class and class-agnostic (a tiny SSD
-with use_class_agnostic_nms is also exported whole, to detector.pt2 and model.onnx, both
-compared with eval mode). Faster R-CNN and R-FCN: test_faster_rcnn_program.py; masks and
+with use_class_agnostic_nms, a score threshold and a keep_aspect_ratio_resizer is also
+exported whole, to detector.pt2 and model.onnx, both compared with eval mode). Faster R-CNN and R-FCN: test_faster_rcnn_program.py; masks and
 keypoints: test_export_masks_keypoints.py.
 """
 
@@ -163,49 +163,6 @@ def test_post_processing_equals_batch_non_max_suppression(seed: int) -> None:
         assert not found[2][index, count:].any()
 
 
-@pytest.fixture(scope="module")
-def thresholded_program(tmp_path_factory: pytest.TempPathFactory
-                        ) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """A tiny SSD with a keep_aspect_ratio_resizer and a score threshold that leaves fewer
-    rows than max_total_detections, and its exported program (loaded back from disk)."""
-    config = cfg.load(Path(__file__).resolve().parents[1] / "fixtures" / "tiny_ssd.config").model
-    resizer = config.ssd.image_resizer.keep_aspect_ratio_resizer
-    resizer.min_dimension, resizer.max_dimension, resizer.pad_to_max_dimension = 40, 64, True
-    config.ssd.post_processing.batch_non_max_suppression.score_threshold = 0.3
-    torch.manual_seed(0)
-    model = build_model(config).eval()
-    generator = torch.Generator().manual_seed(3)
-    with torch.no_grad():
-        for parameter in model.parameters():  # spread-out scores, some above the threshold
-            parameter.add_(torch.randn(parameter.shape, generator=generator) * 0.1)
-    path = tmp_path_factory.mktemp("thresholded") / "detector.pt2"
-    with warnings.catch_warnings():  # channels-last weights: see objdet.export.exporter
-        warnings.filterwarnings("ignore", message="No complete tensor found in the group")
-        torch.export.save(export_program(model, (64, 64)), path)
-    return model, torch.export.load(path).module()
-
-
-@pytest.mark.parametrize("batch, size", [(1, (30, 50)), (3, (75, 50)), (8, (64, 20))])
-def test_thresholds_leave_zero_rows_past_num_detections(
-    thresholded_program: tuple[torch.nn.Module, torch.nn.Module], batch: int, size: tuple[int, int],
-) -> None:
-    model, program = thresholded_program
-    images = _batch(batch, size)
-    with torch.no_grad():
-        boxes, scores, classes, counts = program(torch.from_numpy(images))
-    assert boxes.shape == (batch, 100, 4)
-    for index, image in enumerate(images):
-        expected = reference_detections(model, image)
-        count = int(counts[index])
-        assert 0 < count == len(expected["scores"]) < 100
-        torch.testing.assert_close(scores[index, :count], expected["scores"], atol=TOLERANCE, rtol=0)
-        yxyx = expected["boxes"][:, [1, 0, 3, 2]] / torch.tensor([*size, *size])
-        torch.testing.assert_close(boxes[index, :count], yxyx, atol=TOLERANCE, rtol=0)
-        assert classes[index, :count].tolist() == expected["labels"].float().tolist()
-        assert not boxes[index, count:].any() and not scores[index, count:].any()
-        assert not classes[index, count:].any()
-
-
 def test_what_the_program_cannot_express_fails_in_one_line(tiny_config_path: Path) -> None:
     config = cfg.load(tiny_config_path)
     config.model.ssd.image_resizer.fixed_shape_resizer.resize_method = image_resizer_pb2.AREA
@@ -242,11 +199,16 @@ def test_class_agnostic_post_processing_equals_batch_non_max_suppression(seed: i
 
 
 @pytest.fixture(scope="module")
-def class_agnostic_program() -> tuple[torch.nn.Module, torch.nn.Module, onnxruntime.InferenceSession]:
-    """A tiny 3-class SSD with use_class_agnostic_nms, max_classes_per_detection 2 and a
-    score threshold, its exported program and its model.onnx (one export each for the module)."""
+def class_agnostic_program(tmp_path_factory: pytest.TempPathFactory
+                           ) -> tuple[torch.nn.Module, torch.nn.Module, onnxruntime.InferenceSession]:
+    """A tiny 3-class SSD with use_class_agnostic_nms, max_classes_per_detection 2, a score
+    threshold that leaves fewer rows than max_total_detections and a keep_aspect_ratio_resizer
+    (padded to its max dimension), its detector.pt2 loaded back from disk and its model.onnx
+    (one export each for the module)."""
     config = cfg.load(Path(__file__).resolve().parents[1] / "fixtures" / "tiny_ssd.config").model
     config.ssd.num_classes = 3
+    resizer = config.ssd.image_resizer.keep_aspect_ratio_resizer
+    resizer.min_dimension, resizer.max_dimension, resizer.pad_to_max_dimension = 40, 64, True
     nms = config.ssd.post_processing.batch_non_max_suppression
     nms.use_class_agnostic_nms, nms.max_classes_per_detection = True, 2
     nms.score_threshold, nms.max_total_detections = 0.65, 30
@@ -258,17 +220,22 @@ def class_agnostic_program() -> tuple[torch.nn.Module, torch.nn.Module, onnxrunt
             parameter.add_(torch.randn(parameter.shape, generator=generator) * 0.1)
     session = onnxruntime.InferenceSession(export_onnx(model, (64, 64)).SerializeToString(),
                                            providers=["CPUExecutionProvider"])
-    return model, export_program(model, (64, 64)).module(), session
+    path = tmp_path_factory.mktemp("class_agnostic") / "detector.pt2"
+    with warnings.catch_warnings():  # channels-last weights: see objdet.export.exporter
+        warnings.filterwarnings("ignore", message="No complete tensor found in the group")
+        torch.export.save(export_program(model, (64, 64)), path)
+    return model, torch.export.load(path).module(), session
 
 
 @pytest.mark.parametrize("runtime", ["program", "onnxruntime"])
-@pytest.mark.parametrize("batch, size", [(1, (48, 80)), (3, (100, 37))])
+@pytest.mark.parametrize("batch, size", [(1, (48, 80)), (3, (100, 37)), (8, (64, 20))])
 def test_class_agnostic_export_equals_eval_mode(
     class_agnostic_program: tuple[torch.nn.Module, torch.nn.Module, onnxruntime.InferenceSession],
     runtime: str, batch: int, size: tuple[int, int],
 ) -> None:
-    """detector.pt2 and model.onnx (images without detections: the post-processing tests,
-    here and in test_onnx_graph.py; this model's scores hardly depend on the image)."""
+    """detector.pt2 and model.onnx: the kept rows, then zero rows past num_detections
+    (images without detections: the post-processing tests, here and in test_onnx_graph.py;
+    this model's scores hardly depend on the image)."""
     model, program, session = class_agnostic_program
     images = _batch(batch, size)
     if runtime == "program":
@@ -288,6 +255,7 @@ def test_class_agnostic_export_equals_eval_mode(
         yxyx = expected["boxes"][:, [1, 0, 3, 2]].numpy() / np.array([*size, *size])
         np.testing.assert_allclose(boxes[index, :count], yxyx, atol=TOLERANCE)
         assert not boxes[index, count:].any() and not scores[index, count:].any()
+        assert not classes[index, count:].any()
 
 
 def test_program_runtime_needs_detector_pt2(exported: Callable[[str], Path], tmp_path: Path) -> None:
