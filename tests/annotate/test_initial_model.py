@@ -26,6 +26,7 @@ from objdet.annotate.trainer import (
     StartingPoint,
     TrainerSettings,
     announce_start,
+    start_from,
     starting_point,
     train_round,
     training_config,
@@ -155,6 +156,44 @@ def test_the_first_round_fine_tunes_from_the_initial_models_weights(tiny: tuple[
                for key, value in trained.items() if "class_heads" in key)
     config = training_config(settings, TEST_RECORD)
     assert starting_point(settings, config) == StartingPoint("checkpoint", str(files.model_dir / "ckpt-1.pt"))
+
+
+def test_the_first_round_restores_each_class_head_row_onto_its_label(tiny: tuple[Path, Path], tmp_path: Path) -> None:
+    """The tiny model's classes are (raccoon, fox), the project's (fox, raccoon): restored by
+    position, each label would get the other's weights; remapped, the restored model (zero
+    training steps) scores every project label as the initial model's suggestions do."""
+    import numpy as np
+    import torch
+    from tiny_detector import sample_image
+
+    from objdet.engine.fine_tune import load_fine_tune_checkpoint
+    from objdet.inference.predictor import Predictor
+    from objdet.models import build_model
+    from objdet.models.contract import as_detection_model
+
+    export, model_dir = tiny
+    labels = tmp_path / "fox_first.pbtxt"
+    LabelMap.from_names(["fox", "raccoon"]).save(labels)
+    settings = TrainerSettings(database="", images=str(tmp_path), label_map_path=str(labels),
+                               pipeline_config_path=str(model_dir / "pipeline.config"),
+                               model_dir=str(tmp_path / "model"), initial_model=str(export))
+    config = training_config(settings, TEST_RECORD)
+    start = starting_point(settings, config)
+    assert start == StartingPoint("initial_model", str(export / "weights.pt"))
+    start_from(config, start, settings)  # what the first round restores, through the engine
+    assert config.train_config.fine_tune_checkpoint == str(tmp_path / "model" / "annotate" / "initial_weights.pt")
+    model = build_model(config.model)
+    load_fine_tune_checkpoint(model, config.train_config.fine_tune_checkpoint, "detection")
+    restored = Predictor(model=model, network=as_detection_model(model).predict)
+
+    initial = load_initial_model(str(export), load_label_map(labels))
+    assert initial.class_map == {1: 2, 2: 1}  # by name: raccoon -> 2, fox -> 1
+    pixels = torch.from_numpy(sample_image(96, 128)).permute(2, 0, 1).contiguous()  # [3, H, W]
+    suggested, found = initial.predict(pixels), restored.predict_pixels(pixels)
+    assert set(suggested.labels.tolist()) == {1, 2}
+    for label in (1, 2):
+        expected = np.sort(suggested.scores[suggested.labels == label])
+        np.testing.assert_allclose(np.sort(found.scores[found.labels == label]), expected, rtol=0, atol=1e-5)
 
 
 def test_an_initial_model_of_another_architecture_is_named_and_not_trained_from(

@@ -5,42 +5,17 @@ match after each answer. Screenshots go to the test output."""
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import shutil
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from annotate_server import AnnotateServer, ProjectFiles, make_project
+from annotate_page import latest_rows, screenshot, show_top_suggestions
+from annotate_server import AnnotateServer, ProjectFiles
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium "
                                 "(apt-get install chromium)")
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AnnotateServer, ProjectFiles]]:
-    """A project with two labels (raccoon, fox) whose model (the tiny SSD's random weights,
-    which suggest many boxes) is exported as version 1."""
-    from tiny_detector import write_tiny_training
-
-    from objdet.annotate.trainer import TrainerSettings, export_initial_model
-
-    root = tmp_path_factory.mktemp("annotate_page")
-    tiny = write_tiny_training(root / "tiny")
-    project = make_project(root, num_images=6)
-    project = ProjectFiles(project.images, tiny.config_path, tiny.label_map_path, tiny.checkpoint_dir,
-                           project.image_names)
-    # what the trainer process does first: the model_dir's checkpoint becomes version 1
-    assert export_initial_model(TrainerSettings(
-        database="", images=str(project.images), label_map_path=str(tiny.label_map_path),
-        pipeline_config_path=str(tiny.config_path), model_dir=str(tiny.checkpoint_dir))) == 1
-    server = AnnotateServer(project, "--no_train", "--order", "file")
-    yield server, project
-    assert server.stop() == 0, server.log()
 
 
 @pytest.fixture(scope="module")
@@ -54,39 +29,6 @@ def page(served: tuple[AnnotateServer, ProjectFiles]) -> Iterator[object]:
         yield page
         browser.close()
         assert not messages, messages
-
-
-def screenshot(page: object, tmp_path: Path, name: str) -> Path:
-    """Saves a screenshot, prints where (and copies it to $OBJDET_SCREENSHOT_DIR when set)."""
-    path = tmp_path / f"{name}.png"
-    page.screenshot(path=str(path))  # type: ignore[attr-defined]
-    if os.environ.get("OBJDET_SCREENSHOT_DIR"):
-        Path(os.environ["OBJDET_SCREENSHOT_DIR"]).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, Path(os.environ["OBJDET_SCREENSHOT_DIR"]) / path.name)
-    print(f"screenshot: {path}")
-    return path
-
-
-def latest_rows(project: ProjectFiles) -> dict[str, dict[str, object]]:
-    with sqlite3.connect(project.model_dir / "annotate" / "answers.sqlite") as connection:
-        rows = connection.execute(
-            "SELECT i.key, a.answer, a.boxes, a.label_ids, a.box_sources, a.rejected_boxes, a.model_version, a.session "
-            "FROM answers a JOIN images i ON i.id = a.image_id ORDER BY a.id").fetchall()
-    latest = {}
-    for key, answer, boxes, label_ids, sources, rejected, version, session in rows:
-        latest[key] = {"answer": answer, "boxes": json.loads(boxes), "label_ids": json.loads(label_ids),
-                       "sources": json.loads(sources), "rejected": json.loads(rejected),
-                       "model_version": version, "session": session, "rows": 1 + latest.get(key, {}).get("rows", 0)}
-    return latest
-
-
-def show_top_suggestions(page: object, count: int) -> int:
-    """Move the threshold slider so that the ``count`` best suggestions show; returns how many do."""
-    scores = page.evaluate("window.objdetAnnotate.task.boxes.map(b => b.score)")  # type: ignore[attr-defined]
-    threshold = sorted(scores, reverse=True)[min(count, len(scores)) - 1]
-    page.eval_on_selector("#threshold", "(el, v) => { el.value = v; el.dispatchEvent(new Event('input')); }",  # type: ignore[attr-defined]
-                          str(threshold))
-    return page.locator("rect.box").count()  # type: ignore[attr-defined, no-any-return]
 
 
 def test_label_two_images_with_keyboard_and_mouse(page: object, served: tuple[AnnotateServer, ProjectFiles],

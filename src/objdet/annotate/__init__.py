@@ -13,6 +13,7 @@ restart.
 - ``objdet.annotate.tasks``: which image comes next (uncertainty, random or file order).
 - ``objdet.annotate.app``: the fastapi app (page + JSON API).
 - ``objdet.annotate.trainer``: the background training process.
+- ``objdet.annotate.class_heads``: the initial model's class rows remapped onto the project's labels.
 - ``objdet.annotate.exports``: accepted answers as TFRecord, COCO, VOC, YOLO or JSONL.
 
 Importing this package does not import torch or fastapi.

@@ -19,8 +19,10 @@ box. Its suggestions are version 0; the first version the trainer exports replac
 Its weights (``initial_weights``: a model directory's latest checkpoint, an export's
 ``weights.pt``) are also where the trainer's first round starts, when its architecture is the
 pipeline config's (``model_architecture``): a ``detection`` fine-tune, as the OD API's, so
-every tensor whose name and shape match is restored and a class head of another class
-count starts fresh (``objdet.annotate.trainer.starting_point``).
+every tensor whose name and shape match is restored, the class layers' rows remapped onto the
+project's labels as the suggestions are (``objdet.annotate.class_heads``), so a label keeps
+the trained rows of the class mapped onto it whatever the class order or count
+(``objdet.annotate.trainer.starting_point``).
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ def load_initial_model(spec: str, label_map: LabelMap, label_mapping: str | None
     """The detector ``spec`` names (see the module docstring), its classes mapped onto
     ``label_map``; ``ConfigError`` (one line, naming the flag) when it cannot be used."""
     predictor = _load_predictor(spec)
-    model_names = _model_class_names(predictor, label_map)
+    model_names = model_class_names(predictor.label_map, label_map)
     class_map = class_mapping(model_names, label_map, label_mapping, spec)
     return InitialModel(spec, predictor, class_map)
 
@@ -113,6 +115,8 @@ class InitialWeights:
 
     weights_path: Path  # a model directory's latest ckpt-N.pt, or an export's weights.pt
     architecture: str  # model_architecture() of its pipeline.config
+    num_classes: int  # of its pipeline.config
+    label_map: LabelMap | None  # its classes (None: the project's ids, as the suggestions take it)
 
 
 def initial_weights(spec: str) -> InitialWeights:
@@ -120,10 +124,17 @@ def initial_weights(spec: str) -> InitialWeights:
     ``objdet.engine.fine_tune`` reads; ``ConfigError`` (one line) when there is none."""
     import objdet.config
     from objdet.engine.restore import resolve_checkpoint
-    from objdet.export.exporter import CONFIG_FILE, WEIGHTS_FILE
+    from objdet.export.exporter import (
+        CONFIG_FILE,
+        LABEL_MAP_FILE,
+        WEIGHTS_FILE,
+        configured_label_map_path,
+    )
     from objdet.inference.predictor import resolve_export_directory
+    from objdet.structures.label_map import load_label_map
 
     try:
+        label_map_path: Path | None = None
         if spec.startswith("zoo:"):
             directory = cached_zoo_model(spec.removeprefix("zoo:"))
             weights = resolve_checkpoint(directory)
@@ -137,12 +148,18 @@ def initial_weights(spec: str) -> InitialWeights:
             weights = directory / WEIGHTS_FILE
             if not weights.is_file():
                 raise ConfigError(f"--initial_model {spec}: {directory} keeps no {WEIGHTS_FILE} to train from")
+            label_map_path = directory / LABEL_MAP_FILE
         config = objdet.config.read_config(directory / CONFIG_FILE)
+        if label_map_path is None:  # a model directory: its pipeline.config names it
+            label_map_path = configured_label_map_path(config)
+        label_map = load_label_map(label_map_path) if label_map_path is not None and label_map_path.is_file() else None
     except ConfigError:
         raise
     except ObjdetError as error:
         raise ConfigError(f"--initial_model {spec}: {error}") from None
-    return InitialWeights(weights, model_architecture(config.model))
+    meta = config.model.WhichOneof("model")
+    num_classes = int(getattr(getattr(config.model, meta), "num_classes", 0)) if meta else 0
+    return InitialWeights(weights, model_architecture(config.model), num_classes, label_map)
 
 
 def model_architecture(model: DetectionModel) -> str:
@@ -167,10 +184,10 @@ def cached_zoo_model(name: str) -> Path:
     return directory
 
 
-def _model_class_names(predictor: Predictor, label_map: LabelMap) -> dict[int, tuple[str, ...]]:
+def model_class_names(model_label_map: LabelMap | None, label_map: LabelMap) -> dict[int, tuple[str, ...]]:
     """model class id -> the names it answers to (lower case); a model without a label map
     is taken to use the project's ids."""
-    names_of = predictor.label_map or label_map
+    names_of = model_label_map or label_map
     return {item.id: tuple(sorted({item.name.lower(), item.label.lower()}))
             for item in (names_of.item(i) for i in names_of.ids)}
 

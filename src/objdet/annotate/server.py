@@ -127,6 +127,7 @@ def trainer_settings(settings: AnnotateSettings) -> TrainerSettings:
         every_n_answers=settings.every_n_answers, every_seconds=settings.every_seconds,
         steps_per_round=settings.steps_per_round, train_on=settings.train_on,
         threads=settings.trainer_threads, seed=settings.seed, initial_model=settings.initial_model,
+        initial_labels=settings.initial_labels,
     )
 
 

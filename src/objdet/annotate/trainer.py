@@ -10,7 +10,8 @@ a *round*:
 2. trains ``steps_per_round`` more steps with ``objdet.engine.training.train`` on the
    pipeline config, its input pointed at that record, from ``starting_point``: the first
    round fine-tunes from the ``--initial_model``'s weights (type ``detection``: every tensor
-   whose name and shape match; a class head of another class count starts fresh) when its
+   whose name and shape match, the class layers' rows first remapped onto the project's
+   labels as ``--initial_labels`` or the names map them: ``class_heads``) when its
    architecture is the config's, else from the config's ``fine_tune_checkpoint`` (a zoo or
    imported checkpoint) or from scratch; later ones resume from the latest checkpoint of
    ``model_dir``; the config's augmentations apply; rejected and ignored images are not
@@ -40,6 +41,7 @@ from objdet.annotate.suggestions import EXPORT_FOLDER
 from objdet.errors import ObjdetError
 
 if TYPE_CHECKING:
+    from objdet.annotate.class_heads import RemappedWeights
     from objdet.engine.training import TrainResult
 
 logger = logging.getLogger(__name__)
@@ -66,6 +68,7 @@ class TrainerSettings:
     seed: int = 0
     device: str | None = None
     initial_model: str | None = None  # the app's --initial_model: the first round starts from it
+    initial_labels: str | None = None  # the app's --initial_labels: its classes -> the project's labels
 
 
 @dataclass(frozen=True)
@@ -169,13 +172,40 @@ def starting_point(settings: TrainerSettings, config: Any) -> StartingPoint:
     return StartingPoint("initial_model", os.fspath(initial.weights_path))
 
 
-def start_from(config: Any, start: StartingPoint) -> Any:
+def start_from(config: Any, start: StartingPoint, settings: TrainerSettings) -> Any:
     """``config`` fine-tuning from the ``--initial_model``'s weights when ``start`` says so,
-    through the engine's own ``fine_tune_checkpoint`` (type ``detection``); else as it is."""
+    through the engine's own ``fine_tune_checkpoint`` (type ``detection``), their class rows
+    remapped onto the project's labels (``remapped_initial_weights``); else as it is."""
     if start.source == "initial_model" and start.checkpoint:
-        config.train_config.fine_tune_checkpoint = start.checkpoint
+        config.train_config.fine_tune_checkpoint = os.fspath(remapped_initial_weights(settings, config).path)
         config.train_config.fine_tune_checkpoint_type = "detection"
     return config
+
+
+def remapped_initial_weights(settings: TrainerSettings, config: Any) -> RemappedWeights:
+    """The ``--initial_model``'s weights with each class layer's rows where the project's
+    labels are (``objdet.annotate.class_heads``), in ``<model_dir>/annotate/initial_weights.pt``;
+    labels no class of the model maps onto start from the config's initializer."""
+    import torch
+
+    from objdet.annotate.class_heads import write_remapped_weights
+    from objdet.annotate.initial_model import class_mapping, initial_weights, model_class_names
+    from objdet.models import build_model
+    from objdet.structures.label_map import load_label_map
+
+    assert settings.initial_model is not None
+    initial = initial_weights(settings.initial_model)
+    label_map = load_label_map(settings.label_map_path)
+    class_map = class_mapping(model_class_names(initial.label_map, label_map), label_map,
+                              settings.initial_labels, settings.initial_model)
+    with torch.random.fork_rng():  # the fresh rows: the config's initializer, seeded
+        torch.manual_seed(settings.seed)
+        model = build_model(config.model)
+    weights = write_remapped_weights(model, initial.weights_path, class_map, initial.num_classes,
+                                     Path(settings.model_dir) / "annotate" / "initial_weights.pt")
+    logger.info("the class layers of --initial_model %s: %d remapped onto the labels (model class -> label %s), "
+                "%d fresh", settings.initial_model, len(weights.remapped), class_map, len(weights.fresh))
+    return weights
 
 
 def answers_for_round(accepted: list[Answer], train_on: str, since_answer_id: int) -> list[Answer]:
@@ -233,7 +263,7 @@ def train_round(settings: TrainerSettings, record: Path, hook: _LossHook | None 
     steps = latest_step(Path(settings.model_dir)) + settings.steps_per_round
     config = training_config(settings, record)
     start = starting_point(settings, config)
-    result = train(start_from(config, start), settings.model_dir, TrainOptions(
+    result = train(start_from(config, start, settings), settings.model_dir, TrainOptions(
         num_train_steps=steps, checkpoint_every_n=settings.steps_per_round, keep_checkpoints=2,
         num_workers=0, show_progress=False, seed=settings.seed + steps, device=settings.device,
         extra_hooks=[hook] if hook is not None else [],  # type: ignore[list-item]
