@@ -70,6 +70,8 @@ def server(model_root: Path) -> Iterator[ServerProcess]:
     accepted (ignored on a CPU, or given TF Serving's default)."""
     (model_root / "monitoring.config").write_text("prometheus_config { enable: true }\n")
     process = ServerProcess(["--model_config_file", str(model_root / "models.config"),
+                             # labels at startup name versions not loaded yet (as TF Serving)
+                             "--allow_version_labels_for_unavailable_models",
                              "--max_request_bytes", str(MAX_REQUEST_BYTES),
                              "--rest_api_enable_cors_support",
                              "--monitoring_config_file", str(model_root / "monitoring.config"),

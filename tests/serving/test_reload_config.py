@@ -92,6 +92,7 @@ def test_refused_configs_get_tf_servings_errors_and_change_nothing(reloading) ->
     server, stub, root, served = reloading
     detector = {"name": "detector", "base_path": str(root / "detector"),
                 "model_platform": "tensorflow"}
+    pixels = {"name": "pixels", "base_path": str(root / "pixels"), "model_platform": "tensorflow"}
     custom = model_management_pb2.ReloadConfigRequest(
         config=model_server_config_pb2.ModelServerConfig())
     custom.config.custom_model_config.type_url = "x"
@@ -107,12 +108,12 @@ def test_refused_configs_get_tf_servings_errors_and_change_nothing(reloading) ->
         (with_models(served, {**detector, "model_platform": "objdet"}, drop="detector"), INVALID,
          ("Illegal to change a model's platform. For model detector platform was tensorflow and "
          "new platform requested is objdet")),
-        (with_models(served, {**detector, "name": "p", "version_labels": {"stable": 1}}),
-         grpc.StatusCode.FAILED_PRECONDITION, ("Request to assign label to version 1 of model p, "
-         "which is not currently available for inference")),
-        (with_models(served, {**detector, "version_labels": {"x": 7}}, drop="detector"),
+        # the server runs with --allow_version_labels_for_unavailable_models: a label it has
+        # may still not move to a version that is not available
+        (with_models(served, {**pixels, "version_labels": {"stable": 7, "canary": 2}},
+                     drop="pixels"),
          grpc.StatusCode.FAILED_PRECONDITION, ("Request to assign label to version 7 of model "
-         "detector, which is not currently available for inference")),
+         "pixels, which is not currently available for inference")),
         (with_models(served, {**detector, "name": "q", "model_platform": "pytorch"}), INVALID,
          "Model q requests unsupported platform pytorch"),
         (with_models(served, {"name": "q", "base_path": str(root / "detector")}), INVALID,

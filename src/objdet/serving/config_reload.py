@@ -64,21 +64,33 @@ def checked_model_configs(config: ModelServerConfig, current: Mapping[str, Model
                 raise invalid_argument(
                     f"Illegal to change a model's platform. For model {model.name} platform was "
                     f"{old_platform} and new platform requested is {new_platform}")
+    check_version_labels(models, current, available,
+                         allow_labels_for_unavailable_versions=allow_labels_for_unavailable_versions)
+    for model in models:
+        platform = platform_of(model)
+        if platform not in PLATFORMS:
+            raise invalid_argument(f"Model {model.name} requests unsupported platform {platform}")
+    return [_copy(model) for model in models]
+
+
+def check_version_labels(models: list[ModelConfig], current: Mapping[str, ModelConfig],
+                         available: Mapping[str, set[int]], *,
+                         allow_labels_for_unavailable_versions: bool = False) -> None:
+    """TF Serving's ``ServerCore::UpdateModelVersionLabelMap``: FAILED_PRECONDITION for a
+    label naming a version of its model that is not available, unless
+    ``allow_labels_for_unavailable_versions`` and the label is new or keeps its version (an
+    existing label moved to another version must name an available one: clients use it).
+    At startup ``current`` and ``available`` are empty (TF Serving checks before loading)."""
     for model in models:
         existing = current[model.name].version_labels if model.name in current else {}
         for label, version in model.version_labels.items():
-            if allow_labels_for_unavailable_versions and label not in existing:
+            if allow_labels_for_unavailable_versions and existing.get(label, version) == version:
                 continue
             if version not in available.get(model.name, set()):
                 raise ServingError(Code.FAILED_PRECONDITION,
                                    f"Request to assign label to version {version} of model "
                                    f"{model.name}, which is not currently available for "
                                    "inference")
-    for model in models:
-        platform = platform_of(model)
-        if platform not in PLATFORMS:
-            raise invalid_argument(f"Model {model.name} requests unsupported platform {platform}")
-    return [_copy(model) for model in models]
 
 
 def platform_of(model: ModelConfig) -> str:

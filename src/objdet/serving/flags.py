@@ -61,8 +61,6 @@ IGNORED: dict[str, NotServed] = {
 
 # Refused when given anything but TF Serving's default.
 UNSUPPORTED: dict[str, NotServed] = {
-    "ssl_config_file": NotServed(
-        str, "", "objdet serve speaks plain gRPC/HTTP; terminate TLS in a proxy in front of it"),
     "use_alts_credentials": NotServed(bool, False, "Google ALTS exists only on Google Cloud"),
     "platform_config_file": NotServed(
         str, "", "objdet serves objdet exports only; their runtime is chosen by export.json"),
@@ -71,9 +69,6 @@ UNSUPPORTED: dict[str, NotServed] = {
         "--tensorflow_inter_op_parallelism"),
     "thread_pool_factory_config_file": NotServed(
         str, "", "there is no TensorFlow thread-pool factory; use the *_parallelism flags"),
-    "enable_per_model_batching_parameters": NotServed(
-        bool, False, "objdet exports carry no batching_params.pbtxt; use "
-        "--batching_parameters_file"),
     "num_load_threads": NotServed(
         int, 0, "objdet loads versions one at a time in its polling thread (TF Serving's 0)"),
     "num_unload_threads": NotServed(
@@ -82,8 +77,6 @@ UNSUPPORTED: dict[str, NotServed] = {
         bool, False, "objdet exports have no model.tflite (they run model.onnx or model.pt2)"),
     "enable_profiler": NotServed(
         bool, True, "there is no TensorFlow profiler service; profile with torch.profiler"),
-    "enable_grpc_healthcheck_service": NotServed(
-        bool, False, "grpc.health.v1 is not served; use GET /v1/health or GetModelStatus"),
     "enable_serialization_as_tensor_content": NotServed(
         bool, False, "responses carry float_val, TF Serving's default serialization"),
     "mixed_precision": NotServed(
@@ -158,7 +151,9 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
                         help="how often base paths are polled for new versions; 0: once, at "
                         "startup; default 1")
     add_bool_flag(models, "allow_version_labels_for_unavailable_models", False,
-                  "let a config reload assign a NEW version label to a version not loaded yet")
+                  "let version_labels name a version that is not loaded yet: needed for labels "
+                  "in the --model_config_file read at startup (nothing is loaded then, as in TF "
+                  "Serving); a reload may still not move an existing label to such a version")
     models.add_argument("--max_num_load_retries", type=int, default=0, metavar="N",
                         help="retry a failed version load N times (TF Serving's default is 5; "
                         "objdet's 0: a failed version is retried when its files change)")
@@ -179,6 +174,15 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
                       help="gRPC server channel arguments, e.g. grpc.max_connection_age_ms=2000")
     grpc.add_argument("--grpc_max_threads", type=int, default=4 * _CPUS,
                       help="threads answering gRPC requests; default 4 per CPU")
+    grpc.add_argument("--ssl_config_file", default="", metavar="F",
+                      help="TF Serving SSLConfig text file (server_key, server_cert, custom_ca: "
+                      "PEM text inline; client_verify: require a client certificate signed by "
+                      "custom_ca): TLS on --port and --grpc_socket_path. The REST port stays "
+                      "plain HTTP, as in TF Serving")
+    add_bool_flag(grpc, "enable_grpc_healthcheck_service", False,
+                  "serve grpc.health.v1.Health: SERVING (service '' and TF Serving's two "
+                  "services) while every model has a version loaded, NOT_SERVING otherwise and "
+                  "from SIGTERM on")
     rest = parser.add_argument_group("REST")
     rest.add_argument("--rest_api_port", type=int, default=8501,
                       help="REST port (0: no REST); default 8501")
@@ -207,6 +211,11 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
                   "batch images of concurrent requests into one model call")
     runtime.add_argument("--batching_parameters_file", default=None,
                          help="TF Serving BatchingParameters text file (implies --enable_batching)")
+    add_bool_flag(runtime, "enable_per_model_batching_parameters", False,
+                  "with batching on, each version directory's batching_params.pbtxt (the "
+                  "format of --batching_parameters_file) sets its model's batching; a version "
+                  "without one is not batched. As in TF Serving, only num_batch_threads comes "
+                  "from the global file")
     add_bool_flag(parser, "version", False, "print the version and exit")
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on; default 0.0.0.0")
     parser.add_argument("--max_request_bytes", type=int, default=64 * 1024 * 1024,
@@ -249,9 +258,18 @@ def options_from_flags(args: argparse.Namespace) -> tuple[list[ModelConfig], Ser
                           "not all three")
     if not intra and not inter:
         intra = inter = args.tensorflow_session_parallelism
+    _check_startup_labels(configs, args)
     batching = None
     if args.enable_batching or args.batching_parameters_file:
         batching = model_config.read_batching_parameters(args.batching_parameters_file)
+    elif args.enable_per_model_batching_parameters:
+        logger.warning("--enable_per_model_batching_parameters ignored: it applies only with "
+                       "--enable_batching (as in TF Serving)")
+    tls = None
+    if args.ssl_config_file:
+        from objdet.serving.tls import read_ssl_config
+
+        tls = read_ssl_config(args.ssl_config_file)
     prometheus_path: str | None = model_config.DEFAULT_PROMETHEUS_PATH
     if args.monitoring_config_file:
         prometheus_path = model_config.read_monitoring_config(args.monitoring_config_file)
@@ -275,7 +293,9 @@ def options_from_flags(args: argparse.Namespace) -> tuple[list[ModelConfig], Ser
         allow_labels_for_unavailable_versions=args.allow_version_labels_for_unavailable_models,
         max_load_retries=args.max_num_load_retries,
         load_retry_seconds=max(args.load_retry_interval_micros, 0) / 1e6,
-        method_name_check=args.enable_signature_method_name_check)
+        method_name_check=args.enable_signature_method_name_check, tls=tls,
+        grpc_healthcheck=args.enable_grpc_healthcheck_service,
+        per_model_batching=args.enable_per_model_batching_parameters)
 
 
 def parse_channel_arguments(text: str) -> tuple[tuple[str, int | str], ...]:
@@ -291,6 +311,24 @@ def parse_channel_arguments(text: str) -> tuple[tuple[str, int | str], ...]:
         except ValueError:
             arguments.append((key.strip(), value))
     return tuple(arguments)
+
+
+def _check_startup_labels(configs: list[ModelConfig], args: argparse.Namespace) -> None:
+    """TF Serving checks version_labels before it loads anything (``ServerCore::ReloadConfig``
+    calls ``UpdateModelVersionLabelMap`` first, at startup too), so a label in the startup
+    config names a version that is not available unless
+    --allow_version_labels_for_unavailable_models: refused with its message."""
+    from objdet.serving.config_reload import check_version_labels
+    from objdet.serving.errors import ServingError
+
+    try:
+        check_version_labels(configs, {}, {}, allow_labels_for_unavailable_versions=(
+            args.allow_version_labels_for_unavailable_models))
+    except ServingError as error:
+        raise ConfigError(f"{args.model_config_file}: version_labels: {error.message} (no "
+                          "version is loaded at startup: give "
+                          "--allow_version_labels_for_unavailable_models, as TF Serving "
+                          "requires)") from None
 
 
 def _check_at_least(args: argparse.Namespace, minimum: int, *names: str) -> None:

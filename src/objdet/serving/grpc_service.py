@@ -8,12 +8,15 @@ one (see ``classify_regress``).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from contextlib import contextmanager
 from typing import TypeVar
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import HealthServicer
 
 from objdet.export.signature import INPUT_NAME, SIGNATURE_NAME
 from objdet.serving.classify_regress import classify, multi_inference, regress, target_of
@@ -33,6 +36,36 @@ from objdet.serving.servable import SignatureInfo
 from objdet.serving.service import ServingCore
 
 Reply = TypeVar("Reply")
+# the grpc.health.v1 service names --enable_grpc_healthcheck_service answers for: the whole
+# server ("") and TF Serving's two services
+HEALTH_SERVICES = ("", "tensorflow.serving.PredictionService", "tensorflow.serving.ModelService")
+
+
+class ServingHealth:
+    """grpc.health.v1.Health for --enable_grpc_healthcheck_service: every name of
+    ``HEALTH_SERVICES`` is SERVING while ``ready()`` (every model has a version loaded),
+    NOT_SERVING otherwise; ``update`` after each version poll, ``shut_down`` at SIGTERM
+    (NOT_SERVING from then on, so load balancers drain the server first)."""
+
+    def __init__(self, ready: Callable[[], bool]) -> None:
+        self.ready = ready
+        self.servicer = HealthServicer()
+        self._serving: bool | None = None
+        self._lock = threading.Lock()
+
+    def update(self) -> None:
+        with self._lock:
+            serving = self.ready()
+            if serving == self._serving:
+                return  # Watch streams get a message only when the status changes
+            self._serving = serving
+            status = (health_pb2.HealthCheckResponse.SERVING if serving
+                      else health_pb2.HealthCheckResponse.NOT_SERVING)
+            for service in HEALTH_SERVICES:
+                self.servicer.set(service, status)
+
+    def shut_down(self) -> None:
+        self.servicer.enter_graceful_shutdown()
 
 
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
@@ -114,11 +147,13 @@ class ModelServicer(prediction_service_pb2_grpc.ModelServiceServicer):
 def build_grpc_server(core: ServingCore, port: int, *, host: str = "0.0.0.0",
                       max_request_bytes: int, max_threads: int = 32, socket_path: str = "",
                       channel_arguments: tuple[tuple[str, int | str], ...] = (),
-                      ) -> grpc.Server:
+                      credentials: grpc.ServerCredentials | None = None,
+                      health: HealthServicer | None = None) -> grpc.Server:
     """A started-later gRPC server on ``host:port`` (port 0: none) and the UNIX socket
     ``socket_path`` (if given), ``max_threads`` answering, with ``channel_arguments`` (TF
     Serving's --grpc_channel_arguments) after objdet's own; ``ObjdetError`` if the port is
-    taken."""
+    taken. ``credentials`` (--ssl_config_file) secure both listeners, as in TF Serving;
+    ``health`` (--enable_grpc_healthcheck_service) is served as grpc.health.v1.Health."""
     from objdet.errors import ObjdetError
 
     options: list[tuple[str, int | str]] = [
@@ -129,12 +164,17 @@ def build_grpc_server(core: ServingCore, port: int, *, host: str = "0.0.0.0",
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         PredictionServicer(core), server)
     prediction_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(core), server)
+    if health is not None:
+        health_pb2_grpc.add_HealthServicer_to_server(health, server)
     for flag, address in (("--port", f"{host}:{port}" if port else ""),
                           ("--grpc_socket_path", f"unix:{socket_path}" if socket_path else "")):
         if not address:
             continue
         try:
-            server.add_insecure_port(address)
+            if credentials is None:
+                server.add_insecure_port(address)
+            else:
+                server.add_secure_port(address, credentials)
         except RuntimeError as error:
             raise ObjdetError(f"{flag}: cannot listen on {address}: {error}") from None
     return server

@@ -16,6 +16,7 @@ as TF Serving's ``ServerCore::ReloadConfig`` does: see its docstring.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import gc
 import logging
 import os
@@ -28,7 +29,13 @@ from objdet.errors import ObjdetError
 from objdet.serving.batching import Batcher
 from objdet.serving.config_reload import ModelServerConfig, checked_model_configs
 from objdet.serving.errors import Code, ServingError, invalid_argument, not_found, unavailable
-from objdet.serving.model_config import BatchingOptions, ModelConfig, versions_to_serve
+from objdet.serving.model_config import (
+    BATCHING_PARAMS_FILE,
+    BatchingOptions,
+    ModelConfig,
+    read_batching_parameters,
+    versions_to_serve,
+)
 from objdet.serving.servable import Servable, load_servable
 from objdet.structures.detections import Detections
 
@@ -78,17 +85,22 @@ class ModelManager:
                  loader: Callable[[Path, int], Servable] = load_servable,
                  on_batch: Callable[[str, int], None] | None = None,
                  max_load_retries: int = 0, load_retry_seconds: float = 60.0,
-                 allow_labels_for_unavailable_versions: bool = False) -> None:
+                 allow_labels_for_unavailable_versions: bool = False,
+                 per_model_batching: bool = False) -> None:
         """``on_batch(model name, images)`` is called after each batched model call; a
         version that fails to load is tried again ``max_load_retries`` times,
         ``load_retry_seconds`` apart (TF Serving's --max_num_load_retries and
-        --load_retry_interval_micros); ``poll_seconds`` 0 polls once, at ``start``."""
+        --load_retry_interval_micros); ``poll_seconds`` 0 polls once, at ``start``. With
+        ``batching`` and ``per_model_batching`` (--enable_per_model_batching_parameters) a
+        version is batched as its own ``batching_params.pbtxt`` says (``batching_for``)."""
         self._models = {config.name: _Model(config) for config in configs}
         self.poll_seconds = poll_seconds
         self.max_load_retries = max_load_retries
         self.load_retry_seconds = load_retry_seconds
         self.allow_labels_for_unavailable_versions = allow_labels_for_unavailable_versions
         self.batching = batching
+        self.per_model_batching = per_model_batching
+        self.on_poll: Callable[[], None] | None = None  # after every poll (the gRPC health)
         self._loader = loader
         self._on_batch = on_batch
         self._lock = threading.Lock()  # guards _Model.loaded swaps (reads copy under it)
@@ -180,6 +192,23 @@ class ModelManager:
         with self._config_lock:
             for model in list(self._models.values()):
                 self._poll_model(model)
+            if self.on_poll is not None:
+                self.on_poll()
+
+    def batching_for(self, directory: Path) -> BatchingOptions | None:
+        """How the version in ``directory`` is batched (None: not batched). With
+        per-model batching, as TF Serving's ``GetPerModelBatchingParams``: the version's
+        ``batching_params.pbtxt`` if it has one (``ConfigError`` naming it if it does not
+        parse: the version fails to load), else no batching (the global file's values are
+        ignored, but for num_batch_threads: TF Serving's batch threads are shared by all
+        models and sized by the global config only)."""
+        if self.batching is None or not self.per_model_batching:
+            return self.batching
+        path = directory / BATCHING_PARAMS_FILE
+        if not path.is_file():
+            return None
+        options = read_batching_parameters(path)
+        return dataclasses.replace(options, num_batch_threads=self.batching.num_batch_threads)
 
     # -- reload --------------------------------------------------------------------------
     def reload(self, config: ModelServerConfig) -> None:
@@ -252,6 +281,7 @@ class ModelManager:
             model.statuses[version] = status
         for attempt in range(self.max_load_retries + 1):
             try:
+                batching = self.batching_for(directory)
                 servable = self._loader(directory, version)
                 break
             except (ObjdetError, OSError, RuntimeError, ValueError) as error:
@@ -266,10 +296,10 @@ class ModelManager:
                                                             message, fingerprint)
                 return
         batcher = None
-        if self.batching is not None and servable.batched:
+        if batching is not None and servable.batched:
             on_batch = self._on_batch
             name = model.config.name
-            batcher = Batcher(servable, self.batching,
+            batcher = Batcher(servable, batching,
                               None if on_batch is None else lambda images: on_batch(name, images))
         with self._lock:
             model.loaded[version] = LoadedVersion(servable, batcher)

@@ -14,7 +14,8 @@ The config file is TF Serving's ``ModelServerConfig`` in protobuf text format::
 
 and ``--batching_parameters_file`` is TF Serving's ``BatchingParameters`` text format
 (``max_batch_size { value: 8 }``, ``batch_timeout_micros``, ``num_batch_threads``,
-``max_enqueued_batches``).
+``max_enqueued_batches``); with --enable_per_model_batching_parameters a version directory's
+``batching_params.pbtxt`` in the same format sets that model's batching instead.
 """
 
 from __future__ import annotations
@@ -100,6 +101,11 @@ class BatchingOptions:
     def padded_size(self, images: int) -> int:
         """The batch size ``images`` images are run at (more than any allowed size: as is)."""
         return next((size for size in self.allowed_batch_sizes if size >= images), images)
+
+
+# --enable_per_model_batching_parameters: a version directory's own BatchingParameters, in
+# its top level (TF Serving's kBatchingParamsFilename, beside saved_model.pb)
+BATCHING_PARAMS_FILE = "batching_params.pbtxt"
 
 
 def read_batching_parameters(path: str | os.PathLike[str] | None) -> BatchingOptions:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from objdet.errors import ConfigError, ObjdetError
 from objdet.serving.config_reload import ModelServerConfig
-from objdet.serving.grpc_service import build_grpc_server
+from objdet.serving.grpc_service import ServingHealth, build_grpc_server
 from objdet.serving.manager import ModelManager
 from objdet.serving.metrics import Metrics
 from objdet.serving.model_config import (
@@ -28,6 +28,7 @@ from objdet.serving.model_config import (
 from objdet.serving.rest import build_app
 from objdet.serving.servable import load_servable
 from objdet.serving.service import ServingCore
+from objdet.serving.tls import TLSConfig
 
 logger = logging.getLogger(__name__)
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
@@ -60,6 +61,10 @@ class ServerOptions:
     max_load_retries: int = 0
     load_retry_seconds: float = 60.0
     method_name_check: bool = False  # TF Serving's --enable_signature_method_name_check
+    tls: TLSConfig | None = None  # --ssl_config_file: TLS on the gRPC listeners
+    grpc_healthcheck: bool = False  # --enable_grpc_healthcheck_service
+    # --enable_per_model_batching_parameters: a version's batching_params.pbtxt, not ``batching``
+    per_model_batching: bool = False
 
 
 class Server:
@@ -77,13 +82,19 @@ class Server:
             loader=functools.partial(load_servable, warmup_iterations=options.warmup_iterations),
             max_load_retries=options.max_load_retries,
             load_retry_seconds=options.load_retry_seconds,
-            allow_labels_for_unavailable_versions=options.allow_labels_for_unavailable_versions)
+            allow_labels_for_unavailable_versions=options.allow_labels_for_unavailable_versions,
+            per_model_batching=options.per_model_batching)
         self.core = ServingCore(self.manager, metrics, method_name_check=options.method_name_check)
+        self.health = ServingHealth(self.manager.ready) if options.grpc_healthcheck else None
+        if self.health is not None:
+            self.manager.on_poll = self.health.update
         self._grpc = (build_grpc_server(
             self.core, options.port, host=options.host,
             max_request_bytes=options.max_request_bytes, max_threads=options.grpc_max_threads,
             socket_path=options.grpc_socket_path,
-            channel_arguments=options.grpc_channel_arguments)
+            channel_arguments=options.grpc_channel_arguments,
+            credentials=options.tls.server_credentials() if options.tls else None,
+            health=self.health.servicer if self.health else None)
             if options.port or options.grpc_socket_path else None)
         self._rest: object | None = None
         self._rest_thread: threading.Thread | None = None
@@ -129,6 +140,8 @@ class Server:
         """Graceful: stop accepting, let in-flight requests finish, unload the models."""
         if self._config_poller is not None:
             self._config_poller.stop()
+        if self.health is not None:
+            self.health.shut_down()
         if self._rest is not None:
             self._rest.should_exit = True  # type: ignore[attr-defined]
         grpc_stopped = (self._grpc.stop(self.options.shutdown_grace_seconds)
