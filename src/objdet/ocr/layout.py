@@ -12,9 +12,12 @@ their reading order) as glyph boxes and returns blocks of line pieces:
 3. Gutters: from each gap between two side-by-side fragments a vertical band of whitespace
    grows up and down, narrowing past fragments that end (or start) inside it, until a
    fragment crosses it (a heading, a footer) or it would be narrower than ``MIN_GUTTER``.
-   It is a gutter when lines border it on both sides: at least ``MIN_SIDE_LINES`` on each
-   and ``MIN_TALL_SIDE_LINES`` on one. A wide word gap in one line, or a river of spaces
-   across two lines, is not; nor are indentation and ragged margins (they are no gaps).
+   It is a gutter when rows of text border it on both sides: at least ``MIN_SIDE_LINES``
+   on each and ``MIN_TALL_SIDE_LINES`` on one, that many of those on its right starting at
+   one x (a column's left edge; rows, not lines: a line split at a hole is one row; the row
+   that stops the band is beyond it). A wide word gap in one line, a river of spaces across
+   two lines, or the holes glyphs the detector missed leave in a few rows, is not; nor are
+   indentation and ragged margins (they are no gaps).
 4. Blocks (a recursive X-Y cut along gutters): the tallest gutter splits the fragments into
    those above it (a heading), its left side, its right side and those below it (a footer),
    read in that order; each part is cut again until no gutter is left, and is then one
@@ -27,6 +30,7 @@ Right-to-left scripts are not handled (lines are read left to right throughout).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,6 +40,7 @@ import numpy as np
 MIN_GUTTER = 1.2  # x glyph height: the narrowest whitespace band between two columns
 MIN_SIDE_LINES = 2  # lines that must border a gutter on each side ...
 MIN_TALL_SIDE_LINES = 3  # ... and on at least one side
+ALIGNED = 0.25  # x its height: a fragment starting this near a gutter's right edge is aligned
 SIDE_BY_SIDE = 0.25  # vertical overlap (x the smaller height) of two fragments side by side
 SAME_ROW = 0.5  # ... of two fragments of one block that are one line
 
@@ -99,6 +104,17 @@ def _same_row(a: _Fragment, b: _Fragment) -> bool:
         return False
     overlap = min(a.box[3], b.box[3]) - max(a.box[1], b.box[1])
     return overlap > SAME_ROW * min(a.box[3] - a.box[1], b.box[3] - b.box[1])
+
+
+def _count_rows(fragments: list[_Fragment]) -> int:
+    """The rows of text the fragments are on: centres within half a fragment height are one
+    row. Not their lines: a line that line grouping split at a wide hole (glyphs the detector
+    missed) is two lines on one row, and three such rows must not make a gutter."""
+    if not fragments:
+        return 0
+    centers = sorted(f.center_y for f in fragments)
+    height = float(np.median([f.box[3] - f.box[1] for f in fragments]))
+    return 1 + sum(below - above > 0.5 * height for above, below in itertools.pairwise(centers))
 
 
 def _deskewed(boxes: np.ndarray, slope: float) -> np.ndarray:
@@ -184,16 +200,22 @@ def _grow(fragments: list[_Fragment], by_height: list[int], left: float, right: 
             new_left, new_right = (x2, right) if x1 < left and x2 < right else (
                 (left, x1) if x1 > left and x2 > right else (left, left))
             if new_right - new_left < min_width:
-                bound = fragments[index].center_y
+                # the whole row of the fragment that stops it is beyond the band: its pieces
+                # beside the band are no side of a gutter
+                bound = fragments[index].box[3] if order is upward else fragments[index].box[1]
                 break
             left, right = new_left, new_right
         bounds.append(bound)
     top, bottom = bounds
     middle = [f for f in fragments if top < f.center_y < bottom]
-    left_lines = {f.line for f in middle if f.box[2] <= left}
-    right_lines = {f.line for f in middle if f.box[0] >= right}
-    sides = sorted([len(left_lines), len(right_lines)])
+    right_side = [f for f in middle if f.box[0] >= right]
+    # a column's lines start at one x (a tab stop, as Tesseract calls it); lines that go on
+    # after glyphs the detector missed start anywhere
+    aligned = [f for f in right_side if f.box[0] - right < ALIGNED * (f.box[3] - f.box[1])]
+    sides = sorted([_count_rows([f for f in middle if f.box[2] <= left]), _count_rows(right_side)])
     if sides[0] < MIN_SIDE_LINES or sides[1] < MIN_TALL_SIDE_LINES:
+        return None
+    if _count_rows(aligned) < MIN_TALL_SIDE_LINES:
         return None
     extent = max(f.box[3] for f in middle) - min(f.box[1] for f in middle)
     return _Gutter(left, right, top, bottom, extent)

@@ -5,7 +5,9 @@ A ``GlyphSample`` is one image of one glyph as ink coverage (``[H, W]`` float32 
 ligature ("st"). Three sources give them:
 
 - ``load_csv_samples``: a CSV with columns ``image,text`` (one glyph per image; optional
-  column ``descent``: the fraction of the glyph below the baseline, e.g. 0.3 for "p").
+  column ``descent``: the fraction of the glyph below the baseline, e.g. 0.3 for "p";
+  negative for a glyph raised above it, e.g. -3 for a hyphen whose bottom is three of its
+  heights above the baseline, -1.5 for an apostrophe).
 - ``load_voc_samples``: a LabelImg / Pascal VOC annotated page; each box is a sample and its
   ``name`` the text. Its vertical position on the page gives the descent.
 - ``render_font_samples``: every character of a charset (and ligatures) drawn with a font.
@@ -30,12 +32,14 @@ from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 from objdet.errors import DataError
 
 INK_THRESHOLD = 0.35  # coverage above which a pixel counts as ink (crops and boxes)
+DESCENT_RANGE = (-10.0, 0.9)  # glyph heights below the baseline: raised (-) to descending (+)
 
 
 @dataclass(frozen=True)
 class GlyphSample:
     """One glyph image. ``ink``: ``[H, W]`` float32 coverage in [0, 1], cropped to the ink.
-    ``descent``: the fraction of the glyph's height below the baseline (0: sits on it).
+    ``descent``: the fraction of the glyph's height below the baseline (0: sits on it;
+    negative: raised above it by that many of its heights, as quotes and hyphens are).
     ``source``: where it came from, for messages."""
 
     text: str
@@ -125,9 +129,11 @@ def _descent(value: str | None, where: str) -> float:
     try:
         descent = float(value)
     except ValueError:
-        raise DataError(f"{where}: field descent is {value!r}; expected a number in [0, 1)") from None
-    if not 0.0 <= descent < 1.0:
-        raise DataError(f"{where}: field descent is {descent}; expected a number in [0, 1)")
+        raise DataError(f"{where}: field descent is {value!r}; expected a number in "
+                        f"[{DESCENT_RANGE[0]:g}, 1) (negative: raised above the baseline)") from None
+    if not DESCENT_RANGE[0] <= descent < 1.0:
+        raise DataError(f"{where}: field descent is {descent}; expected a number in "
+                        f"[{DESCENT_RANGE[0]:g}, 1) (negative: raised above the baseline)")
     return descent
 
 
@@ -178,7 +184,7 @@ def _voc_sample(coverage: np.ndarray, box: list[int], text: str, boxes: list[lis
     top, bottom = top + max(y1, 0), bottom + max(y1, 0)
     neighbours = [b[3] for b in boxes if min(b[3], y2) - max(b[1], y1) > 0.3 * (y2 - y1)]
     baseline = float(np.median(neighbours)) if neighbours else float(bottom)
-    descent = float(np.clip((bottom - baseline) / max(bottom - top, 1), 0.0, 0.9))
+    descent = float(np.clip((bottom - baseline) / max(bottom - top, 1), *DESCENT_RANGE))
     return GlyphSample(text, ink, descent, where)
 
 
@@ -220,4 +226,4 @@ def render_run(font: ImageFont.FreeTypeFont, text: str) -> tuple[np.ndarray | No
     if cropped is None:
         return None, 0.0
     ink, (_, top, _, bottom) = cropped
-    return ink, float(np.clip((bottom - baseline) / max(bottom - top, 1), 0.0, 0.9))
+    return ink, float(np.clip((bottom - baseline) / max(bottom - top, 1), *DESCENT_RANGE))

@@ -1,9 +1,10 @@
 """Synthetic pages drawn from glyph samples: the training data of the character detector.
 
-Each page holds lines of text (from a corpus, or random words of the glyph set) drawn with
-the samples: one glyph size per page (varied between pages), letter and word spacing that
-varies per page and per glyph (down to touching glyphs), a skewed and jittered baseline,
-slight rotation of each glyph, then paper texture, blotchy ink, blur and noise. Every glyph
+Each page holds lines of text (from a corpus with a quarter of its words random, or random
+words of the glyph set) drawn with the samples: one glyph size per page (varied between
+pages), letter and word spacing that varies per page and per glyph (down to touching glyphs),
+a skewed and jittered baseline, slight rotation of each glyph, then paper texture, blotchy
+ink, blur and noise (or none: a share of the pages is printed clean). Every glyph
 gets the tight box of the ink it drew, so the boxes are exact whatever the augmentation.
 
 ``synthesize(glyphs, output_dir, options)`` writes (atomically, as one folder)::
@@ -13,7 +14,9 @@ gets the tight box of the ink it drew, so the boxes are exact whatever the augme
     pages.jsonl                 {"split", "filename", "text"} per page (lines joined by \\n)
     eval/images/PAGE.png        the eval pages as images, and eval/gt/PAGE.txt their text
                                 (what ``objdet ocr eval --images --gt`` reads)
-    synth.json                  glyph texts, options, and the median line height of the pages
+    synth.json                  glyph texts, options, the median line height of the pages, and
+                                each glyph's height relative to the set's median (the reader
+                                measures the size of a page's text with them)
 
 Pages are deterministic per (seed, page index).
 """
@@ -37,6 +40,8 @@ from objdet.ocr.page_scale import median_line_height
 from objdet.ocr.samples import INK_THRESHOLD, GlyphSample
 
 SYNTH_FILE = "synth.json"
+RANDOM_WORDS = 0.25  # of a corpus's words are replaced by random glyphs (see _corpus_tokens)
+CLEAN_PAGES = 0.15  # of the pages are printed clean: white paper, black ink, no blur or noise
 
 
 @dataclass
@@ -86,6 +91,11 @@ class GlyphSet:
         self._longest_first = sorted(self.texts, key=len, reverse=True)
         self.median_height = float(np.median([s.height for s in samples]))
 
+    def relative_heights(self) -> list[float]:
+        """Per glyph text (in ``texts`` order): its samples' median height / the set's median:
+        a glyph of a page drawn at ``glyph_height`` is about this x glyph_height high."""
+        return [float(np.median([s.height for s in self.by_text[t]])) / self.median_height for t in self.texts]
+
     def tokenize(self, text: str) -> list[str]:
         """``text`` -> glyph texts and " " (one per run of spaces); characters that no glyph
         covers are dropped (they cannot be drawn)."""
@@ -114,10 +124,25 @@ def _random_words(glyphs: GlyphSet, rng: np.random.Generator, count: int) -> lis
 
 
 def _corpus_tokens(glyphs: GlyphSet, corpus: str, rng: np.random.Generator, count: int) -> list[str]:
-    """About ``count`` glyph tokens from a random place in the corpus."""
+    """About ``count`` glyph tokens from a random place in the corpus, a ``RANDOM_WORDS``
+    share of its words replaced by random glyphs: a corpus has few of some glyphs (capitals,
+    digits: none of "Q" or "8" in 50,000 glyphs of a licence text) and few of the contexts
+    pages hold (a heading in capitals), and a detector trained on it alone misses them."""
     start = int(rng.integers(0, max(1, len(corpus) - 1)))
     tokens = glyphs.tokenize(corpus[start:start + 4 * count] + " " + corpus[:4 * count])
-    return tokens[:count] if any(t != " " for t in tokens[:count]) else _random_words(glyphs, rng, count // 5)
+    if not any(t != " " for t in tokens[:count]):
+        return _random_words(glyphs, rng, count // 5)
+    mixed: list[str] = []
+    word: list[str] = []
+    for token in [*tokens[:count], " "]:
+        if token != " ":
+            word.append(token)
+            continue
+        if word:
+            mixed.extend(_random_words(glyphs, rng, 1)[:-1] if rng.random() < RANDOM_WORDS else word)
+            mixed.append(" ")
+        word = []
+    return mixed
 
 
 def _glyph_image(sample: GlyphSample, scale: float, angle: float) -> np.ndarray:
@@ -188,10 +213,13 @@ def _draw_line(glyphs: GlyphSet, tokens: Iterator[str], rng: np.random.Generator
             continue
         options = glyphs.by_text[token]
         sample = options[int(rng.integers(0, len(options)))]
-        glyph = _glyph_image(sample, scale * rng.uniform(0.96, 1.04), rng.uniform(-3.0, 3.0))
+        glyph_scale = scale * rng.uniform(0.96, 1.04)
+        glyph = _glyph_image(sample, glyph_scale, rng.uniform(-3.0, 3.0))
         glyph_h, glyph_w = glyph.shape
         y_base = baseline + slope * (x - x0) + rng.normal(0.0, 0.04 * glyph_height)
-        top = round(y_base - (1.0 - sample.descent) * glyph_h)
+        # the bottom sits descent x its height below the baseline (above it for a raised
+        # glyph: a hyphen, quotes); the unrotated height, as the sample measured it
+        top = round(y_base + sample.descent * sample.height * glyph_scale - glyph_h)
         left = round(x)
         if left + glyph_w > width - margin:
             return text.rstrip()
@@ -219,6 +247,9 @@ def _print_page(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Ink coverage ``[H, W]`` -> a printed page ``[H, W]`` uint8: paper tone and texture,
     uneven ink, blur, noise."""
     shape = ink.shape
+    if rng.random() < CLEAN_PAGES:  # as a digital page or a crisp scan is
+        page = rng.uniform(0.92, 1.0) * (1.0 - rng.uniform(0.9, 1.0) * ink)
+        return np.clip(page * 255, 0, 255).astype(np.uint8)
     paper = rng.uniform(0.75, 1.0) - rng.uniform(0.0, 0.15) * _smooth_noise(rng, shape, int(rng.integers(16, 64)))
     paper = paper - rng.uniform(0.0, 0.06) * rng.random(shape, dtype=np.float32)  # grain
     darkness = rng.uniform(0.7, 1.0) - rng.uniform(0.0, 0.35) * _smooth_noise(rng, shape, int(rng.integers(3, 9)))
@@ -288,5 +319,6 @@ def synthesize(samples: Sequence[GlyphSample], output_dir: str | os.PathLike[str
                     (tmp / "eval" / "gt" / f"{name}.txt").write_text(page.text + "\n", encoding="utf-8")
         (tmp / SYNTH_FILE).write_text(json.dumps({
             "glyph_texts": glyphs.texts, "line_height": summary.line_height,
+            "glyph_heights": [round(h, 4) for h in glyphs.relative_heights()],
             "options": asdict(options)}, ensure_ascii=False, indent=1), encoding="utf-8")
     return summary

@@ -154,6 +154,10 @@ def train_ocr(
         raise ConfigError(f"--minutes: {minutes}; expected a positive number of minutes")
     config = load_ocr_config(data_dir, Path(config_path) if config_path else None)
     info = {"glyph_texts": synth_info["glyph_texts"], "line_height": synth_info["line_height"]}
+    if "glyph_heights" in synth_info:  # synth.json of before the glyph size measure has none
+        info["glyph_heights"] = synth_info["glyph_heights"]
+        low, high = synth_info["options"]["glyph_height"]
+        info["glyph_height"] = 0.5 * (float(low) + float(high))  # the middle of the trained sizes
     model_dir.mkdir(parents=True, exist_ok=True)
     _write_info(info, model_dir)
     hooks: list[Any] = []
