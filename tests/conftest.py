@@ -11,8 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
-# CI runs two pytest workers on two cores: one intra-op thread each avoids oversubscription.
+# CI runs two pytest workers on two cores: one intra-op thread each avoids oversubscription,
+# in the workers and in the processes they start (objdet commands, servers, trainers: torch and
+# ONNX Runtime take their default thread count from OMP_NUM_THREADS); a test that sets a
+# thread count (a flag, an explicit environment) still gets it.
 torch.set_num_threads(1)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
