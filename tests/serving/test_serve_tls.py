@@ -6,6 +6,7 @@ without client_verify shows the health status following the models' readiness.""
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 from pathlib import Path
@@ -19,6 +20,7 @@ from server_process import ServerProcess
 from serving_inputs import jpeg_bytes
 from tls_certs import Certificates, make_certificates
 
+from objdet.errors import ObjdetError
 from objdet.serving.protos import (
     get_model_status_pb2,
     model_pb2,
@@ -109,6 +111,41 @@ def test_plain_text_and_certificate_less_clients_are_refused(tls_server, certifi
             prediction_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(
                 status_request(), timeout=30)
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE, refused.value.details()
+
+
+def test_objdet_client_and_detect_speak_grpcs(tls_server, certificates, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                             capsys) -> None:
+    """``Client("grpcs://...")`` and ``objdet detect --server grpcs://...`` with the CA and a
+    client certificate; without the client certificate the server refuses (UNAVAILABLE)."""
+    from objdet.cli.main import main
+    from objdet.serving import Client
+    from objdet.serving.errors import ServingError
+
+    server, _ = tls_server
+    url = f"grpcs://{server.grpc_target}"
+    client = Client(url, root_certificates=certificates.ca_cert, private_key=certificates.client_key,
+                    certificate_chain=certificates.client_cert)
+    assert client.status("m")["model_version_status"][0]["state"] == "AVAILABLE"
+    with pytest.raises(ServingError) as refused:
+        Client(url, root_certificates=certificates.ca_cert, timeout=30).status("m")
+    assert refused.value.code == grpc.StatusCode.UNAVAILABLE.value[0]
+    pem = {}
+    for name in ("ca_cert", "client_cert", "client_key"):
+        pem[name] = tmp_path / f"{name}.pem"
+        pem[name].write_bytes(getattr(certificates, name))
+    image = tmp_path / "a.jpg"
+    image.write_bytes(jpeg_bytes("raccoon-1.jpg"))
+    tls_flags = ["--server_ca_file", str(pem["ca_cert"]), "--client_cert_file", str(pem["client_cert"]),
+                 "--client_key_file", str(pem["client_key"])]
+    assert main(["detect", "--server", url, "--model_name", "m", "--image", str(image), *tls_flags]) == 0
+    [result] = json.loads(capsys.readouterr().out)
+    assert result["image"] == str(image) and len(result["detections"]) > 0
+    tls_flags[1] = str(image)  # not PEM
+    assert main(["detect", "--server", url, "--model_name", "m", "--image", str(image), *tls_flags]) == 2
+    assert re.fullmatch(r"objdet detect: error: --server_ca_file \S+a\.jpg: not PEM \(expected -----BEGIN \.\.\.-----\)\n",
+                        capsys.readouterr().err)
+    with pytest.raises(ObjdetError, match="certificates are for grpcs://"):
+        Client(f"grpc://{server.grpc_target}", root_certificates=certificates.ca_cert)
 
 
 def test_without_client_verify_and_health_follows_readiness(certificates, exported,  # type: ignore[no-untyped-def]

@@ -23,8 +23,15 @@ def register(subcommands: Any) -> None:
     source.add_argument("--model", help="directory written by `objdet export`")
     source.add_argument("--server", metavar="URL",
                         help="ask a running `objdet serve` / TF Serving instead: http://host:8501 "
-                        "(REST) or grpc://host:8500; with --model_name")
+                        "(REST), grpc://host:8500 or grpcs://host:8500 (TLS); with --model_name")
     parser.add_argument("--model_name", default=None, help="the served model's name (--server)")
+    parser.add_argument("--server_ca_file", default=None, metavar="PEM",
+                        help="grpcs://: the certificate authority that signed the server's "
+                        "certificate (default: the system's)")
+    parser.add_argument("--client_cert_file", default=None, metavar="PEM",
+                        help="grpcs://: this client's certificate, for a server with client_verify")
+    parser.add_argument("--client_key_file", default=None, metavar="PEM",
+                        help="grpcs://: the private key of --client_cert_file")
     parser.add_argument(
         "--image", action="append", required=True, metavar="PATH",
         help="image file (JPEG/PNG); repeatable",
@@ -82,7 +89,10 @@ def _run_on_server(args: argparse.Namespace, drawings: list[Path]) -> int:
 
     if not args.model_name:
         raise ObjdetError("--server needs --model_name (the name the server serves the model as)")
-    client = Client(args.server)
+    pem = {flag: _read_pem(flag, getattr(args, flag)) for flag in
+           ("server_ca_file", "client_cert_file", "client_key_file")}
+    client = Client(args.server, root_certificates=pem["server_ca_file"],
+                    private_key=pem["client_key_file"], certificate_chain=pem["client_cert_file"])
     results = []
     for index, image_path in enumerate(args.image):
         try:
@@ -122,3 +132,18 @@ def _save_drawing(pixels: Any, detections: Any, predictor: Any, path: Path) -> N
     save_drawing(pixels, detections.boxes, detections.labels, detections.scores, path, predictor.label_map,
                  masks=detections.masks, keypoints=detections.keypoints,
                  keypoint_scores=detections.keypoint_scores)
+
+
+def _read_pem(flag: str, path: str | None) -> bytes | None:
+    """The PEM file a TLS flag names (None without the flag); one-line error naming it."""
+    from objdet.errors import ObjdetError
+
+    if path is None:
+        return None
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise ObjdetError(f"--{flag} {path}: {error.strerror or error}") from None
+    if b"-----BEGIN " not in data:
+        raise ObjdetError(f"--{flag} {path}: not PEM (expected -----BEGIN ...-----)")
+    return data

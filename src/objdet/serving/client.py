@@ -1,6 +1,7 @@
 """``Client``: talk to ``objdet serve`` (or TensorFlow Serving) over REST or gRPC.
 
     client = Client("http://127.0.0.1:8501")      # REST; "grpc://127.0.0.1:8500" for gRPC
+    client = Client("grpcs://host:8500", root_certificates=ca_pem)   # gRPC over TLS
     outputs = client.predict("detector", [jpeg_bytes, png_bytes])   # one dict per image
     detections = client.detect("detector", jpeg_bytes)              # objdet Detections
     client.status("detector"); client.metadata("detector")
@@ -30,22 +31,38 @@ Image = bytes | np.ndarray  # encoded file bytes, or uint8 [H, W, 3] pixels
 
 
 class Client:
-    """REST (``http://host:port``) or gRPC (``grpc://host:port``) client of one server."""
+    """REST (``http://host:port``) or gRPC (``grpc://host:port``; ``grpcs://host:port`` over
+    TLS, for a server started with ``--ssl_config_file``) client of one server.
 
-    def __init__(self, url: str, *, timeout: float = 60.0) -> None:
+    For ``grpcs://``: ``root_certificates`` (PEM) verify the server (None: the system's
+    roots); ``private_key`` and ``certificate_chain`` (PEM) are the client's certificate, for
+    a server whose ssl config has ``client_verify: true``."""
+
+    def __init__(self, url: str, *, timeout: float = 60.0, root_certificates: bytes | None = None,
+                 private_key: bytes | None = None, certificate_chain: bytes | None = None) -> None:
         self.timeout = timeout
-        self.grpc = url.startswith("grpc://")
-        self.url = url.removeprefix("grpc://").rstrip("/")
-        if not self.grpc and not url.startswith(("http://", "https://")):
-            raise ObjdetError(f"server URL {url!r}: expected http://host:port or grpc://host:port")
+        scheme = url.split("://", 1)[0] if "://" in url else ""
+        self.grpc = scheme in ("grpc", "grpcs")
+        self.url = url.removeprefix(f"{scheme}://").rstrip("/") if self.grpc else url.rstrip("/")
+        if not self.grpc and scheme not in ("http", "https"):
+            raise ObjdetError(f"server URL {url!r}: expected http://host:port, grpc://host:port or "
+                              "grpcs://host:port")
+        if scheme != "grpcs" and (root_certificates or private_key or certificate_chain):
+            raise ObjdetError(f"server URL {url!r}: certificates are for grpcs:// (gRPC over TLS)")
+        if (private_key is None) != (certificate_chain is None):
+            raise ObjdetError("a client certificate needs both its private key and its certificate")
         self._input_dtypes: dict[tuple[str, int | None], str] = {}
         if self.grpc:
             import grpc
 
             from objdet.serving.protos import prediction_service_pb2_grpc as services
 
-            self._channel = grpc.insecure_channel(self.url, options=[
-                ("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)])
+            options = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
+            if scheme == "grpcs":
+                credentials = grpc.ssl_channel_credentials(root_certificates, private_key, certificate_chain)
+                self._channel = grpc.secure_channel(self.url, credentials, options=options)
+            else:
+                self._channel = grpc.insecure_channel(self.url, options=options)
             self._predict_stub = services.PredictionServiceStub(self._channel)
             self._model_stub = services.ModelServiceStub(self._channel)
 
