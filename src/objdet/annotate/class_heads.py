@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from objdet.atomic import atomic_write
 from objdet.errors import ObjdetError
 
 logger = logging.getLogger(__name__)
@@ -169,8 +170,7 @@ def write_remapped_weights(model: nn.Module, weights_path: str | os.PathLike[str
     weights = {name: tensor for name, tensor in source.items()
                if name not in {layer.name for layer in layers}} | remapped
     output_path.parent.mkdir(parents=True, exist_ok=True)
-    partial = output_path.with_name(output_path.name + ".partial")
-    torch.save(weights, partial)
-    os.replace(partial, output_path)
+    with atomic_write(output_path) as handle:
+        torch.save(weights, handle)
     return RemappedWeights(output_path, sorted(remapped),
                            sorted(layer.name for layer in layers if layer.name not in remapped))

@@ -139,6 +139,7 @@ def _corpus_tokens(glyphs: GlyphSet, corpus: str, rng: np.random.Generator, coun
             word.append(token)
             continue
         if word:
+            # a random word ([:-1]: without its trailing space), drawn only when chosen
             mixed.extend(_random_words(glyphs, rng, 1)[:-1] if rng.random() < RANDOM_WORDS else word)
             mixed.append(" ")
         word = []
